@@ -1,0 +1,38 @@
+"""The /proc layer: pure parsers (bytes to records) and a reader with a configurable root."""
+
+from memscope.procfs._parsers import (
+    MapEntry,
+    Mapping,
+    Rollup,
+    Stat,
+    Statm,
+    Status,
+    parse_maps,
+    parse_smaps,
+    parse_smaps_rollup,
+    parse_stat,
+    parse_statm,
+    parse_status,
+    sum_rollups,
+)
+from memscope.procfs._reader import AccessDenied, ProcFS, ProcessGone, ProcfsError
+
+__all__ = [
+    "AccessDenied",
+    "MapEntry",
+    "Mapping",
+    "ProcFS",
+    "ProcessGone",
+    "ProcfsError",
+    "Rollup",
+    "Stat",
+    "Statm",
+    "Status",
+    "parse_maps",
+    "parse_smaps",
+    "parse_smaps_rollup",
+    "parse_stat",
+    "parse_statm",
+    "parse_status",
+    "sum_rollups",
+]
