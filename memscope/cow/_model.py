@@ -1,0 +1,78 @@
+"""Shared data model of the COW forensics (page classes, heap map, scan result).
+
+The heap parser (memscope.cow.heap*) produces a HeapMap; the scanner (pagemap, classify,
+causes) consumes it. Arrays are numpy so attribution stays vectorised.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import IntEnum
+
+import numpy as np
+import numpy.typing as npt
+
+__all__ = ["CowScan", "HeapMap", "PageClass", "TypeBytes"]
+
+U64 = npt.NDArray[np.uint64]
+I64 = npt.NDArray[np.int64]
+BOOL = npt.NDArray[np.bool_]
+
+
+class PageClass(IntEnum):
+    """Class of one page of a child's private writable mapping, relative to its parent."""
+
+    NOT_PRESENT = 0
+    SHARED = 1  # present, not exclusive: still shared with the parent
+    COPIED = 2  # COW broken: exclusive here, parent has a (different) page at that address
+    NEW_PRIVATE = 3  # exclusive here, parent has no page at that address
+    SWAPPED = 4
+
+
+@dataclass
+class HeapMap:
+    """Python objects found in a set of pages of one process.
+
+    One row per object (or per malloc'd buffer). `start` is the address of the PyObject
+    (ob_refcnt), `block_start`/`block_size` the allocator block holding it, including any GC
+    head and 3.11+ pre-header words. `type_index` indexes `type_names`; buffers owned by an
+    object carry the owner's type index and `is_buffer`.
+    """
+
+    start: U64
+    block_start: U64
+    block_size: I64
+    type_index: I64
+    gc_tracked: BOOL
+    is_buffer: BOOL
+    type_names: list[str]
+    # Address ranges of allocator metadata (pymalloc pool headers), as [start, end) pairs.
+    allocator_ranges: U64 = field(default_factory=lambda: np.zeros((0, 2), dtype=np.uint64))
+
+
+@dataclass(frozen=True)
+class TypeBytes:
+    type: str
+    bytes: int
+    objects: int
+
+
+@dataclass
+class CowScan:
+    """Result of one COW scan of one process against its parent."""
+
+    pid: int
+    parent_pid: int
+    scanned_at: float
+    mode: str  # "pfn" (PFNs compared, root) or "exclusive-bit" (no CAP_SYS_ADMIN)
+    inherited_bytes: int
+    copied_bytes: int
+    shared_bytes: int
+    new_private_bytes: int
+    swapped_bytes: int
+    by_kind: dict[str, dict[str, int]] = field(default_factory=dict)  # kind -> class -> bytes
+    by_type: list[TypeBytes] = field(default_factory=list)
+    by_cause: dict[str, int] = field(default_factory=dict)
+    by_type_cause: dict[str, dict[str, int]] = field(default_factory=dict)
+    target: str = ""  # e.g. "CPython 3.11.7" or why object attribution was not possible
+    duration_s: float = 0.0
