@@ -15,13 +15,14 @@ from memscope.procfs._parsers import (
     parse_status,
     sum_rollups,
 )
-from memscope.procfs._reader import AccessDenied, ProcFS, ProcessGone, ProcfsError
+from memscope.procfs._reader import AccessDenied, ProcessGone, ProcFile, ProcFS, ProcfsError
 
 __all__ = [
     "AccessDenied",
     "MapEntry",
     "Mapping",
     "ProcFS",
+    "ProcFile",
     "ProcessGone",
     "ProcfsError",
     "Rollup",
