@@ -15,7 +15,7 @@ from memscope.procfs._parsers import (
     parse_status,
     sum_rollups,
 )
-from memscope.procfs._reader import AccessDenied, ProcFS, ProcessGone, ProcfsError
+from memscope.procfs._reader import AccessDenied, ProcessGone, ProcFS, ProcfsError
 
 __all__ = [
     "AccessDenied",
