@@ -15,7 +15,14 @@ from memscope.procfs._parsers import (
     parse_status,
     sum_rollups,
 )
-from memscope.procfs._reader import AccessDenied, ProcessGone, ProcFile, ProcFS, ProcfsError
+from memscope.procfs._reader import (
+    AccessDenied,
+    ProcessGone,
+    ProcessHandle,
+    ProcFile,
+    ProcFS,
+    ProcfsError,
+)
 
 __all__ = [
     "AccessDenied",
@@ -24,6 +31,7 @@ __all__ = [
     "ProcFS",
     "ProcFile",
     "ProcessGone",
+    "ProcessHandle",
     "ProcfsError",
     "Rollup",
     "Stat",
