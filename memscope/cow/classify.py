@@ -97,7 +97,7 @@ def probe_pymalloc(procfs: ProcFS, pid: int, regions: Sequence[MapEntry]) -> lis
     """
     found = [False] * len(regions)
     try:
-        with procfs.open(pid, "mem") as f:
+        with procfs.open_file(pid, "mem") as f:
             buf = bytearray(_POOL_HEADER.size)
             for i, r in enumerate(regions):
                 if r.inode != 0 or r.path:

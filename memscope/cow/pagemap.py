@@ -98,7 +98,7 @@ def read_pagemap(procfs: ProcFS, pid: int, regions: Sequence[MapEntry]) -> U64:
     out = np.zeros(total, dtype=np.uint64)
     view = out.data.cast("B")
     pos = 0
-    with procfs.open(pid, "pagemap") as f:
+    with procfs.open_file(pid, "pagemap") as f:
         for r in regions:
             n = ((r.end - r.start) >> PAGE_SHIFT) * 8
             got = f.readinto(view[pos : pos + n], (r.start >> PAGE_SHIFT) * 8)
@@ -131,7 +131,7 @@ def read_pages(procfs: ProcFS, pid: int, addrs: U64) -> tuple[U8, BOOL]:
         return pages, ok
     view = pages.reshape(-1).data
     first, counts = runs(addrs)
-    with procfs.open(pid, "mem") as f:
+    with procfs.open_file(pid, "mem") as f:
         for i, c in zip(first.tolist(), counts.tolist(), strict=True):
             lo = i * PAGE_SIZE
             got = f.readinto(view[lo : lo + c * PAGE_SIZE], int(addrs[i]))
