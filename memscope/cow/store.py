@@ -18,6 +18,7 @@ import sqlite3
 from collections.abc import Iterable
 
 from memscope.cow._model import CowScan, TypeBytes
+from memscope.recording import EXTENSION_DDL
 
 __all__ = ["COW_DDL", "create_tables", "read_scans", "scans_of", "write_scan"]
 
@@ -49,6 +50,8 @@ COW_DDL = (
         scan_id INTEGER NOT NULL, type TEXT NOT NULL, cause TEXT NOT NULL,
         bytes INTEGER NOT NULL)""",
 )
+
+EXTENSION_DDL.extend(ddl for ddl in COW_DDL if ddl not in EXTENSION_DDL)
 
 # Keep recordings bounded: per scan, the largest types only (the rest summed as "(other)").
 MAX_TYPES = 50

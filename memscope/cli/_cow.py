@@ -1,0 +1,59 @@
+"""`--cow-interval` for the recording commands, and the COW scan hook it configures."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+import click
+
+from memscope.cow.schedule import CowScheduler, install_sigusr1
+
+__all__ = ["CowInterval", "cow_options", "cow_scheduler"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class CowInterval(click.ParamType):
+    """"auto" (adaptive, within the CPU budget), or seconds between scans (0 disables)."""
+
+    name = "auto|SECONDS"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if value is None or isinstance(value, float):
+            return value
+        if str(value).strip().lower() == "auto":
+            return None
+        try:
+            seconds = float(value)
+        except ValueError:
+            self.fail(f"{value!r} is not 'auto' or a number of seconds", param, ctx)
+        if seconds < 0:
+            self.fail("must be >= 0 (0 disables scheduled scans)", param, ctx)
+        return seconds
+
+
+def cow_options(func: F) -> F:
+    return click.option(
+        "--cow-interval",
+        type=CowInterval(),
+        default="auto",
+        show_default=True,
+        help=(
+            "Copy-on-write scans of each forked worker: 'auto' scans when a worker's USS moves"
+            " by 1 MiB, within a 5% CPU budget; a number scans every N seconds; 0 disables"
+            " scheduled scans. SIGUSR1 to memscope scans every worker at once."
+        ),
+    )(func)
+
+
+@contextmanager
+def cow_scheduler(interval: float | None) -> Iterator[CowScheduler]:
+    """A scheduler for the sampler's hooks, with SIGUSR1 wired to on-demand scans."""
+    scheduler = CowScheduler(interval=interval)
+    restore = install_sigusr1(scheduler)
+    try:
+        yield scheduler
+    finally:
+        restore()
