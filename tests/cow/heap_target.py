@@ -33,8 +33,10 @@ def main():
     for x in ints:
         total += x
     gc.collect()
-    array.array("Q", [id(r) for r in records]).tofile(open(out + ".records", "wb"))
-    array.array("Q", sorted({id(x) >> 12 for x in ints})).tofile(open(out + ".intpages", "wb"))
+    with open(out + ".records", "wb") as f:
+        array.array("Q", [id(r) for r in records]).tofile(f)
+    with open(out + ".intpages", "wb") as f:
+        array.array("Q", sorted({id(x) >> 12 for x in ints})).tofile(f)
     truth = {
         "pid": os.getpid(),
         "version": list(sys.version_info[:3]),

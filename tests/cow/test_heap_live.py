@@ -20,7 +20,6 @@ from memscope.cow.heap import parse_heap
 from memscope.cow.memreader import MemReader
 from memscope.procfs import ProcFS
 from tests.cow._heap_helpers import (
-    PYENV,
     VERSIONS,
     Worker,
     bytes_by_type_in_pages,
@@ -51,8 +50,10 @@ class Parsed:
         return np.flatnonzero((self.heap.type_index == index) & (self.heap.is_buffer == buffers))
 
 
-@pytest.fixture(scope="module", params=[v for v in VERSIONS if (PYENV / v).exists()])
-def worker(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Worker]:
+@pytest.fixture(scope="module", params=VERSIONS)
+def worker(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Worker]:
     tmp: Path = tmp_path_factory.mktemp("heap")
     with forked_worker(request.param, tmp, N_INTS, N_RECORDS) as w:
         yield w
