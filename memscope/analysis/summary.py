@@ -212,7 +212,7 @@ def _process_summary(row: ProcessRow, stats: dict[str, Any] | None) -> ProcessSu
 
 #: Feature modules (COW, leaks, ...) add JSON-ready data to Summary.extra and
 #: ProcessSummary.extra here: fn(recording, summary), called at the end of build_summary.
-SUMMARY_EXTENSIONS: list[Callable[[Recording, "Summary"], None]] = []
+SUMMARY_EXTENSIONS: list[Callable[[Recording, Summary], None]] = []
 
 
 def build_summary(rec: Recording) -> Summary:

@@ -10,35 +10,30 @@ import click
 
 from memscope.cow.schedule import CowScheduler, install_sigusr1
 
-__all__ = ["CowInterval", "cow_options", "cow_scheduler"]
+__all__ = ["cow_options", "cow_scheduler", "parse_cow_interval"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-class CowInterval(click.ParamType):
-    """"auto" (adaptive, within the CPU budget), or seconds between scans (0 disables)."""
-
-    name = "auto|SECONDS"
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
-        if value is None or isinstance(value, float):
-            return value
-        if str(value).strip().lower() == "auto":
-            return None
-        try:
-            seconds = float(value)
-        except ValueError:
-            self.fail(f"{value!r} is not 'auto' or a number of seconds", param, ctx)
-        if seconds < 0:
-            self.fail("must be >= 0 (0 disables scheduled scans)", param, ctx)
-        return seconds
+def parse_cow_interval(ctx: click.Context, param: click.Parameter, value: str) -> float | None:
+    """"auto" -> None (adaptive, within the CPU budget); else seconds between scans (0: off)."""
+    if value.strip().lower() == "auto":
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not 'auto' or a number of seconds") from None
+    if seconds < 0:
+        raise click.BadParameter("must be >= 0 (0 disables scheduled scans)")
+    return seconds
 
 
 def cow_options(func: F) -> F:
     return click.option(
         "--cow-interval",
-        type=CowInterval(),
+        metavar="auto|SECONDS",
         default="auto",
+        callback=parse_cow_interval,
         show_default=True,
         help=(
             "Copy-on-write scans of each forked worker: 'auto' scans when a worker's USS moves"

@@ -24,6 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 
 from memscope.cow._model import HeapMap, TypeBytes
 from memscope.cow.pagemap import BOOL, I64, PAGE_SIZE, U8, U64
@@ -73,9 +74,10 @@ def attribute(
         page_cause[ok] = np.where(page_diff[ok], _WRITE, _TRANSIENT)
         return _summarise(page_cause, _no_objects(n), [], n)
 
-    order = np.argsort(heap.block_start, kind="stable")
-    obj = _Objects(heap, order)
-    pi, wi = np.nonzero(diff)
+    obj = _Objects(heap)
+    differing = np.flatnonzero(page_diff)
+    pi, wi = np.nonzero(diff[differing])
+    pi = differing[pi]
     waddr = addrs[pi] + wi.astype(np.uint64) * np.uint64(8)
     word_cause = _word_causes(waddr, obj, heap.allocator_ranges, pool_size)
     strongest = np.full(n, -1, dtype=np.int64)
@@ -91,15 +93,25 @@ def attribute(
 
 
 class _Objects:
-    """HeapMap rows sorted by block start, with their block ends."""
+    """HeapMap rows sorted by block start (the heap parser's order already), with block ends."""
 
-    def __init__(self, heap: HeapMap, order: I64) -> None:
-        self.block_start = heap.block_start[order].astype(np.uint64)
-        self.block_end = self.block_start + heap.block_size[order].astype(np.uint64)
-        self.start = heap.start[order].astype(np.uint64)
-        self.type_index = heap.type_index[order].astype(np.int64)
-        self.gc_tracked = heap.gc_tracked[order].astype(np.bool_)
-        self.is_buffer = heap.is_buffer[order].astype(np.bool_)
+    def __init__(self, heap: HeapMap) -> None:
+        bs = heap.block_start.astype(np.uint64, copy=False)
+        if len(bs) > 1 and not bool(np.all(bs[1:] >= bs[:-1])):
+            order = np.argsort(bs, kind="stable")
+            bs = bs[order]
+            size = heap.block_size[order]
+            start, tidx = heap.start[order], heap.type_index[order]
+            gc, buf = heap.gc_tracked[order], heap.is_buffer[order]
+        else:
+            size, start, tidx = heap.block_size, heap.start, heap.type_index
+            gc, buf = heap.gc_tracked, heap.is_buffer
+        self.block_start = bs
+        self.block_end = bs + size.astype(np.uint64)
+        self.start = start.astype(np.uint64, copy=False)
+        self.type_index = tidx.astype(np.int64, copy=False)
+        self.gc_tracked = gc.astype(np.bool_, copy=False)
+        self.is_buffer = buf.astype(np.bool_, copy=False)
 
 
 def _word_causes(waddr: U64, obj: _Objects, alloc: U64, pool_size: int) -> I64:
@@ -148,23 +160,44 @@ def _no_objects(n: int) -> _Overlap:
 
 
 def _overlaps(addrs: U64, obj: _Objects) -> _Overlap:
-    """Every (object, copied page) pair that overlaps, with the bytes of the overlap."""
+    """Every (object, copied page) pair that overlaps, with the bytes of the overlap.
+
+    Most blocks lie inside one page: they take one searchsorted; only blocks spanning pages
+    (large buffers, blocks across a page boundary) are expanded page by page.
+    """
     if len(obj.block_start) == 0 or len(addrs) == 0:
         return _no_objects(len(addrs))
     mask = ~(_PAGE - np.uint64(1))
     first = obj.block_start & mask
     last = (obj.block_end - np.uint64(1)) & mask
-    p0 = np.searchsorted(addrs, first, side="left").astype(np.int64)
-    p1 = np.searchsorted(addrs, last, side="right").astype(np.int64)
-    count = np.maximum(p1 - p0, 0)
-    rows = np.repeat(np.arange(len(count), dtype=np.int64), count)
+    # Blocks are sorted, so their first pages come in runs: look up each run once.
+    change = np.flatnonzero(first[1:] != first[:-1]) + 1
+    run_start = np.concatenate(([0], change)).astype(np.int64)
+    run_len = np.diff(np.concatenate((run_start, [len(first)]))).astype(np.int64)
+    p0 = np.repeat(np.searchsorted(addrs, first[run_start]).astype(np.int64), run_len)
+    single = first == last
+    rows1 = np.flatnonzero(single)
+    page1 = p0[rows1]
+    hit = page1 < len(addrs)
+    hit[hit] = addrs[page1[hit]] == first[rows1[hit]]
+    rows1, page1 = rows1[hit], page1[hit]
+    bytes1 = (obj.block_end[rows1] - obj.block_start[rows1]).astype(np.int64)
+
+    multi = np.flatnonzero(~single)
+    p1 = np.searchsorted(addrs, last[multi], side="right").astype(np.int64)
+    count = np.maximum(p1 - p0[multi], 0)
+    rows = np.repeat(multi, count)
     offsets = np.repeat(np.cumsum(count) - count, count)
-    page = p0[rows] + (np.arange(len(rows), dtype=np.int64) - offsets)
+    page = np.repeat(p0[multi], count) + (np.arange(len(rows), dtype=np.int64) - offsets)
     lo = np.maximum(obj.block_start[rows], addrs[page])
     hi = np.minimum(obj.block_end[rows], addrs[page] + _PAGE)
-    nbytes = (hi - lo).astype(np.int64)
+    nbytes = (hi.astype(np.int64) - lo.astype(np.int64))
     keep = nbytes > 0
-    return _Overlap(rows[keep], page[keep], nbytes[keep])
+    return _Overlap(
+        np.concatenate((rows1, rows[keep])),
+        np.concatenate((page1, page[keep])),
+        np.concatenate((bytes1, nbytes[keep])),
+    )
 
 
 def _summarise(
@@ -175,24 +208,29 @@ def _summarise(
     obj: _Objects | None = None,
 ) -> CauseResult:
     nc = len(CAUSES)
-    by_cause_pages = np.bincount(page_cause, minlength=nc)
+    cause = page_cause.astype(np.int64)
+    by_cause_pages = np.bincount(cause, minlength=nc)
     by_cause = {c: int(by_cause_pages[i]) * PAGE_SIZE for i, c in enumerate(CAUSES)}
     names = [*type_names, UNATTRIBUTED]
     un = len(type_names)
     # Scale down pages where parsed blocks claim more than a page (overlapping rows).
     covered = np.bincount(overlap.page, weights=overlap.nbytes, minlength=n)
-    scale = np.where(covered > PAGE_SIZE, PAGE_SIZE / np.maximum(covered, 1), 1.0)
-    weights = overlap.nbytes * scale[overlap.page]
+    weights: npt.NDArray[np.float64] | I64 = overlap.nbytes
+    if len(covered) and covered.max() > PAGE_SIZE:
+        scale = np.where(covered > PAGE_SIZE, PAGE_SIZE / np.maximum(covered, 1), 1.0)
+        weights = overlap.nbytes * scale[overlap.page]
     leftover = PAGE_SIZE - np.minimum(covered, PAGE_SIZE)
     types = (
         obj.type_index[overlap.obj] if obj is not None else np.zeros(0, dtype=np.int64)
     )
-    keys = np.concatenate((types * nc + page_cause[overlap.page], un * nc + page_cause))
+    keys = np.concatenate((types * nc + cause[overlap.page], un * nc + cause))
     w = np.concatenate((weights, leftover))
     table = np.bincount(keys, weights=w, minlength=len(names) * nc).reshape(len(names), nc)
     objects = np.zeros(len(names), dtype=np.int64)
     if obj is not None and len(overlap.obj):
-        live = np.unique(overlap.obj[~obj.is_buffer[overlap.obj]])
+        seen = np.zeros(len(obj.type_index), dtype=np.bool_)
+        seen[overlap.obj] = True
+        live = np.flatnonzero(seen & ~obj.is_buffer)
         objects[: len(type_names)] = np.bincount(obj.type_index[live], minlength=un)[:un]
     totals = table.sum(axis=1)
     by_type: list[TypeBytes] = []

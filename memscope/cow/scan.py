@@ -109,7 +109,6 @@ def scan_process(
 
 def _parse(target: Target, procfs: ProcFS, pid: int, addrs: U64, pages: U8) -> HeapMap:
     with MemReader(pid, procfs) as reader:
-        reader.prime(addrs, pages)
         return parse_heap(target, reader, addrs, pages)
 
 

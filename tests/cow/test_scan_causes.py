@@ -108,9 +108,12 @@ def test_bytes_per_type_split_by_object_bytes() -> None:
     result = attribute(ADDRS, child, parent, np.ones(4, np.bool_), heap_map(), 4096)
     by_type = {t.type: t for t in result.by_type}
     # 125 live ints of 32 bytes; 63 Items of 64 bytes; 2 copied pages of the buffer
-    assert by_type["int"].bytes == 125 * 32 and by_type["int"].objects == 125
-    assert by_type["__main__.Item"].bytes == 63 * 64 and by_type["__main__.Item"].objects == 63
-    assert by_type["bytearray"].bytes == 2 * PAGE and by_type["bytearray"].objects == 0
+    assert by_type["int"].bytes == 125 * 32
+    assert by_type["int"].objects == 125
+    assert by_type["__main__.Item"].bytes == 63 * 64
+    assert by_type["__main__.Item"].objects == 63
+    assert by_type["bytearray"].bytes == 2 * PAGE
+    assert by_type["bytearray"].objects == 0
     # pool headers, the free int block, and the 16-byte tails of both pools
     assert by_type[UNATTRIBUTED].bytes == (48 + 32 + 16) + (48 + 16)
     assert sum(t.bytes for t in result.by_type) == 4 * PAGE

@@ -57,7 +57,7 @@ def test_present_and_exclusive_bits_match_smaps_per_mapping(capture: dict[str, n
 def test_page_addresses_follow_the_regions(capture: dict[str, np.ndarray]) -> None:
     regions = private_writable(parse_maps(capture["maps"].tobytes()))
     addrs, region_index = page_addresses(regions)
-    first, counts = runs(addrs)
+    _first, counts = runs(addrs)
     # Each mapping starts a run (or continues an adjacent one) and pages are 4 KiB apart.
     assert int(counts.sum()) == len(addrs)
     assert all(addrs[region_index == i][0] == r.start for i, r in enumerate(regions))
@@ -94,7 +94,9 @@ def test_root_capture_reads_pfns_and_both_modes_agree_on_anon_copies(
     kinds = [mapping_kind(r, False) for r in regions]
     by_kind = bytes_by_kind(by_pfn, region_index, kinds)
     assert by_kind["anon"]["copied"] >= 32 * MiB  # malloc mmap'd the bytearray's buffer
-    assert "stack" in by_kind and "library-data" in by_kind and "malloc-heap" in by_kind
+    assert "stack" in by_kind
+    assert "library-data" in by_kind
+    assert "malloc-heap" in by_kind
 
 
 def _entries(*bits: int, pfn: int = 0) -> int:

@@ -77,7 +77,7 @@ def main():
         while True:
             signal.pause()
     os.read(r, 1)
-    sys.stdout.write("%d %d\n" % (os.getpid(), pid))
+    sys.stdout.write(f"{os.getpid()} {pid}\n")
     sys.stdout.flush()
     os.waitpid(pid, 0)
 
