@@ -68,9 +68,13 @@ def _type_bytes(scans: Iterable[CowScan], causes: Sequence[str]) -> dict[str, in
     return out
 
 
+# Rows that are not a type a user can act on: named only when nothing else is.
+_GENERIC = ("buffer", "(unattributed)", "(other)")
+
+
 def _top(per_type: dict[str, int], total: int, limit: int = 5) -> list[str]:
-    ranked = sorted(per_type.items(), key=lambda kv: -kv[1])
-    return [t for t, n in ranked[:limit] if total and n >= _MIN_SHARE * total]
+    ranked = sorted(per_type.items(), key=lambda kv: (kv[0] in _GENERIC, -kv[1]))
+    return [t for t, n in ranked if total and n >= _MIN_SHARE * total][:limit]
 
 
 def _pids(scans: Iterable[CowScan], types: Sequence[str], causes: Sequence[str]) -> list[int]:
@@ -105,7 +109,8 @@ def advise(scans: Sequence[CowScan]) -> list[Advice]:
         if total < floor:
             return
         types = _top(per_type, total)
-        addressed = sum(per_type[t] for t in types)
+        # The remedy saves whole pages: every typed byte of the cause counts (buffers too).
+        addressed = total
         items.append(
             Advice(
                 kind=kind,

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from memscope.cow._model import PageClass
-from memscope.cow.pagemap import I64, U8, PageTable
+from memscope.cow.pagemap import I64, U8, U64, PageTable
 from memscope.procfs import MapEntry, ProcFS, ProcfsError
 
 __all__ = [
@@ -87,12 +87,16 @@ def _valid_pool_header(raw: bytes, pool_size: int) -> bool:
     return bool(szidx < 64 and maxnextoffset == pool_size - size and 48 <= nextoffset <= pool_size)
 
 
-def probe_pymalloc(procfs: ProcFS, pid: int, regions: Sequence[MapEntry]) -> list[bool]:
+def probe_pymalloc(
+    procfs: ProcFS, pid: int, regions: Sequence[MapEntry], present: U64
+) -> list[bool]:
     """For each anonymous region: does its first pool-aligned address hold a pymalloc pool header?
 
     pymalloc mmaps arenas (256 KiB on 3.8/3.9, 1 MiB on 3.10+) and the kernel merges adjacent
     ones into one mapping, so size alone does not identify them. The first pool of an arena is
     the first one used, and its header is validated exactly (maxnextoffset == pool - block).
+    Only pages present in `present` (sorted addresses) are read: reading a page that is not
+    present through /proc/PID/mem would fault it into the target (zero page, page cache).
     Unreadable memory (no ptrace access) gives False for every region.
     """
     found = [False] * len(regions)
@@ -104,7 +108,7 @@ def probe_pymalloc(procfs: ProcFS, pid: int, regions: Sequence[MapEntry]) -> lis
                     continue
                 for pool in POOL_SIZES:
                     addr = (r.start + pool - 1) & ~(pool - 1)
-                    if addr + pool > r.end:
+                    if addr + pool > r.end or not _contains(present, addr):
                         continue
                     got = f.readinto(memoryview(buf), addr)
                     if got == len(buf) and _valid_pool_header(bytes(buf), pool):
@@ -113,6 +117,11 @@ def probe_pymalloc(procfs: ProcFS, pid: int, regions: Sequence[MapEntry]) -> lis
     except ProcfsError:
         return [False] * len(regions)
     return found
+
+
+def _contains(sorted_addrs: U64, addr: int) -> bool:
+    i = int(np.searchsorted(sorted_addrs, np.uint64(addr)))
+    return i < len(sorted_addrs) and int(sorted_addrs[i]) == addr
 
 
 def mapping_kind(m: MapEntry, is_pymalloc: bool) -> str:

@@ -87,7 +87,8 @@ def scan_process(
         target_text = f"page-level only: {exc}"
     result = attribute(copied, pages, parent_pages, ok, heap, pool_size)
 
-    kinds = _kinds(procfs, pid, regions, heap)
+    present = np.sort(addrs[child.present & ~child.swapped])
+    kinds = _kinds(procfs, pid, regions, heap, present)
     return CowScan(
         pid=pid,
         parent_pid=parent_pid,
@@ -113,11 +114,11 @@ def _parse(target: Target, procfs: ProcFS, pid: int, addrs: U64, pages: U8) -> H
 
 
 def _kinds(
-    procfs: ProcFS, pid: int, regions: Sequence[MapEntry], heap: HeapMap | None
+    procfs: ProcFS, pid: int, regions: Sequence[MapEntry], heap: HeapMap | None, present: U64
 ) -> list[str]:
     """Kind of each region; pymalloc when a pool header is found at its start or the heap
     parser validated a pool header inside it."""
-    pymalloc = probe_pymalloc(procfs, pid, regions)
+    pymalloc = probe_pymalloc(procfs, pid, regions, present)
     if heap is not None and len(heap.allocator_ranges):
         heads = np.sort(heap.allocator_ranges[:, 0])
         for i, r in enumerate(regions):

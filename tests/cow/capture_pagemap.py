@@ -40,7 +40,7 @@ def main() -> None:
         [python, os.path.join(HERE, "workloads.py"), workload], stdout=subprocess.PIPE, text=True
     )
     assert proc.stdout is not None
-    parent, child = map(int, proc.stdout.readline().split())
+    parent, child = map(int, proc.stdout.readline().split()[:2])
     fs = ProcFS()
     time.sleep(0.5)  # let the child reach signal.pause()
     try:

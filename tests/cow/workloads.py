@@ -2,10 +2,10 @@
 
     python workloads.py NAME
 
-The parent builds the data, forks, and the child runs the workload, then reports ready and
-holds (signal.pause) so the test can scan it. The parent prints "PARENT_PID CHILD_PID" and
-waits for the child; the test kills the child to end both. Nothing else runs after the fork,
-so the pages the child copied are the workload's.
+The parent builds the data, forks and blocks in os.waitpid (so it writes nothing after the
+fork); the child runs the workload, prints "PARENT_PID CHILD_PID work" and holds
+(signal.pause) so the test can scan it. For numpy a second, idle child prints
+"PARENT_PID CHILD_PID control". The test kills the children to end the parent.
 """
 
 import gc
@@ -21,8 +21,8 @@ NUMPY_FLOATS = 8 << 20  # 64 MiB of float64
 
 class Item:
     def __init__(self, i):
-        self.a = i
-        self.b = "x"
+        self.ident = i
+        self.name = "x"
 
 
 def build(name):
@@ -68,18 +68,23 @@ def work(name, data):
 def main():
     name = sys.argv[1]
     data = build(name)
-    r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        signal.alarm(600)  # never outlive a crashed test run
-        work(name, data)
-        os.write(w, b"r")
-        while True:
-            signal.pause()
-    os.read(r, 1)
-    sys.stdout.write(f"{os.getpid()} {pid}\n")
+    # numpy: a second, idle child of the same parent measures what any fork of this
+    # interpreter copies by itself (at-fork hooks of threading etc.), for comparison.
+    roles = ["work", "control"] if name == "numpy" else ["work"]
     sys.stdout.flush()
-    os.waitpid(pid, 0)
+    children = []
+    for role in roles:
+        pid = os.fork()
+        if pid == 0:
+            signal.alarm(600)  # never outlive a crashed test run
+            if role == "work":
+                work(name, data)
+            os.write(1, ("%d %d %s\n" % (os.getppid(), os.getpid(), role)).encode())
+            while True:
+                signal.pause()
+        children.append(pid)
+    for pid in children:
+        os.waitpid(pid, 0)
 
 
 if __name__ == "__main__":
