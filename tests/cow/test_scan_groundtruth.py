@@ -3,13 +3,12 @@
 Each (python, workload) forks once (tests/cow/workloads.py), is scanned while the child
 holds, then killed; the scans are cached for the module so several assertions share them.
 
-| workload  | the child...                          | must show                                      |
-|-----------|---------------------------------------|------------------------------------------------|
-| ints      | iterates a list of 2M ints            | >= 90% of copied bytes typed int, transient/refcount |
-| instances | gc.collect() over 300k Item instances | Item the top type, cause gc/transient          |
-| freeze    | the same, parent used gc.freeze()     | copied drops by >= 95%                         |
-| numpy     | sums a 64 MiB float64 array           | copied < 1 MiB over an idle sibling's          |
-| bytearray | writes every 64th byte of 32 MiB      | data writes dominate                           |
+- ints: the child iterates a list of 2M ints -> >= 90% of copied bytes typed int, cause
+  transient/refcount;
+- instances: gc.collect() over 300k Item instances -> Item the top type, cause gc/transient;
+- freeze: the same, the parent used gc.freeze() -> copied drops by >= 95%;
+- numpy: sums a 64 MiB float64 array -> copied < 1 MiB over an idle sibling's;
+- bytearray: writes every 64th byte of 32 MiB -> data writes dominate.
 """
 
 from __future__ import annotations

@@ -79,7 +79,7 @@ def main():
             signal.alarm(600)  # never outlive a crashed test run
             if role == "work":
                 work(name, data)
-            os.write(1, ("%d %d %s\n" % (os.getppid(), os.getpid(), role)).encode())
+            os.write(1, f"{os.getppid()} {os.getpid()} {role}\n".encode())
             while True:
                 signal.pause()
         children.append(pid)
