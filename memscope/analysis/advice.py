@@ -78,12 +78,11 @@ def _top(per_type: dict[str, int], total: int, limit: int = 5) -> list[str]:
 
 
 def _pids(scans: Iterable[CowScan], types: Sequence[str], causes: Sequence[str]) -> list[int]:
+    """Workers where the remedy addresses at least 256 KiB."""
     return sorted(
-        {
-            s.pid
-            for s in scans
-            if any(s.by_type_cause.get(t, {}).get(c, 0) for t in types for c in causes)
-        }
+        s.pid
+        for s in scans
+        if sum(s.by_type_cause.get(t, {}).get(c, 0) for t in types for c in causes) >= 1 << 18
     )
 
 

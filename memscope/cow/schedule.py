@@ -5,12 +5,15 @@ processes whose parent is also a live member (forked workers) and writes each sc
 recording (memscope.cow.store). When to scan:
 
 - `interval=None` (default, adaptive): a worker is scanned once when first seen (its
-  baseline), then whenever its USS (from the sampler's latest rollup) moved by `growth`
-  bytes (1 MiB) since its last scan, and at least every `max_gap` seconds, never more often
-  than every `min_gap` seconds. Scans spend a CPU budget: a token bucket fills at `budget`
-  CPU-seconds per second (default 5% of one core) up to `burst` seconds, each scan spends its
-  measured duration, and no scan starts while the bucket is empty. The burst lets the first
-  scans of a short run happen at once; over a long run scans average at most `budget`.
+  baseline), then whenever it took `growth / 4096` minor page faults (1 MiB worth) since its
+  last scan, and at least every `max_gap` seconds, never more often than every `min_gap`
+  seconds. A copy-on-write break is a minor fault, as is the first touch of new memory, so
+  the fault counter (/proc/PID/stat, O(1)) says when pages may have been copied; RSS cannot
+  (a copied page replaces a shared one) and USS needs a page-table walk.
+  Scans spend a CPU budget: a token bucket fills at `budget` CPU-seconds per second (default
+  5% of one core) up to `burst` seconds, each scan spends its measured duration, and no scan
+  starts while the bucket is empty. The burst lets the first scans of a short run happen at
+  once; over a long run scans average at most `budget`.
 - `interval=S`: every S seconds per worker (the user's choice, no budget);
 - `interval=0`: disabled (on-demand requests still work).
 
@@ -33,7 +36,7 @@ from memscope.procfs import AccessDenied, ProcessGone, ProcFS
 from memscope.sampler import TickContext
 from memscope.tree import Member
 
-__all__ = ["CowScheduler", "install_sigusr1"]
+__all__ = ["CowScheduler", "install_sigusr1", "minor_faults"]
 
 Scanner = Callable[[int, int, ProcFS], CowScan]
 
@@ -41,7 +44,17 @@ Scanner = Callable[[int, int, ProcFS], CowScan]
 @dataclass
 class _State:
     last_t: float | None = None  # clock() of the last scan
-    last_uss: int | None = None  # USS known at the last scan
+    last_minflt: int = 0  # minor faults counted at the last scan
+
+
+def minor_faults(procfs: ProcFS, pid: int) -> int | None:
+    """Field 10 of /proc/PID/stat (minflt), or None when the process is gone."""
+    try:
+        raw = procfs.read(pid, "stat")
+    except (ProcessGone, AccessDenied):
+        return None
+    fields = raw[raw.rfind(b")") + 2 :].split()
+    return int(fields[7]) if len(fields) > 7 else None
 
 
 def _default_scanner(pid: int, ppid: int, procfs: ProcFS) -> CowScan:
@@ -56,7 +69,7 @@ class CowScheduler:
         budget: float = 0.05,
         burst: float = 2.0,
         growth: int = 1 << 20,
-        min_gap: float = 1.0,
+        min_gap: float = 0.25,
         max_gap: float = 60.0,
         tick_slice: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
@@ -87,7 +100,7 @@ class CowScheduler:
         """Scan every worker at the next tick (safe to call from a signal handler)."""
         self._requested = True
 
-    def _due(self, member: Member, uss: int | None, now: float) -> bool:
+    def _due(self, member: Member, minflt: int | None, now: float) -> bool:
         state = self._state.setdefault(member.key, _State())
         if state.last_t is None:
             return self.interval != 0
@@ -96,7 +109,8 @@ class CowScheduler:
             return self.interval > 0 and gap >= self.interval
         if gap < self.min_gap:
             return False
-        moved = uss is not None and abs(uss - (state.last_uss or 0)) >= self.growth
+        faults = 0 if minflt is None else minflt - state.last_minflt
+        moved = faults * 4096 >= self.growth
         return moved or gap >= self.max_gap
 
     def __call__(self, ctx: TickContext) -> None:
@@ -111,11 +125,8 @@ class CowScheduler:
             del self._state[key]
         requested, self._requested = self._requested, False
 
-        def uss(m: Member) -> int | None:
-            rollup = ctx.latest.get(m.record_id)
-            return rollup.uss if rollup is not None else None
-
-        due = [m for m in workers if requested or self._due(m, uss(m), now)]
+        faults = {m.pid: minor_faults(ctx.procfs, m.pid) for m in workers}
+        due = [m for m in workers if requested or self._due(m, faults[m.pid], now)]
         started = time.perf_counter()
         for member in due:
             if not requested:
@@ -123,9 +134,9 @@ class CowScheduler:
                     break
                 if time.perf_counter() - started > self.tick_slice:
                     break
-            self._scan(ctx, member, uss(member))
+            self._scan(ctx, member, faults[member.pid])
 
-    def _scan(self, ctx: TickContext, member: Member, uss: int | None) -> None:
+    def _scan(self, ctx: TickContext, member: Member, minflt: int | None) -> None:
         t0 = time.perf_counter()
         try:
             scan = self.scanner(member.pid, member.ppid, ctx.procfs)
@@ -140,7 +151,7 @@ class CowScheduler:
             self.scan_s += cost
         state = self._state.setdefault(member.key, _State())
         state.last_t = self.clock()
-        state.last_uss = uss
+        state.last_minflt = minflt or 0
         self.scans += 1
         write_scan(ctx.writer.conn, member.record_id, scan)
 
