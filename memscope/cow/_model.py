@@ -76,3 +76,4 @@ class CowScan:
     by_type_cause: dict[str, dict[str, int]] = field(default_factory=dict)
     target: str = ""  # e.g. "CPython 3.11.7" or why object attribution was not possible
     duration_s: float = 0.0
+    timings: dict[str, float] = field(default_factory=dict)  # phase -> seconds (not stored)

@@ -24,7 +24,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import numpy.typing as npt
 
 from memscope.cow._model import HeapMap, TypeBytes
 from memscope.cow.pagemap import BOOL, I64, PAGE_SIZE, U8, U64
@@ -213,19 +212,14 @@ def _summarise(
     by_cause = {c: int(by_cause_pages[i]) * PAGE_SIZE for i, c in enumerate(CAUSES)}
     names = [*type_names, UNATTRIBUTED]
     un = len(type_names)
-    # Scale down pages where parsed blocks claim more than a page (overlapping rows).
-    covered = np.bincount(overlap.page, weights=overlap.nbytes, minlength=n)
-    weights: npt.NDArray[np.float64] | I64 = overlap.nbytes
-    if len(covered) and covered.max() > PAGE_SIZE:
-        scale = np.where(covered > PAGE_SIZE, PAGE_SIZE / np.maximum(covered, 1), 1.0)
-        weights = overlap.nbytes * scale[overlap.page]
-    leftover = PAGE_SIZE - np.minimum(covered, PAGE_SIZE)
-    types = (
-        obj.type_index[overlap.obj] if obj is not None else np.zeros(0, dtype=np.int64)
-    )
-    keys = np.concatenate((types * nc + cause[overlap.page], un * nc + cause))
-    w = np.concatenate((weights, leftover))
-    table = np.bincount(keys, weights=w, minlength=len(names) * nc).reshape(len(names), nc)
+    types = obj.type_index[overlap.obj] if obj is not None else np.zeros(0, dtype=np.int64)
+    parsed = np.bincount(
+        types * nc + cause[overlap.page], weights=overlap.nbytes, minlength=un * nc
+    ).reshape(un, nc)
+    # Blocks are disjoint (pool blocks, malloc chunks), so per cause the bytes no block
+    # covers are the cause's pages less the parsed bytes in them.
+    leftover = np.maximum(by_cause_pages * PAGE_SIZE - parsed.sum(axis=0), 0)
+    table = np.vstack((parsed, leftover[None, :]))
     objects = np.zeros(len(names), dtype=np.int64)
     if obj is not None and len(overlap.obj):
         seen = np.zeros(len(obj.type_index), dtype=np.bool_)

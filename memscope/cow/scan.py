@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 
 import numpy as np
 
@@ -58,7 +59,7 @@ def scan_process(
     `objects=False` skips heap parsing (page classes and causes only).
     """
     procfs = procfs if procfs is not None else ProcFS()
-    t0 = time.perf_counter()
+    timer = _Timer()
     regions = private_writable(procfs.maps(pid))
     addrs, region_index = page_addresses(regions)
     child = decode_pagemap(addrs, read_pagemap(procfs, pid, regions))
@@ -68,27 +69,34 @@ def scan_process(
     classes = classify(child, parent, used_mode)
     counts = np.bincount(classes, minlength=len(PageClass)) * PAGE_SIZE
     copied = addrs[classes == PageClass.COPIED]
+    timer.lap("pagemap")
 
     target_text, heap, pool_size = "", None, 0
     try:
         pages, ok = read_pages(procfs, pid, copied)
+        timer.lap("read_child")
         parent_pages, parent_ok = read_pages(procfs, parent_pid, copied)
         ok &= parent_ok
-        target = detect_target(pid, procfs)
+        timer.lap("read_parent")
+        target = _target(pid, procfs, regions)
         target_text = target.describe()
         if objects and target.supported:
-            heap = _parse(target, procfs, pid, copied[ok], pages[ok])
+            heap, why = _parse(target, procfs, pid, copied[ok], pages[ok])
+            target_text += why
             pool_size = 16384 if target.minor >= (3, 10) else 4096
         elif not objects:
             target_text += " (object attribution skipped)"
+        timer.lap("heap")
     except AccessDenied as exc:
         pages = parent_pages = np.zeros((len(copied), PAGE_SIZE), dtype=np.uint8)
         ok = np.zeros(len(copied), dtype=np.bool_)
         target_text = f"page-level only: {exc}"
     result = attribute(copied, pages, parent_pages, ok, heap, pool_size)
+    timer.lap("attribute")
 
     present = np.sort(addrs[child.present & ~child.swapped])
     kinds = _kinds(procfs, pid, regions, heap, present)
+    timer.lap("kinds")
     return CowScan(
         pid=pid,
         parent_pid=parent_pid,
@@ -104,13 +112,53 @@ def scan_process(
         by_cause=result.by_cause,
         by_type_cause=result.by_type_cause,
         target=target_text,
-        duration_s=time.perf_counter() - t0,
+        duration_s=timer.total(),
+        timings=timer.laps,
     )
 
 
-def _parse(target: Target, procfs: ProcFS, pid: int, addrs: U64, pages: U8) -> HeapMap:
-    with MemReader(pid, procfs) as reader:
-        return parse_heap(target, reader, addrs, pages)
+class _Timer:
+    def __init__(self) -> None:
+        self.start = self.last = time.perf_counter()
+        self.laps: dict[str, float] = {}
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        self.laps[name] = now - self.last
+        self.last = now
+
+    def total(self) -> float:
+        return time.perf_counter() - self.start
+
+
+# Interpreter detection parses the ELF image (~30 ms); forked workers share their parent's
+# image at the same addresses, so the result is reused for every process mapping it there.
+_TARGETS: dict[tuple[tuple[int, str], ...], Target] = {}
+
+
+def _target(pid: int, procfs: ProcFS, regions: Sequence[MapEntry]) -> Target:
+    key = tuple((r.start, r.path) for r in regions if "python" in r.path.rsplit("/", 1)[-1])
+    cached = _TARGETS.get(key) if key else None
+    if cached is not None:
+        return replace(cached, pid=pid)
+    target = detect_target(pid, procfs)
+    if key:
+        if len(_TARGETS) >= 64:
+            _TARGETS.clear()
+        _TARGETS[key] = target
+    return target
+
+
+def _parse(
+    target: Target, procfs: ProcFS, pid: int, addrs: U64, pages: U8
+) -> tuple[HeapMap | None, str]:
+    """The heap map, or None and why: a target changing under the parser can break a
+    read or a layout check; its pages are still classified and given causes."""
+    try:
+        with MemReader(pid, procfs) as reader:
+            return parse_heap(target, reader, addrs, pages), ""
+    except (ValueError, LookupError) as exc:
+        return None, f" (objects not attributed: {exc})"
 
 
 def _kinds(
