@@ -64,10 +64,14 @@
       series: [{ label: 'time', value: (u, v) => fmtTime(v) }].concat(series),
       scales: { x: { time: false } },
       axes: [
-        { values: (u, vals) => vals.map((v) => v.toFixed(1) + 's') },
+        { values: (u, vals, ax, space, incr) => {
+          const dec = Math.min(3, Math.max(0, -Math.floor(Math.log10(incr || 1) + 1e-9)));
+          return vals.map((v) => v.toFixed(dec) + 's');
+        } },
         { values: axisBytes, size: 82 },
       ],
-      cursor: { drag: { x: true, y: false, setScale: true } },
+      cursor: { drag: { x: true, y: false, setScale: true },
+        dataIdx: (u, si, i) => (si === 0 ? i : nearest(u.data[si], i)) },
       hooks: {
         setScale: [(u, key) => {
           if (key !== 'x' || syncing) return;
@@ -78,6 +82,18 @@
         }],
       },
     }, extra || {});
+  }
+
+  // Slots without a sample are null (a column with one sample fills one slot of two, and
+  // rollups are rationed), so hover snaps each series to its nearest sample.
+  const SNAP = Math.max(64, N / 20);
+  function nearest(arr, i) {
+    if (i === null || i === undefined || arr[i] !== null) return i;
+    for (let d = 1; d <= SNAP; d++) {
+      if (i - d >= 0 && arr[i - d] !== null) return i - d;
+      if (i + d < arr.length && arr[i + d] !== null) return i + d;
+    }
+    return i;
   }
 
   function widthOf(el) { return Math.max(300, el.clientWidth || 800); }
@@ -103,7 +119,8 @@
         spanGaps: true, value: (u, v) => fmtBytes(v) });
     }
     const u = new uPlot(base(widthOf(el), 260, series,
-      { cursor: { drag: { x: true, y: false, setScale: true }, sync: { key: 'memscope' } } }),
+      { cursor: { drag: { x: true, y: false, setScale: true }, sync: { key: 'memscope' },
+        dataIdx: (u, si, i) => (si === 0 ? i : nearest(u.data[si], i)) } }),
       data, el);
     charts.push(u);
   }
@@ -131,27 +148,28 @@
     const opts = base(widthOf(el), 300, series, {
       legend: { show: false },
       cursor: { drag: { x: true, y: false, setScale: true }, sync: { key: 'memscope' },
-        focus: { prox: 16 } },
+        focus: { prox: 16 }, dataIdx: (u, si, i) => (si === 0 ? i : nearest(u.data[si], i)) },
       focus: { alpha: 0.25 },
     });
     opts.hooks.setCursor = [(u) => {
       const i = u.cursor.idx;
       if (i === null || i === undefined) { readout.textContent = ''; return; }
+      const at = (si) => u.data[si][nearest(u.data[si], i)];
       let best = null;
       for (let si = 1; si < u.series.length; si++) {
         if (!u.series[si].show) continue;
-        const v = u.data[si][i];
+        const v = at(si);
         if (v !== null && v !== undefined && (best === null || v > best[1])) best = [si, v];
       }
       const focused = u.series.findIndex((s, si) => si > 0 && s._focus);
-      const pick = focused > 0 && u.data[focused][i] !== null ? [focused, u.data[focused][i]] : best;
+      const pick = focused > 0 && at(focused) !== null ? [focused, at(focused)] : best;
       readout.textContent = 't = ' + fmtTime(u.data[0][i]) +
         (pick ? ' · ' + u.series[pick[0]].label + ': ' + fmtBytes(pick[1]) : '');
     }];
     opts.hooks.setSeries = [(u, si) => {
       if (si === null || !u.series[si]) return;
       const i = u.cursor.idx;
-      const v = i === null || i === undefined ? null : u.data[si][i];
+      const v = i === null || i === undefined ? null : u.data[si][nearest(u.data[si], i)];
       readout.textContent = u.series[si].label + (v !== null ? ': ' + fmtBytes(v) : '');
     }];
     overview = new uPlot(opts, data, el);
