@@ -74,10 +74,12 @@ def synthesize(path: str, processes: int, samples: int, interval: float = 0.2) -
     writer.close()
 
 
-def render_times(html: Path, runs: int) -> list[float]:
+def render_times(html: Path, runs: int) -> tuple[list[float], list[float]]:
+    """(navigation to charts drawn, then drawing every per-process chart at once) per run."""
     from playwright.sync_api import sync_playwright
 
-    times = []
+    times: list[float] = []
+    all_cards: list[float] = []
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         for _ in range(runs):
@@ -90,11 +92,14 @@ def render_times(html: Path, runs: int) -> list[float]:
             page.goto(html.as_uri())
             page.wait_for_selector("body[data-ready='1']", timeout=60_000)
             times.append(time.perf_counter() - start)
+            all_cards.append(page.evaluate(
+                "() => { const t = performance.now(); window.memscope.drawAll();"
+                " return (performance.now() - t) / 1000; }"))
             if errors:
                 raise SystemExit(f"console errors: {errors}")
             page.close()
         browser.close()
-    return times
+    return times, all_cards
 
 
 def main() -> int:
@@ -116,7 +121,7 @@ def main() -> int:
         write_report(rec, "html", str(html))
         generate_s = time.perf_counter() - start
         size = html.stat().st_size
-        times = render_times(html, args.runs)
+        times, all_cards = render_times(html, args.runs)
         if args.keep:
             Path(args.keep).write_bytes(html.read_bytes())
     print(f"recording: {args.processes} processes x {args.samples} samples"
@@ -125,6 +130,8 @@ def main() -> int:
     print(f"file size: {size / 1e6:.2f} MB ({size} bytes)")
     print(f"Chromium load to charts drawn: median {statistics.median(times):.2f}s,"
           f" max {max(times):.2f}s over {len(times)} runs")
+    print(f"then all {args.processes} per-process charts forced at once (no scrolling):"
+          f" median {statistics.median(all_cards):.2f}s")
     ok = size < 10_000_000 and max(times) < 3.0
     print("PASS" if ok else "FAIL: over budget (10 MB, 3 s)")
     return 0 if ok else 1

@@ -327,6 +327,7 @@
   });
   requestAnimationFrame(() => {
     window.memscope = { charts: charts, cards: cards, overview: overview,
+      drawAll: () => { for (const p of procs) if (D.processes[p.id]) drawCard(p); },
       renderMs: performance.now() - t0, zoom: () => zoom, setZoom: (r) => setZoom(r, null) };
     document.body.dataset.ready = '1';
   });
