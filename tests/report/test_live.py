@@ -128,3 +128,31 @@ def test_run_live_in_a_terminal_and_ctrl_c(tmp_path: Path) -> None:
         rec.close()
     assert len(summary.workers) == 4
     assert all((p.last.uss or 0) > 8 * MiB for p in summary.workers)
+
+
+def test_attach_live_shows_the_tree_and_stops_on_ctrl_c(tmp_path: Path) -> None:
+    target = subprocess.Popen([sys.executable, fixture("preload_list"), "--workers", "2",
+                               "--size", "200000", "--delay", "0.1", "--hold", "60"],
+                              stdout=subprocess.DEVNULL, start_new_session=True)
+    out = tmp_path / "attach.memscope"
+    argv = [sys.executable, "-c", "from memscope.cli import main; main()", "attach", "--live",
+            "-i", "0.2", "-o", str(out), str(target.pid)]
+    proc, master = _spawn_in_pty(argv)
+    seen: list[str] = []
+    try:
+        rows = re.compile(rf"│\s*{target.pid} │ root .*\n(.*│ worker .*\n){{2}}")
+        assert _read_until(master, rows, 30, seen), ANSI.sub("", "".join(seen))[-3000:]
+        os.write(master, b"\x03")
+        assert _read_until(master, re.compile("recording saved to"), 30, seen)
+        code = proc.wait(timeout=30)
+    finally:
+        alive = target.poll() is None  # attach reads /proc only: Ctrl-C never reached it
+        os.killpg(target.pid, signal.SIGKILL)  # the fixture and its workers
+        target.wait()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        os.close(master)
+    assert code == 0
+    assert alive
+    assert "Tree totals" in ANSI.sub("", "".join(seen))
