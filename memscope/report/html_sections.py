@@ -40,7 +40,8 @@ def table(cols: list[tuple[str, str]], rows: Iterable[str], cls: str = "sortable
         f'<th data-kind="{esc(kind)}" class="{esc(kind)}">{esc(label)}</th>' for label, kind in cols
     )
     body = "".join(rows)
-    return f'<table class="{cls}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+    return (f'<div class="scroll"><table class="{cls}"><thead><tr>{head}</tr></thead>'
+            f"<tbody>{body}</tbody></table></div>")
 
 
 def tree_order(processes: list[ProcessSummary]) -> list[tuple[ProcessSummary, int]]:

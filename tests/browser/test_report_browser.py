@@ -153,3 +153,46 @@ def test_script_in_argv_renders_as_text(browser: Any, tmp_path: Path) -> None:
     assert page.locator("img").count() == 0
     page.screenshot(path=str(tmp_path / "xss.png"))
     page.close()
+
+
+def test_cow_and_leak_slots_draw(browser: Any, report: Path, tmp_path: Path) -> None:
+    """The sections other modules fill (docs/reports.md) draw without errors in the browser."""
+    from memscope.analysis.summary import build_summary
+    from memscope.recording import open_recording
+    from memscope.report.html import render_html
+    from memscope.report.html_data import chart_payload, load_samples
+
+    rec = open_recording(str(report.parent / "pl.memscope"))
+    try:
+        summary = build_summary(rec)
+        samples = load_samples(rec)
+        for i, w in enumerate(summary.workers):
+            t = [w.started_at + k * 0.1 for k in range(8)]
+            copied = [min(k, 4) * (i + 1) * MiB for k in range(8)]
+            w.extra["cow"] = {"copied_bytes": copied[-1], "inherited_bytes": 20 * MiB,
+                              "by_type": [{"type": "int", "bytes": copied[-1], "objects": 1}],
+                              "timeline": {"t": t, "copied": copied,
+                                           "shared": [20 * MiB - c for c in copied]}}
+            w.extra["leak"] = {"verdict": "stable", "slope_bytes_per_s": 0.0}
+        html = render_html(summary, chart_payload(summary, samples), samples)
+    finally:
+        rec.close()
+    out = tmp_path / "cow.html"
+    out.write_text(html)
+    page = browser.new_page(viewport={"width": 1300, "height": 900})
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.goto(out.as_uri())
+    page.wait_for_selector("body[data-ready='1']", timeout=20_000)
+    assert errors == []
+    assert "Copied bytes per process" in page.locator("#timeline").inner_text()
+    peaks = page.evaluate("""() => window.memscope.overview.data.slice(1).map(
+        (s) => Math.max(...s.filter((v) => v !== null)))""")
+    assert len(peaks) == WORKERS  # one metric per chart: the root has no COW timeline
+    assert sorted(peaks)[-1] == 4 * WORKERS * MiB  # the last worker's copied plateau
+    legend = page.locator(".pcard").nth(1).locator(".u-legend").inner_text()
+    assert "copied" in legend and "still shared" in legend
+    assert page.locator("#cow table").count() == 2 and page.locator("#leak svg.spark").count()
+    page.screenshot(path=str(tmp_path / "cow.png"), full_page=True)
+    page.close()

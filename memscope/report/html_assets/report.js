@@ -133,12 +133,14 @@
     const readout = document.getElementById('readout');
     const data = [XS];
     const series = [];
+    // One metric for every line: copied bytes when any process has a COW timeline, else USS.
+    const hasCopied = (b) => b && b.cow && b.cow.s.copied;
+    const copiedMode = procs.some((p) => hasCopied(D.processes[p.id]));
     for (const p of procs) {
       const block = D.processes[p.id];
-      const key = block && (block.cow && block.cow.s.copied ? 'copied' : 'uss');
-      if (!block || !(block.s.uss || (block.cow && block.cow.s.copied))) continue;
-      const enc = key === 'copied' ? block.cow.s.copied : block.s.uss;
-      const o = key === 'copied' ? block.cow.o : block.o;
+      if (!block || !(copiedMode ? hasCopied(block) : block.s.uss)) continue;
+      const enc = copiedMode ? block.cow.s.copied : block.s.uss;
+      const o = copiedMode ? block.cow.o : block.o;
       overviewIndex[p.id] = series.length + 1;
       data.push(decode(enc, o));
       series.push({ label: 'pid ' + p.pid, stroke: ROLE_COLOR[p.role] || '#555', width: 1.25,
