@@ -179,3 +179,18 @@ def test_feature_sections_render_only_when_present(preload: str) -> None:
     assert '<svg class="spark"' in rich and "4.0 KiB/s" in rich
     block = embedded_data(rich)["processes"][str(worker.id)]
     assert [v for v in decode(block["cow"]["s"]["copied"]) if v is not None] == [0, 9 * 1024]
+
+
+def test_missing_uplot_package_is_a_usage_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    from importlib import metadata
+
+    from memscope.errors import UsageError
+    from memscope.report import html as html_module
+
+    def missing(name: str) -> None:
+        raise metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(html_module.metadata, "distribution", missing)
+    with pytest.raises(UsageError) as info:
+        html_module.uplot_assets()
+    assert info.value.exit_code == 2 and "memscope[html]" in (info.value.hint or "")
