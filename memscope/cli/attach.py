@@ -8,6 +8,7 @@ import click
 
 from memscope.cli._options import recording_options
 from memscope.cli.report import print_summary
+from memscope.metrics.cli import metrics_hooks, serve_metrics_option
 from memscope.procfs import ProcFS
 from memscope.session import SessionOptions, check_target, default_output, record, signals_to
 
@@ -17,6 +18,7 @@ __all__ = ["command"]
 @click.command("attach")
 @click.argument("pid", type=click.IntRange(min=1))
 @recording_options
+@serve_metrics_option
 @click.option("-q", "--quiet", is_flag=True, help="Do not print the summary at the end.")
 def command(
     pid: int, output: str | None, interval: float, duration: float | None, quiet: bool
@@ -40,7 +42,8 @@ def command(
     with signals_to(stopping.append, (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)):
         record(
             pid,
-            SessionOptions(output=path, interval=interval, duration=duration, procfs=procfs),
+            SessionOptions(output=path, interval=interval, duration=duration, procfs=procfs,
+                           hooks=metrics_hooks()),
             {"mode": "attach", "command": cmdline},
             should_stop=lambda: bool(stopping),
         )

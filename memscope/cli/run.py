@@ -13,6 +13,7 @@ import click
 from memscope.cli._options import recording_options
 from memscope.cli.report import print_summary
 from memscope.errors import CommandNotFound, MemscopeError
+from memscope.metrics.cli import metrics_hooks, serve_metrics_option
 from memscope.recording import RecordingWriter
 from memscope.sampler import Sampler
 from memscope.session import SessionOptions, default_output, record, signals_to
@@ -53,6 +54,7 @@ def spawn(argv: list[str]) -> subprocess.Popen[bytes]:
     context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False},
 )
 @recording_options
+@serve_metrics_option
 @click.option("-q", "--quiet", is_flag=True, help="Do not print the summary at the end.")
 @click.argument(
     "argv", nargs=-1, required=True, type=click.UNPROCESSED, metavar="-- COMMAND [ARGS]..."
@@ -83,7 +85,8 @@ def command(
         raise click.UsageError("missing COMMAND after --")
     proc = spawn(args)
     path = output or default_output(args[0], proc.pid)
-    options = SessionOptions(output=path, interval=interval, duration=duration)
+    options = SessionOptions(output=path, interval=interval, duration=duration,
+                             hooks=metrics_hooks())
     click.echo(f"memscope: recording {' '.join(args)} (pid {proc.pid}) to {path}", err=True)
 
     def forward(signum: int) -> None:
