@@ -118,9 +118,10 @@ class MetricsFeed:
 
     def __call__(self, ctx: TickContext) -> None:
         self.ticks += 1
+        # Birth order (pid breaks ties within a clock tick): new processes take slots in it.
         live = sorted(
             (m for m in ctx.members if not m.exited and m.record_id >= 0),
-            key=lambda m: m.record_id,
+            key=lambda m: (m.start_ticks, m.pid),
         )
         self._slots.retain({m.key for m in live})
         commands = self._commands(ctx)

@@ -21,21 +21,23 @@ __all__ = ["snapshot_from_recording"]
 _SUMMED = ("pss", "uss", "rss", "swap", "cow_copied")
 
 
-def _slots(processes: list[ProcessSummary]) -> dict[int, int]:
-    """Replay births and exits in time order (exits first at equal times, as the sampler does)."""
-    events: list[tuple[float, int, int]] = []
+def _slots(processes: list[ProcessSummary], rec: Recording) -> dict[int, int]:
+    """Replay births and exits in time order as the live feed saw them: exits first at equal
+    times (the sampler records deaths before births), births by (start_ticks, pid)."""
+    start_ticks = {row.id: row.start_ticks for row in rec.processes}
+    events: list[tuple[float, int, int, int, int]] = []
     for p in processes:
-        events.append((p.started_at, 1, p.id))
+        events.append((p.started_at, 1, start_ticks.get(p.id, 0), p.pid, p.id))
         if p.exited_at is not None:
-            events.append((p.exited_at, 0, p.id))
+            events.append((p.exited_at, 0, 0, 0, p.id))
     roles = {p.id: p.role for p in processes}
     allocator = SlotAllocator()
     slots: dict[int, int] = {}
-    for _t, kind, pid in sorted(events):
+    for _t, kind, _ticks, _pid, record_id in sorted(events):
         if kind == 1:
-            slots[pid] = allocator.slot(pid, roles[pid])
+            slots[record_id] = allocator.slot(record_id, roles[record_id])
         else:
-            allocator.release(pid)
+            allocator.release(record_id)
     return slots
 
 
@@ -59,7 +61,7 @@ def _leak_slope(p: ProcessSummary) -> float | None:
 
 
 def snapshot_from_recording(summary: Summary, rec: Recording) -> Snapshot:
-    slots = _slots(summary.processes)
+    slots = _slots(summary.processes, rec)
     sampled = dict(rec.conn.execute(
         "SELECT process_id, MAX(t) FROM samples WHERE pss IS NOT NULL GROUP BY process_id"
     ).fetchall())
