@@ -13,7 +13,6 @@ import os
 import shutil
 import stat
 import subprocess
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,7 +38,7 @@ class Recorded:
 
 
 @pytest.fixture(scope="module")
-def recorded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Recorded]:
+def recorded(tmp_path_factory: pytest.TempPathFactory) -> Recorded:
     tmp = tmp_path_factory.mktemp("textfile")
     tree = Forker()
     live = Live(tree.pid, tmp / "run.memscope")
@@ -64,7 +63,7 @@ def recorded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Recorded]:
     finally:
         os.umask(old_umask)
     assert result.exit_code == 0, result.output
-    yield Recorded(tmp / "run.memscope", end, (first, second, third), prom, prom.read_text())
+    return Recorded(tmp / "run.memscope", end, (first, second, third), prom, prom.read_text())
 
 
 def _process_series(series: Series) -> Series:
