@@ -12,7 +12,6 @@ for the rest of the run (the recording must go on) and reported once on stderr.
 from __future__ import annotations
 
 import json
-import sqlite3
 import sys
 from collections.abc import Callable, Mapping
 
@@ -80,11 +79,15 @@ class MetricsFeed:
         self._cow = CowScansSource()
         self._failed: set[int] = set()
 
-    def _commands(self, ctx: TickContext) -> dict[int, tuple[str, float]]:
-        """record id -> (command label, started_at) of the processes not marked exited."""
+    def _commands(self, ctx: TickContext, ids: list[int]) -> dict[int, tuple[str, float]]:
+        """record id -> (command label, started_at) of `ids` (primary-key lookups).
+
+        Read every tick because the sampler rewrites a process's cmdline when it execs.
+        """
         out: dict[int, tuple[str, float]] = {}
+        marks = ", ".join("?" * len(ids))
         for record_id, raw, started in ctx.writer.conn.execute(
-            "SELECT id, cmdline, started_at FROM processes WHERE exited_at IS NULL"
+            f"SELECT id, cmdline, started_at FROM processes WHERE id IN ({marks})", ids
         ):
             cached = self._names.get(record_id)
             if cached is None or cached[0] != raw:
@@ -110,7 +113,7 @@ class MetricsFeed:
                     for key, value in row.items():
                         if key in _EXTRA_KEYS and value is not None:
                             target[key] = float(value)
-            except (Exception, sqlite3.Error) as exc:  # a broken extension must not stop sampling
+            except Exception as exc:  # a broken source or foreign schema must not stop sampling
                 self._failed.add(id(source))
                 name = getattr(source, "__qualname__", type(source).__name__)
                 print(f"memscope: warning: metrics source {name} disabled: {exc}", file=sys.stderr)
@@ -124,9 +127,9 @@ class MetricsFeed:
             key=lambda m: (m.start_ticks, m.pid),
         )
         self._slots.retain({m.key for m in live})
-        commands = self._commands(ctx)
-        extra = self._extra(ctx)
         live_ids = {m.record_id for m in live}
+        commands = self._commands(ctx, sorted(live_ids))
+        extra = self._extra(ctx)
         for gone in [k for k in self._sampled if k not in live_ids]:
             del self._sampled[gone]
         for gone in [k for k in self._names if k not in commands]:

@@ -173,7 +173,13 @@ def scraped(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scraped]:
             )
         stack.callback(_stop, prometheus)
         api = PromAPI(port)
-        _wait("Prometheus to be ready", api.ready, log.read_text)
+
+        def ready() -> bool:
+            if prometheus.poll() is not None:
+                pytest.fail(f"prometheus exited with {prometheus.returncode}\n{log.read_text()}")
+            return api.ready()
+
+        _wait("Prometheus to be ready", ready, log.read_text)
 
         worked = _wait("both workers to finish their work", lambda: [
             json.loads(ln) for ln in events.lines if '"event": "worked"' in ln
