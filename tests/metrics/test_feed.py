@@ -73,10 +73,13 @@ def test_recycled_workers_reuse_their_slot(forker: Forker, live: Live) -> None:
 
 def test_cow_scans_become_series_once_a_scan_exists(forker: Forker, live: Live) -> None:
     worker = forker.fork(3)
+    # The COW scanner's table (memscope.cow.store), unless importing it already created it.
     live.writer.execute(
-        "CREATE TABLE IF NOT EXISTS cow_scans (id INTEGER PRIMARY KEY, process_id INTEGER,"
-        " pid INTEGER, t REAL, copied_bytes INTEGER, shared_bytes INTEGER,"
-        " inherited_bytes INTEGER)"
+        "CREATE TABLE IF NOT EXISTS cow_scans (id INTEGER PRIMARY KEY, process_id INTEGER"
+        " NOT NULL, pid INTEGER NOT NULL, parent_pid INTEGER NOT NULL, t REAL NOT NULL,"
+        " mode TEXT NOT NULL, inherited_bytes INTEGER NOT NULL, copied_bytes INTEGER NOT NULL,"
+        " shared_bytes INTEGER NOT NULL, new_private_bytes INTEGER NOT NULL,"
+        " swapped_bytes INTEGER NOT NULL, target TEXT NOT NULL, duration_s REAL NOT NULL)"
     )
     ctx, series = live.tick()
     assert not any(name.startswith("memscope_process_cow_") for name, _ in series)
@@ -84,9 +87,10 @@ def test_cow_scans_become_series_once_a_scan_exists(forker: Forker, live: Live) 
     rollup = ctx.latest[live.record_id(worker)]
     copied, shared = rollup.private_dirty, rollup.shared_clean + rollup.shared_dirty
     live.writer.execute(
-        "INSERT INTO cow_scans (process_id, pid, t, copied_bytes, shared_bytes,"
-        " inherited_bytes) VALUES (?, ?, ?, ?, ?, ?)",
-        (live.record_id(worker), worker, ctx.t, copied, shared, copied + shared),
+        "INSERT INTO cow_scans (process_id, pid, parent_pid, t, mode, inherited_bytes,"
+        " copied_bytes, shared_bytes, new_private_bytes, swapped_bytes, target, duration_s)"
+        " VALUES (?, ?, ?, ?, 'exclusive-bit', ?, ?, ?, 0, 0, '', 0)",
+        (live.record_id(worker), worker, forker.pid, ctx.t, copied + shared, copied, shared),
     )
     _, series = live.tick()
     assert by_slot(series, "memscope_process_cow_copied_bytes", "worker") == {0: copied}
