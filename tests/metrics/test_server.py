@@ -14,6 +14,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 from click.testing import CliRunner
@@ -133,3 +134,34 @@ def test_attach_with_an_empty_host_is_refused(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, ["attach", "1", "--serve-metrics", ":9464"])
     assert result.exit_code == 2
     assert result.stderr.startswith("memscope: error: --serve-metrics ':9464': empty host")
+
+
+class _Recorder:
+    """Stands in for MetricsServer so a wildcard bind can be checked without listening."""
+
+    made: ClassVar[list[_Recorder]] = []
+
+    def __init__(self, bind: Bind, source: object) -> None:
+        self.bind = bind
+        self.closed = False
+        _Recorder.made.append(self)
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def test_explicit_wildcard_is_allowed_with_a_warning_and_closed_at_exit(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from memscope.metrics import cli as metrics_cli
+
+    monkeypatch.setattr(metrics_cli, "MetricsServer", _Recorder)
+    _Recorder.made.clear()
+    # PID 2**22 + 1 is above the kernel's pid_max: attach fails after the option was handled.
+    result = CliRunner().invoke(cli, ["attach", str(2**22 + 1), "--serve-metrics", "0.0.0.0:9464"])
+    assert result.exit_code == 2
+    lines = result.stderr.splitlines()
+    assert lines[0] == ("memscope: warning: --serve-metrics 0.0.0.0:9464: listening on every"
+                        " interface; the endpoint is reachable from the network")
+    assert lines[-1].startswith("memscope: error: no process with PID")
+    assert [(s.bind, s.closed) for s in _Recorder.made] == [(Bind("0.0.0.0", 9464), True)]
