@@ -14,6 +14,7 @@ from memscope.cli._options import recording_options
 from memscope.cli.report import print_summary
 from memscope.errors import CommandNotFound, MemscopeError
 from memscope.live import live_display, live_option
+from memscope.metrics.cli import metrics_hooks, serve_metrics_option
 from memscope.recording import RecordingWriter
 from memscope.sampler import Sampler
 from memscope.session import SessionOptions, default_output, record, signals_to
@@ -55,6 +56,7 @@ def spawn(argv: list[str]) -> subprocess.Popen[bytes]:
 )
 @live_option
 @recording_options
+@serve_metrics_option
 @click.option("-q", "--quiet", is_flag=True, help="Do not print the summary at the end.")
 @click.argument(
     "argv", nargs=-1, required=True, type=click.UNPROCESSED, metavar="-- COMMAND [ARGS]..."
@@ -85,7 +87,8 @@ def command(
         raise click.UsageError("missing COMMAND after --")
     proc = spawn(args)
     path = output or default_output(args[0], proc.pid)
-    options = SessionOptions(output=path, interval=interval, duration=duration)
+    options = SessionOptions(output=path, interval=interval, duration=duration,
+                             hooks=metrics_hooks())
     click.echo(f"memscope: recording {' '.join(args)} (pid {proc.pid}) to {path}", err=True)
 
     def forward(signum: int) -> None:
