@@ -260,8 +260,8 @@ class Sampler:
         next_t = time.monotonic()
         while not should_stop():
             self.tick()
-            if not self.tree.members:
-                break
+            if all(m.exited for m in self.tree.members.values()):
+                break  # nothing left but zombies, or nothing at all
             next_t += interval
             delay = next_t - time.monotonic()
             if delay > 0:

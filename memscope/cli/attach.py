@@ -9,6 +9,8 @@ import click
 from memscope.cli._cow import cow_options, cow_scheduler
 from memscope.cli._options import recording_options
 from memscope.cli.report import print_summary
+from memscope.live import live_display, live_option
+from memscope.metrics.cli import metrics_hooks, serve_metrics_option
 from memscope.procfs import ProcFS
 from memscope.session import SessionOptions, check_target, default_output, record, signals_to
 
@@ -17,8 +19,10 @@ __all__ = ["command"]
 
 @click.command("attach")
 @click.argument("pid", type=click.IntRange(min=1))
+@live_option
 @recording_options
 @cow_options
+@serve_metrics_option
 @click.option("-q", "--quiet", is_flag=True, help="Do not print the summary at the end.")
 def command(
     pid: int,
@@ -46,16 +50,16 @@ def command(
     click.echo(f"memscope: attached to {pid}, recording to {path} (Ctrl-C to stop)", err=True)
     with (
         signals_to(stopping.append, (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)),
+        live_display() as on_tick,
         cow_scheduler(cow_interval) as scheduler,
     ):
         record(
             pid,
-            SessionOptions(
-                output=path, interval=interval, duration=duration, procfs=procfs,
-                hooks=[scheduler],
-            ),
+            SessionOptions(output=path, interval=interval, duration=duration, procfs=procfs,
+                           hooks=[*metrics_hooks(), scheduler]),
             {"mode": "attach", "command": cmdline},
             should_stop=lambda: bool(stopping),
+            on_tick=on_tick,
         )
     if not quiet:
         print_summary(path)

@@ -14,6 +14,8 @@ from memscope.cli._cow import cow_options, cow_scheduler
 from memscope.cli._options import recording_options
 from memscope.cli.report import print_summary
 from memscope.errors import CommandNotFound, MemscopeError
+from memscope.live import live_display, live_option
+from memscope.metrics.cli import metrics_hooks, serve_metrics_option
 from memscope.recording import RecordingWriter
 from memscope.sampler import Sampler
 from memscope.session import SessionOptions, default_output, record, signals_to
@@ -53,8 +55,10 @@ def spawn(argv: list[str]) -> subprocess.Popen[bytes]:
     "run",
     context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False},
 )
+@live_option
 @recording_options
 @cow_options
+@serve_metrics_option
 @click.option("-q", "--quiet", is_flag=True, help="Do not print the summary at the end.")
 @click.argument(
     "argv", nargs=-1, required=True, type=click.UNPROCESSED, metavar="-- COMMAND [ARGS]..."
@@ -107,15 +111,19 @@ def command(
         writer.set_meta(exit_code=code)
 
     try:
-        with signals_to(forward, FORWARDED), cow_scheduler(cow_interval) as scheduler:
-            options = SessionOptions(
-                output=path, interval=interval, duration=duration, hooks=[scheduler]
-            )
+        with (
+            signals_to(forward, FORWARDED),
+            live_display() as on_tick,
+            cow_scheduler(cow_interval) as scheduler,
+        ):
+            options = SessionOptions(output=path, interval=interval, duration=duration,
+                                     hooks=[*metrics_hooks(), scheduler])
             record(
                 proc.pid,
                 options,
                 {"mode": "run", "command": args},
                 should_stop=lambda: proc.poll() is not None,
+                on_tick=on_tick,
                 finalize=finalize,
             )
     finally:

@@ -68,7 +68,7 @@ def _split_cmdline(raw: bytes) -> list[str]:
 
 def _read_fd(fd: int) -> bytes:
     try:
-        chunks = []
+        chunks: list[bytes] = []
         while True:
             chunk = os.read(fd, 65536)
             if not chunk:

@@ -28,7 +28,8 @@ time.sleep(30)
 
 
 def ppid_of(pid: str) -> int:
-    st = open(f"/proc/{pid}/stat", "rb").read()
+    with open(f"/proc/{pid}/stat", "rb") as fh:
+        st = fh.read()
     return int(st[st.rindex(b")") + 2 :].split()[1])
 
 

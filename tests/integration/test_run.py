@@ -38,7 +38,7 @@ def test_preload_list_workers_copy_what_they_touch(memscope_bin: str, tmp_path: 
         assert w.first_uss is not None and w.first_uss < 10 * MiB
     # AND summed RSS overstates the true footprint
     assert summary.totals.peak_pss < summary.totals.peak_rss
-    root = [p for p in summary.processes if p.role == "root"][0]
+    root = next(p for p in summary.processes if p.role == "root")
     assert root.exit_code == 0
     assert summary.exit_code == 0
     assert summary.sampler.ticks >= 15
@@ -78,7 +78,7 @@ def test_signals_are_forwarded(memscope_bin: str, tmp_path: os.PathLike[str], si
     assert proc.stdout is not None
     assert proc.stdout.readline().strip() == "ready"
     proc.send_signal(signum)
-    out, err = proc.communicate(timeout=30)
+    _, err = proc.communicate(timeout=30)
     # THEN the command saw the signal exactly as sent, and its status is memscope's
     assert proc.returncode == 40 + signum, err
     assert open_recording(path).meta["exit_code"] == 40 + signum
