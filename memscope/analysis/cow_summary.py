@@ -2,12 +2,14 @@
 
 `add_cow(recording, summary)` is a summary extension: for every process with COW scans it sets
 `ProcessSummary.extra["cow"]` (the JSON `processes[].cow` object: latest scan, plus a
-`timeline` of every scan with the copy rate, in the columnar shape docs/reports.md gives), and `Summary.extra["advice"]` (top-level
-`advice[]`) from the latest scan of each process. Everything it stores is JSON-ready.
+`timeline` of every scan with the copy rate, in the columnar shape docs/reports.md gives),
+and `Summary.extra["advice"]` (top-level `advice[]`) from the latest scan of each process.
+Everything it stores is JSON-ready.
 """
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from dataclasses import asdict
 from typing import Any
@@ -27,7 +29,7 @@ def timeline_json(scans: Sequence[CowScan]) -> dict[str, list[Any]]:
     """Columns over the scans (the HTML report's shape): time, bytes per class, and the copy
     rate since the previous scan in bytes/s (None for the first)."""
     rates: list[float | None] = [None]
-    for prev, scan in zip(scans, scans[1:]):
+    for prev, scan in itertools.pairwise(scans):
         dt = scan.scanned_at - prev.scanned_at
         rates.append((scan.copied_bytes - prev.copied_bytes) / dt if dt > 0 else None)
     return {
