@@ -151,6 +151,7 @@ class _Overlap:
     obj: I64  # object row (sorted order)
     page: I64  # page index
     nbytes: I64  # bytes of the object's block inside the page
+    identity: bool = False  # obj is every row in order, once (each block in one copied page)
 
 
 def _no_objects(n: int) -> _Overlap:
@@ -175,12 +176,16 @@ def _overlaps(addrs: U64, obj: _Objects) -> _Overlap:
     run_len = np.diff(np.concatenate((run_start, [len(first)]))).astype(np.int64)
     p0 = np.repeat(np.searchsorted(addrs, first[run_start]).astype(np.int64), run_len)
     single = first == last
-    rows1 = np.flatnonzero(single)
-    page1 = p0[rows1]
-    hit = page1 < len(addrs)
-    hit[hit] = addrs[page1[hit]] == first[rows1[hit]]
-    rows1, page1 = rows1[hit], page1[hit]
-    bytes1 = (obj.block_end[rows1] - obj.block_start[rows1]).astype(np.int64)
+    n = len(addrs)
+    found = addrs[np.minimum(p0, n - 1)] == first
+    found &= p0 < n
+    size = (obj.block_end - obj.block_start).astype(np.int64)
+    keep1 = single & found
+    if bool(keep1.all()):  # every block inside one copied page
+        return _Overlap(np.arange(len(first), dtype=np.int64), p0, size, identity=True)
+    rows1 = np.flatnonzero(keep1)
+    page1 = p0[keep1]
+    bytes1 = size[keep1]
 
     multi = np.flatnonzero(~single)
     p1 = np.searchsorted(addrs, last[multi], side="right").astype(np.int64)
@@ -212,7 +217,10 @@ def _summarise(
     by_cause = {c: int(by_cause_pages[i]) * PAGE_SIZE for i, c in enumerate(CAUSES)}
     names = [*type_names, UNATTRIBUTED]
     un = len(type_names)
-    types = obj.type_index[overlap.obj] if obj is not None else np.zeros(0, dtype=np.int64)
+    if obj is None:
+        types = np.zeros(0, dtype=np.int64)
+    else:
+        types = obj.type_index if overlap.identity else obj.type_index[overlap.obj]
     parsed = np.bincount(
         types * nc + cause[overlap.page], weights=overlap.nbytes, minlength=un * nc
     ).reshape(un, nc)
@@ -222,10 +230,13 @@ def _summarise(
     table = np.vstack((parsed, leftover[None, :]))
     objects = np.zeros(len(names), dtype=np.int64)
     if obj is not None and len(overlap.obj):
-        seen = np.zeros(len(obj.type_index), dtype=np.bool_)
-        seen[overlap.obj] = True
-        live = np.flatnonzero(seen & ~obj.is_buffer)
-        objects[: len(type_names)] = np.bincount(obj.type_index[live], minlength=un)[:un]
+        if overlap.identity:
+            seen = ~obj.is_buffer
+        else:
+            seen = np.zeros(len(obj.type_index), dtype=np.bool_)
+            seen[overlap.obj] = True
+            seen &= ~obj.is_buffer
+        objects[:un] = np.bincount(obj.type_index[seen], minlength=un)[:un]
     totals = table.sum(axis=1)
     by_type: list[TypeBytes] = []
     by_type_cause: dict[str, dict[str, int]] = {}
