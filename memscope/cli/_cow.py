@@ -9,6 +9,9 @@ from typing import Any, TypeVar
 import click
 
 from memscope.cow.schedule import CowScheduler, install_sigusr1
+from memscope.live import COPIED_SOURCES
+from memscope.sampler import Sampler
+from memscope.tree import Member
 
 __all__ = ["cow_options", "cow_scheduler", "parse_cow_interval"]
 
@@ -45,10 +48,17 @@ def cow_options(func: F) -> F:
 
 @contextmanager
 def cow_scheduler(interval: float | None) -> Iterator[CowScheduler]:
-    """A scheduler for the sampler's hooks, with SIGUSR1 wired to on-demand scans."""
+    """A scheduler for the sampler's hooks, with SIGUSR1 wired to on-demand scans and the
+    live view's "copied" column fed from the latest scans."""
     scheduler = CowScheduler(interval=interval)
     restore = install_sigusr1(scheduler)
+
+    def copied(sampler: Sampler, member: Member) -> int | None:
+        return scheduler.copied.get(member.key)
+
+    COPIED_SOURCES.append(copied)
     try:
         yield scheduler
     finally:
+        COPIED_SOURCES.remove(copied)
         restore()

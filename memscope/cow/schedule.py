@@ -93,6 +93,7 @@ class CowScheduler:
         self.scans = 0
         self.scan_s = 0.0
         self._state: dict[tuple[int, int], _State] = {}
+        self.copied: dict[tuple[int, int], int] = {}  # member key -> latest copied bytes
         self._last_tick: float | None = None
         self._requested = False
 
@@ -123,6 +124,7 @@ class CowScheduler:
         keys = {m.key for m in workers}
         for key in [k for k in self._state if k not in keys]:
             del self._state[key]
+            self.copied.pop(key, None)
         requested, self._requested = self._requested, False
 
         faults = {m.pid: minor_faults(ctx.procfs, m.pid) for m in workers}
@@ -153,6 +155,7 @@ class CowScheduler:
         state.last_t = self.clock()
         state.last_minflt = minflt or 0
         self.scans += 1
+        self.copied[member.key] = scan.copied_bytes
         write_scan(ctx.writer.conn, member.record_id, scan)
 
 

@@ -73,6 +73,7 @@ def test_baseline_then_max_gap(tree: tuple[TickContext, int]) -> None:
     sched = CowScheduler(clock=clock, scanner=scanner, max_gap=60.0)
     sched(ctx)  # GIVEN a new worker: its baseline scan, against its parent
     assert scanner.calls == [(child, os.getpid())]
+    assert sched.copied == {ctx.members[1].key: 0}  # what the live view shows
     clock.now += 30
     sched(ctx)  # a sleeping worker takes no faults: nothing to rescan yet
     assert len(scanner.calls) == 1
