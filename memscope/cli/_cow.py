@@ -62,3 +62,4 @@ def cow_scheduler(interval: float | None) -> Iterator[CowScheduler]:
     finally:
         COPIED_SOURCES.remove(copied)
         restore()
+        scheduler.close()

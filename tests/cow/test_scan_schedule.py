@@ -10,6 +10,7 @@ import mmap
 import os
 import signal
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -70,7 +71,7 @@ def test_baseline_then_max_gap(tree: tuple[TickContext, int]) -> None:
     ctx, child = tree
     clock = Clock()
     scanner = Scanner(clock)
-    sched = CowScheduler(clock=clock, scanner=scanner, max_gap=60.0)
+    sched = CowScheduler(clock=clock, scanner=scanner, max_gap=60.0, threaded=False)
     sched(ctx)  # GIVEN a new worker: its baseline scan, against its parent
     assert scanner.calls == [(child, os.getpid())]
     assert sched.copied == {ctx.members[1].key: 0}  # what the live view shows
@@ -94,7 +95,7 @@ def test_fault_growth_triggers_a_rescan(tree: tuple[TickContext, int]) -> None:
     worker.pid, worker.ppid = os.getpid(), os.getppid()
     clock = Clock()
     scanner = Scanner(clock)
-    sched = CowScheduler(clock=clock, scanner=scanner, growth=1 << 20)
+    sched = CowScheduler(clock=clock, scanner=scanner, growth=1 << 20, threaded=False)
     sched(ctx)
     clock.now += 0.5
     sched(ctx)
@@ -113,9 +114,9 @@ def test_fixed_interval_and_disabled(tree: tuple[TickContext, int]) -> None:
     ctx, _child = tree
     clock = Clock()
     every = Scanner(clock)
-    fixed = CowScheduler(clock=clock, scanner=every, interval=10.0)
+    fixed = CowScheduler(clock=clock, scanner=every, interval=10.0, threaded=False)
     off_scanner = Scanner(clock)
-    off = CowScheduler(clock=clock, scanner=off_scanner, interval=0)
+    off = CowScheduler(clock=clock, scanner=off_scanner, interval=0, threaded=False)
     for _ in range(25):
         fixed(ctx)
         off(ctx)
@@ -132,7 +133,7 @@ def test_budget_spent_stops_scans_until_refilled(tree: tuple[TickContext, int]) 
     clock = Clock()
     scanner = Scanner(clock)
     sched = CowScheduler(clock=clock, scanner=scanner, burst=0.5, budget=0.05, max_gap=1.0,
-                         min_gap=0.0)
+                         min_gap=0.0, threaded=False)
     sched.tokens = -0.5  # a scan just overdrew the bucket
     sched(ctx)
     assert scanner.calls == []
@@ -145,7 +146,7 @@ def test_sigusr1_requests_a_scan(tree: tuple[TickContext, int]) -> None:
     ctx, _child = tree
     clock = Clock()
     scanner = Scanner(clock)
-    sched = CowScheduler(clock=clock, scanner=scanner, interval=0)
+    sched = CowScheduler(clock=clock, scanner=scanner, interval=0, threaded=False)
     restore = install_sigusr1(sched)
     try:
         os.kill(os.getpid(), signal.SIGUSR1)
@@ -161,3 +162,29 @@ def test_bad_settings_are_rejected() -> None:
         CowScheduler(interval=-1)
     with pytest.raises(ValueError, match="budget"):
         CowScheduler(budget=0)
+
+
+def test_threaded_scans_land_at_a_later_tick_and_are_charged(
+    tree: tuple[TickContext, int],
+) -> None:
+    ctx, child = tree
+    clock = Clock()
+    scanner = Scanner(clock)
+    sched = CowScheduler(clock=clock, scanner=scanner)  # threaded (the default)
+    try:
+        sched(ctx)  # submits the baseline scan to the scan thread
+        assert sched.copied == {}
+        for _ in range(200):
+            if scanner.calls:
+                break
+            time.sleep(0.01)
+        time.sleep(0.05)
+        ctx.own_budget_cpu = 0.0
+        sched(ctx)  # collects it, writes it, charges the thread's CPU to its own budget
+    finally:
+        sched.close()
+    assert scanner.calls == [(child, os.getpid())]
+    assert sched.copied == {ctx.members[1].key: 0}
+    assert sched.scans == 1
+    assert ctx.own_budget_cpu >= 0.0
+    assert sched.tokens <= sched.burst
