@@ -202,6 +202,8 @@ class CowScheduler:
         self.tokens -= cpu
         self.scan_s += cpu
         ctx.own_budget_cpu += cpu
+        if cpu > 0:
+            ctx.writer.set_meta(cow_scan_cpu_s=round(self.scan_s, 4))
 
     def __call__(self, ctx: TickContext) -> None:
         now = self.clock()
