@@ -80,16 +80,18 @@ class MemscopeRecording:
     """A recording of pytest's process tree while one test runs (the `memscope_recording`
     fixture). `finish()` stops the sampler and opens the recording."""
 
-    def __init__(self, directory: str, name: str, interval: float) -> None:
+    def __init__(self, directory: str, name: str, interval: float,
+                 attach_options: tuple[str, ...] = ()) -> None:
         self.directory = directory
         self.path = os.path.join(directory, f"{name}.memscope")
         self.interval = interval
+        self.attach_options = attach_options
         self._proc: subprocess.Popen[bytes] | None = None
         self._recording: Recording | None = None
 
     def start(self) -> None:
         argv = [sys.executable, "-c", _MAIN, "attach", str(os.getpid()), "-o", self.path,
-                "-i", str(self.interval), "-q"]
+                "-i", str(self.interval), "-q", *self.attach_options]
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.PIPE)
         self._proc = proc
@@ -175,6 +177,16 @@ def pytest_configure(config: pytest.Config) -> None:
     )
 
 
+def _attach_options(rules: list[str]) -> tuple[str, ...]:  # rule texts or marker keywords
+    """COW limits need COW scans: ask `attach` for them when this memscope has them."""
+    from memscope.cli.attach import command as attach
+
+    wants_cow = any("cow" in rule for rule in rules)
+    if wants_cow and any(p.name == "cow_interval" for p in attach.params):
+        return ("--cow-interval", "0.5")
+    return ()
+
+
 def _new_recording(item: pytest.Item) -> MemscopeRecording:
     keep_dir = item.config.getoption("memscope_dir")
     name = "".join(c if c.isalnum() or c in "-_." else "_" for c in item.name)[:80]
@@ -183,7 +195,10 @@ def _new_recording(item: pytest.Item) -> MemscopeRecording:
         os.makedirs(directory, exist_ok=True)
     else:
         directory = tempfile.mkdtemp(prefix="memscope-pytest-")
-    rec = MemscopeRecording(directory, name, float(item.config.getini("memscope_interval")))
+    marker = item.get_closest_marker("memscope")
+    rules = [*marker.args, *marker.kwargs] if marker else []  # names suffice to pick options
+    interval = float(item.config.getini("memscope_interval"))
+    rec = MemscopeRecording(directory, name, interval, _attach_options([str(r) for r in rules]))
     try:
         rec.start()
     except MeasurementImpossible as exc:
@@ -232,7 +247,11 @@ def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
     try:
         rules = rules_from_marker(marker)
     except ValueError as exc:
-        pytest.fail(f"memscope marker: {exc}", pytrace=False)
+        problem = str(exc)
+    else:
+        problem = ""
+    if problem:
+        pytest.fail(f"memscope marker: {problem}", pytrace=False)
     if rec is None:
         rec = _new_recording(item)
     result = yield
