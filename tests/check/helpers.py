@@ -11,11 +11,13 @@ from typing import Any
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-FIXTURES = ROOT / "fixtures"
+from tests.conftest import REPO, TARGET_VERSIONS, target_python
+
+__all__ = ["DATA", "FIXTURES", "LEAKY", "PRELOAD", "TARGET_VERSIONS", "Recorded", "events_in",
+           "memscope", "python_for", "record"]
+
+FIXTURES = Path(REPO) / "fixtures"
 DATA = Path(__file__).resolve().parent / "data"
-PYENV = Path("/root/.pyenv/versions")
-PYTHONS = ["3.8.18", "3.9.18", "3.10.13", "3.11.7", "3.12.1", "3.13.0"]
 MAIN = "import sys; from memscope.cli import main; sys.argv[0] = 'memscope'; main()"
 MiB = 1 << 20
 
@@ -28,10 +30,10 @@ LEAKY = ("--workers", "2", "--leaky-workers", "1", "--size", "1000", "--rate", "
 
 
 def python_for(version: str) -> str:
-    path = PYENV / version / "bin" / "python3"
-    if not path.exists():
-        pytest.skip(f"CPython {version} not installed at {path}")
-    return str(path)
+    path = target_python(version)
+    if path is None:
+        pytest.skip(f"CPython {version} is not installed")
+    return path
 
 
 def memscope(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None,

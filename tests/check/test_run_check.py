@@ -14,12 +14,19 @@ from pathlib import Path
 
 import pytest
 
-from tests.check.helpers import FIXTURES, PRELOAD, PYTHONS, events_in, memscope, python_for
+from tests.check.helpers import (
+    FIXTURES,
+    PRELOAD,
+    TARGET_VERSIONS,
+    events_in,
+    memscope,
+    python_for,
+)
 
 LIMIT = "worker.uss.peak <= 5MiB"
 
 
-@pytest.mark.parametrize("version", PYTHONS)
+@pytest.mark.parametrize("version", TARGET_VERSIONS)
 def test_regression_fails_the_job_twin_passes(version: str, tmp_path: Path) -> None:
     python = python_for(version)
     script = str(FIXTURES / "preload_list.py")
