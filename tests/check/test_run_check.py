@@ -9,7 +9,12 @@ stop before the workload starts; --repeat judges the median and shows every run.
 from __future__ import annotations
 
 import json
+import os
+import socket
 import sys
+import threading
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -89,3 +94,54 @@ def test_exit_status_with_duration_and_own_failure(tmp_path: Path) -> None:
     done = memscope("run", "-q", "-o", str(tmp_path / "c.memscope"),
                     "--check", "tree.workers == 5", "--", *failing)
     assert done.returncode == 1  # a broken rule decides
+
+
+def _load(port: int, count: int, requests: int, served: dict[int, int]) -> None:
+    """Send `requests` GETs iterating `count` preloaded ints; retry until gunicorn is up."""
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and sum(served.values()) < requests:
+        try:
+            url = f"http://127.0.0.1:{port}/?count={count}&sleep_ms=50"
+            with urllib.request.urlopen(url, timeout=5) as response:
+                pid = json.loads(response.read())["pid"]
+                served[pid] = served.get(pid, 0) + 1
+        except OSError:
+            time.sleep(0.1)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("count", "code"), [(300_000, 1), (0, 0)])
+def test_the_ci_one_liner_with_gunicorn(count: int, code: int, tmp_path: Path) -> None:
+    """GIVEN `gunicorn --preload` whose app preloads 300k ints, and a load generator beside it
+    WHEN requests iterate all of them (the regression: ~9 MiB of int pages copied per worker)
+    or none (the twin)
+    THEN the one line fails the job with a table, an annotation and a JUnit failure naming a
+    worker that served requests, and passes for the twin."""
+    pytest.importorskip("gunicorn")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    served: dict[int, int] = {}
+    load = threading.Thread(target=_load, args=(port, count, 20, served))
+    load.start()
+    junit, summary = tmp_path / "memscope.xml", tmp_path / "summary.md"
+    env = {**os.environ, "MEMSCOPE_FIXTURE_SIZE": "300000", "GITHUB_ACTIONS": "true",
+           "GITHUB_STEP_SUMMARY": str(summary)}
+    done = memscope("run", "-q", "-i", "0.1", "--duration", "4", "-o", str(tmp_path / "g.memscope"),
+                    "--junit", str(junit), "--check", "worker.uss.peak <= 6MiB", "--",
+                    sys.executable, "-m", "gunicorn", "--preload", "-w", "2",
+                    "-b", f"127.0.0.1:{port}", "--chdir", str(FIXTURES), "gunicorn_app:app",
+                    env=env)
+    load.join()
+    assert sum(served.values()) == 20
+    assert done.returncode == code, done.stdout + done.stderr
+    annotations = [ln for ln in done.stdout.splitlines() if ln.startswith("::error ")]
+    if code:
+        assert any(f"worker pid {pid} " in done.stdout for pid in served)
+        assert len(annotations) == 1
+        assert "<failure" in junit.read_text()
+        assert "❌ **FAIL**" in summary.read_text()
+    else:
+        assert annotations == []
+        assert "<failure" not in junit.read_text()
+        assert "✅ pass" in summary.read_text()
