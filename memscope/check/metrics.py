@@ -185,9 +185,9 @@ class MetricSource:
             return self.summary.workers
         return list(processes)
 
-    def measure(self, selector: str, metric: Metric, worst: Callable[[float], float]) -> (
-        Measurement
-    ):
+    def measure(
+        self, selector: str, metric: Metric, worst: Callable[[float], float]
+    ) -> Measurement:
         """The value a rule judges: the tree's, or the worst selected process's.
 
         `worst` orders values so that the largest key is the worst one for the rule's operator.

@@ -142,3 +142,12 @@ def test_pyproject_config(tmp_path: Path) -> None:
     path.write_text('[tool.memscope.check\n')
     with pytest.raises(InputError, match="cannot read"):
         load_config(str(path))
+
+
+def test_public_names_exist() -> None:
+    import memscope.check as check
+    import memscope.pytest_plugin as plugin
+
+    for module in (check, plugin):
+        for name in module.__all__:
+            assert hasattr(module, name), f"{module.__name__}.{name}"
