@@ -71,7 +71,8 @@ def command(
 
     Follows every fork, fork+exec and grandchild. SIGINT, SIGTERM and SIGHUP sent to
     memscope are forwarded to COMMAND. memscope exits with COMMAND's exit status
-    (128+N if it was killed by signal N).
+    (128+N if it was killed by signal N). With --check (docs/ci.md): 1 if a rule is
+    broken, 2 if one cannot be checked, else COMMAND's status (0 if --duration stopped it).
 
     \b
     Examples:
