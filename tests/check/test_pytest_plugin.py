@@ -64,8 +64,11 @@ def test_unmarked_is_not_measured():
     fork_workers(1, 1, hold=0)
 ''')
     junit = pytester.path / "junit.xml"
-    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", f"--junitxml={junit}")
+    kept = pytester.path / "recordings"
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", f"--junitxml={junit}",
+                                           f"--memscope-dir={kept}")
     result.assert_outcomes(passed=2, failed=3)
+    assert len(list(kept.glob("test_big_worker_fails-*/test_big_worker_fails.memscope"))) == 1
     result.stdout.fnmatch_lines([
         "*_ test_big_worker_fails _*", "memscope: worker.uss.peak <= 16MiB broken: measured *",
         "*_ test_cow_limit_needs_cow_scans _*",
@@ -101,6 +104,7 @@ def test_three_workers(memscope_recording):
 ''')
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
     result.assert_outcomes(passed=1)
+    assert "recording: " not in result.stdout.str()
 
 
 @pytest.mark.skipif(os.geteuid() != 0 or shutil.which("setpriv") is None,
