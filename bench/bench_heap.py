@@ -25,10 +25,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from memscope.cow.cpython import detect_target  # noqa: E402
-from memscope.cow.heap import parse_heap  # noqa: E402
-from memscope.cow.memreader import PAGE, MemReader  # noqa: E402
-from memscope.procfs import ProcFS  # noqa: E402
+from memscope.cow.cpython import detect_target
+from memscope.cow.heap import parse_heap
+from memscope.cow.memreader import PAGE, MemReader
+from memscope.procfs import ProcFS
 
 WORKLOAD = """
 import os, sys
@@ -71,7 +71,8 @@ def main() -> None:
         stdout=subprocess.PIPE,
         text=True,
     )
-    assert proc.stdout is not None and proc.stdin is not None
+    assert proc.stdout is not None
+    assert proc.stdin is not None
     pid = int(proc.stdout.readline())
     procfs = ProcFS()
     try:
@@ -98,8 +99,10 @@ def main() -> None:
         print(f"detect        {detect_s * 1000:.1f} ms (once per process)")
         print(f"floor         {floor * 1000:.1f} ms (pagemap + read pages; best of {args.repeat})")
         print(f"parse_heap    {parse * 1000:.1f} ms (best of {args.repeat})")
-        print(f"ratio         parse/floor {parse / floor:.2f}x, (floor+parse)/floor "
-              f"{(floor + parse) / floor:.2f}x")
+        print(
+            f"ratio         parse/floor {parse / floor:.2f}x, (floor+parse)/floor "
+            f"{(floor + parse) / floor:.2f}x"
+        )
     finally:
         proc.stdin.close()
         proc.wait()
