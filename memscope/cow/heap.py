@@ -35,7 +35,7 @@ from memscope.cow.heap_malloc import Chunks, find_chunks
 from memscope.cow.heap_objects import WordGetter, locate_objects
 from memscope.cow.heap_pymalloc import PoolBlocks, find_pool_blocks
 from memscope.cow.heap_snapshot import Snapshot
-from memscope.cow.memreader import MemReader
+from memscope.cow.memreader import USER_END, MemReader
 
 __all__ = ["BUFFER", "UnsupportedTarget", "parse_heap"]
 
@@ -178,29 +178,48 @@ def _attribute_buffers(
     """Give untyped blocks the type of an owner object that points into them (in place)."""
     fields = _owner_fields(layout)
     offsets_by_slot: dict[int, list[int]] = {}
+    dict_slots: dict[int, int] = {}
     for slot, info in enumerate(types.infos, start=1):
         offsets = list(fields.get(info.name, ()))
         if layout.values_pointer and info.flags & TPFLAGS.MANAGED_DICT:
             offsets.append(-layout.values_pointer)
         if offsets:
             offsets_by_slot[slot] = offsets
-    if not offsets_by_slot:
-        return
-    slots = np.array(sorted(offsets_by_slot), dtype=np.int64)
+        if info.dictoffset and not info.flags & TPFLAGS.MANAGED_DICT:
+            dict_slots[slot] = info.dictoffset
+    slots = np.array(sorted(set(offsets_by_slot) | set(dict_slots)), dtype=np.int64)
     candidates = np.flatnonzero(np.isin(types.row_type, slots))
-    owners: list[I64] = []
-    ptr_addrs: list[U64] = []
     cand_slot = types.row_type[candidates]
+    owners: list[I64] = [np.zeros(0, dtype=np.int64)]
+    ptr_addrs: list[U64] = [np.zeros(0, dtype=np.uint64)]
     for slot, offsets in offsets_by_slot.items():
         rows = candidates[cand_slot == slot]
         for off in offsets:
             owners.append(rows)
             ptr_addrs.append(obj_start[rows] + np.uint64(off & 0xFFFFFFFFFFFFFFFF))
+    via_dict: tuple[I64, U64] | None = None
+    if dict_slots:
+        parts = [(candidates[cand_slot == slot], off) for slot, off in dict_slots.items()]
+        rows = np.concatenate([r for r, _ in parts])
+        via_dict = rows, np.concatenate([obj_start[r] + np.uint64(off) for r, off in parts])
     owner = np.concatenate(owners)
     ptrs, ok = snap.words(np.concatenate(ptr_addrs))
     if layout.tagged_values:
         # 3.12 dict-or-values: a values pointer has its low bit set; a dict pointer does not.
         ptrs = np.where(ptrs & np.uint64(1), ptrs - np.uint64(1), ptrs)
+    # Instances with a __dict__ pointer (tp_dictoffset, 3.8-3.10 classes): the dict usually
+    # lies elsewhere, but its split-table values array sits next to the instances.
+    if via_dict is not None:
+        rows, dict_ptr_addr = via_dict
+        dicts, dict_ok = snap.words(dict_ptr_addr)
+        usable = (
+            dict_ok & (dicts != 0) & (dicts & np.uint64(7) == 0) & (dicts < np.uint64(USER_END))
+        )
+        rows, dicts = rows[usable], dicts[usable]
+        values, values_ok = snap.words(dicts + np.uint64(layout.dict_values))
+        owner = np.concatenate((owner, rows))
+        ptrs = np.concatenate((ptrs, values))
+        ok = np.concatenate((ok, values_ok))
     j = np.searchsorted(start, ptrs, side="right").astype(np.int64) - 1
     valid = ok & (ptrs != 0) & (j >= 0)
     j = np.maximum(j, 0)

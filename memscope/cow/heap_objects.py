@@ -81,14 +81,14 @@ def locate_objects(
                 break
         refcnt = words(off // 8, rows)
         cand = words(off // 8 + 1, rows)
+        # Without a plausible refcount there is no candidate (0 is never a type).
+        cand[refcnt - np.uint64(1) >= _MAX_REFCNT] = 0
         heads, lengths = _runs(cand)
         run_values = cand[heads]
         uniq = np.unique(run_values)
         sane = (uniq & np.uint64(7) == 0) & (uniq > np.uint64(4096)) & (uniq < np.uint64(USER_END))
         sane[sane] = mapped_mask(maps, uniq[sane])
         uniq_slot = np.zeros(len(uniq), dtype=np.int64)
-        pre = np.full(len(uniq) + 1, -1, dtype=np.int64)  # indexed by slot, 0: none
-        fits = np.zeros(len(uniq) + 1, dtype=np.int64)
         for j in np.flatnonzero(sane).tolist():
             t = int(uniq[j])
             if t not in slot_of:
@@ -97,16 +97,12 @@ def locate_objects(
                     types.append(info)
                 slot_of[t] = len(types) if info is not None else 0
             uniq_slot[j] = slot_of[t]
-        pre = np.array([-1] + [t.preheader for t in types], dtype=np.int64)
+        pre = np.array([-1] + [t.preheader for t in types], dtype=np.int64)  # by slot
         fits = np.array([0] + [t.preheader + t.basicsize for t in types], dtype=np.int64)
         run_slot = uniq_slot[np.searchsorted(uniq, run_values)]
         row_slot = np.repeat(run_slot, lengths)
         # Plausible refcount, a type with this pre-header whose fixed part fits the block.
-        ok = (
-            (np.repeat(pre[run_slot] == off, lengths))
-            & (refcnt - np.uint64(1) < _MAX_REFCNT)
-            & (fits[row_slot] <= rsize)
-        )
+        ok = np.repeat(pre[run_slot] == off, lengths) & (fits[row_slot] <= rsize)
         hit = np.flatnonzero(ok) if rows is None else rows[ok]
         slot[hit] = row_slot[ok]
         obj_off[hit] = off
