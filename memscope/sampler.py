@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from memscope.procfs import AccessDenied, ProcessGone, ProcFS, Rollup, parse_statm
+from memscope.procfs import AccessDenied, ProcessGone, ProcessHandle, ProcFS, Rollup
 from memscope.recording import RecordingWriter
 from memscope.tree import Member, ProcessTree, python_version_of
 
@@ -56,6 +56,7 @@ class _State:
     rollup_cost: float = 0.0005  # seconds, refined by measurement (EWMA)
     rollups: int = 0
     cmdline: list[str] = field(default_factory=list)
+    handle: ProcessHandle | None = None
 
 
 class Sampler:
@@ -96,10 +97,13 @@ class Sampler:
 
     def _record_birth(self, member: Member, t: float) -> None:
         pid = member.pid
+        handle: ProcessHandle | None = None
+        cmdline: list[str] = []
         try:
-            cmdline = self.procfs.cmdline(pid)
+            handle = self.procfs.open(pid)
+            cmdline = handle.cmdline()
         except (ProcessGone, AccessDenied):
-            cmdline = []
+            pass
         exe = self.procfs.exe(pid)
         parent = self.tree.members.get(member.ppid)
         parent_id = parent.record_id if parent is not None and member.parent_key else None
@@ -114,7 +118,7 @@ class Sampler:
             python_version=python_version_of(self.procfs, pid, exe),
             started_at=t,
         )
-        self._state[member.key] = _State(cmdline=cmdline)
+        self._state[member.key] = _State(cmdline=cmdline, handle=handle)
         if member.exited:
             code = exit_code_from_wait_status(member.exit_code)
             self.writer.mark_exited(member.record_id, t, code)
@@ -123,17 +127,21 @@ class Sampler:
         if member.record_id >= 0:
             code = exit_code_from_wait_status(member.exit_code) if member.exited else None
             self.writer.mark_exited(member.record_id, t, code)
-        self._state.pop(member.key, None)
+        state = self._state.pop(member.key, None)
+        if state is not None and state.handle is not None:
+            state.handle.close()
         self.latest.pop(member.record_id, None)
 
     # -- reading ---------------------------------------------------------------------------
 
     def _rollup(self, member: Member, state: _State) -> Rollup | None:
         c0 = self.cpu_clock()
+        if state.handle is None:
+            return None
         try:
-            rollup = self.procfs.rollup(member.pid)
+            rollup = state.handle.rollup()
             if state.rollups % 5 == 0:
-                cmdline = self.procfs.cmdline(member.pid)
+                cmdline = state.handle.cmdline()
                 if cmdline and cmdline != state.cmdline:  # the process exec'd
                     state.cmdline = cmdline
                     exe = self.procfs.exe(member.pid)
@@ -170,12 +178,18 @@ class Sampler:
         # Counters for everyone.
         rows: list[tuple[object, ...]] = []
         counters: dict[tuple[int, int], tuple[int, int]] = {}
-        for member in members:
-            if member.exited:
+        for member in list(members):
+            state = self._state.get(member.key)
+            if member.exited or state is None or state.handle is None:
                 continue
             try:
-                statm = parse_statm(self.procfs.read(member.pid, "statm"))
-            except (ProcessGone, AccessDenied):
+                statm = state.handle.statm()
+            except AccessDenied:
+                continue
+            except ProcessGone:  # exited, perhaps with its PID already reused
+                self.tree.remove(member)
+                self._record_death(member, t)
+                members.remove(member)
                 continue
             if statm.size == 0:  # zombie, or the kernel already tore the mm down
                 for zombie in self.tree.check_zombies():
@@ -260,8 +274,8 @@ class Sampler:
         next_t = time.monotonic()
         while not should_stop():
             self.tick()
-            if not self.tree.members:
-                break
+            if all(m.exited for m in self.tree.members.values()):
+                break  # nothing left but zombies, or nothing at all
             next_t += interval
             delay = next_t - time.monotonic()
             if delay > 0:

@@ -3,7 +3,9 @@
 A process's identity is (pid, start_ticks), so a recycled PID is a new process. This kernel
 may lack /proc/PID/task/*/children (CONFIG_PROC_CHILDREN), so descendants are found from the
 ppid in /proc/PID/stat. Only PIDs not seen before are read each tick; PIDs known to be outside
-the tree are re-checked every `recheck_every` ticks to notice PID reuse.
+the tree are re-checked every `recheck_every` ticks to notice PID reuse. A member whose PID is
+reused between two ticks is noticed by the sampler, whose reads go through a directory fd
+bound to the original process (ProcessHandle), and removed with `remove()`.
 """
 
 from __future__ import annotations
@@ -119,6 +121,11 @@ class ProcessTree:
             self.members[st.pid] = member
             born.append(member)
         return TreeChange(born=born, died=died)
+
+    def remove(self, member: Member) -> None:
+        """Forget a member found gone by a reader (its PID may already belong to another)."""
+        if self.members.get(member.pid) is member:
+            del self.members[member.pid]
 
     def check_zombies(self) -> list[Member]:
         """Members that turned zombie since last seen, with their exit code (Linux 3.5+)."""

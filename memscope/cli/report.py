@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 import sys
 import tempfile
 
 import click
 
 from memscope.analysis.summary import build_summary
-from memscope.errors import InputError
+from memscope.errors import InputError, RecordingError
 from memscope.recording import open_recording
 from memscope.report import REPORTERS, ReportData, get_reporter
 
@@ -21,7 +22,10 @@ def write_report(path: str, fmt: str, out_path: str | None) -> None:
     reporter = get_reporter(fmt)
     rec = open_recording(path)
     try:
-        data = ReportData(build_summary(rec), rec)
+        try:
+            data = ReportData(build_summary(rec), rec)
+        except sqlite3.DatabaseError as exc:
+            raise RecordingError(f"{path}: recording is corrupt or truncated ({exc})") from None
         if out_path is None or out_path == "-":
             reporter.render(data, sys.stdout)
             return

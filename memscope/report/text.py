@@ -23,7 +23,10 @@ _MAX_ROWS = 40
 
 
 def _command(p: ProcessSummary, width: int = 48) -> Text:
-    cmd = " ".join([p.cmdline[0].rsplit("/", 1)[-1], *p.cmdline[1:]]) if p.cmdline else "?"
+    argv = list(p.cmdline) or ["?"]
+    if argv[0].startswith(("/", "./")) and " " not in argv[0]:
+        argv[0] = argv[0].rsplit("/", 1)[-1]  # the program's name, not its path
+    cmd = " ".join(argv)
     if len(cmd) > width:
         cmd = cmd[: width - 1] + "…"
     return Text(cmd)  # Text, not markup: names are controlled by the target
@@ -47,25 +50,32 @@ def _header(s: Summary) -> Text:
     return text
 
 
+_PROCESS_COLUMNS = ("peak RSS", "peak PSS", "peak USS", "last USS", "shared", "peak swap")
+
+
 def _process_table(s: Summary) -> Table:
-    table = Table(title="Processes (peak / last)", title_justify="left", expand=False)
-    for col in ("pid", "role", "command", "lifetime", "exit"):
-        table.add_column(col, no_wrap=True)
-    for col in ("RSS", "PSS", "USS", "shared", "swap"):
-        table.add_column(col, justify="right", no_wrap=True)
+    table = Table(title="Processes", title_justify="left", expand=False)
+    table.add_column("pid", no_wrap=True, min_width=5)
+    table.add_column("role", no_wrap=True, min_width=6)
+    table.add_column("command", no_wrap=True, max_width=32, overflow="ellipsis")
+    table.add_column("lifetime", no_wrap=True, min_width=8)
+    table.add_column("exit", no_wrap=True, min_width=4)
+    for col in _PROCESS_COLUMNS:
+        table.add_column(col, justify="right", no_wrap=True, min_width=len(col))
     ordered = sorted(s.processes, key=lambda p: (p.role != "root", -(p.peak.pss or 0)))
     for p in ordered[:_MAX_ROWS]:
         table.add_row(
             str(p.pid),
             p.role,
-            _command(p),
+            _command(p, 32),
             format_duration(p.lifetime(s.ended_at)),
             "-" if p.exit_code is None else str(p.exit_code),
-            f"{format_bytes(p.peak.rss)} / {format_bytes(p.last.rss)}",
-            f"{format_bytes(p.peak.pss)} / {format_bytes(p.last.pss)}",
-            f"{format_bytes(p.peak.uss)} / {format_bytes(p.last.uss)}",
+            format_bytes(p.peak.rss),
+            format_bytes(p.peak.pss),
+            format_bytes(p.peak.uss),
+            format_bytes(p.last.uss),
             format_bytes(p.last.shared),
-            f"{format_bytes(p.peak.swap)} / {format_bytes(p.last.swap)}",
+            format_bytes(p.peak.swap),
         )
     if len(ordered) > _MAX_ROWS:
         table.caption = f"{len(ordered) - _MAX_ROWS} more processes not shown (see --format json)"
@@ -120,5 +130,6 @@ class TextReporter:
         self.console = console
 
     def render(self, data: ReportData, out: TextIO) -> None:
-        console = self.console or Console(file=out, width=140, highlight=False)
+        width = None if out.isatty() else 160  # files and pipes: wide enough for every column
+        console = self.console or Console(file=out, width=width, highlight=False)
         console.print(render_text(data.summary))
