@@ -8,6 +8,7 @@ import click
 
 from memscope.cli._options import recording_options
 from memscope.cli.report import print_summary
+from memscope.live import live_display, live_option
 from memscope.procfs import ProcFS
 from memscope.session import SessionOptions, check_target, default_output, record, signals_to
 
@@ -16,6 +17,7 @@ __all__ = ["command"]
 
 @click.command("attach")
 @click.argument("pid", type=click.IntRange(min=1))
+@live_option
 @recording_options
 @click.option("-q", "--quiet", is_flag=True, help="Do not print the summary at the end.")
 def command(
@@ -37,12 +39,14 @@ def command(
     path = output or default_output(cmdline[0] if cmdline else "process", pid)
     stopping: list[int] = []
     click.echo(f"memscope: attached to {pid}, recording to {path} (Ctrl-C to stop)", err=True)
-    with signals_to(stopping.append, (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)):
+    with signals_to(stopping.append, (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)), \
+            live_display() as on_tick:
         record(
             pid,
             SessionOptions(output=path, interval=interval, duration=duration, procfs=procfs),
             {"mode": "attach", "command": cmdline},
             should_stop=lambda: bool(stopping),
+            on_tick=on_tick,
         )
     if not quiet:
         print_summary(path)

@@ -13,6 +13,7 @@ import click
 from memscope.cli._options import recording_options
 from memscope.cli.report import print_summary
 from memscope.errors import CommandNotFound, MemscopeError
+from memscope.live import live_display, live_option
 from memscope.recording import RecordingWriter
 from memscope.sampler import Sampler
 from memscope.session import SessionOptions, default_output, record, signals_to
@@ -52,6 +53,7 @@ def spawn(argv: list[str]) -> subprocess.Popen[bytes]:
     "run",
     context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False},
 )
+@live_option
 @recording_options
 @click.option("-q", "--quiet", is_flag=True, help="Do not print the summary at the end.")
 @click.argument(
@@ -105,12 +107,13 @@ def command(
         writer.set_meta(exit_code=code)
 
     try:
-        with signals_to(forward, FORWARDED):
+        with signals_to(forward, FORWARDED), live_display() as on_tick:
             record(
                 proc.pid,
                 options,
                 {"mode": "run", "command": args},
                 should_stop=lambda: proc.poll() is not None,
+                on_tick=on_tick,
                 finalize=finalize,
             )
     finally:
