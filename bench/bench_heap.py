@@ -98,8 +98,10 @@ def main() -> None:
         print(f"objects       {len(heap.start)} rows, int bytes {int_bytes / 2**20:.1f} MiB")
         print(f"detect        {detect_s * 1000:.1f} ms (once per process)")
         print(f"floor         {floor * 1000:.1f} ms (pagemap + read pages; best of {args.repeat})")
-        print(f"parse_heap    {parse * 1000:.1f} ms (best of {args.repeat}; first run "
-              f"{parses[0] * 1000:.1f} ms, in a fresh process)")
+        print(
+            f"parse_heap    {parse * 1000:.1f} ms (best of {args.repeat}; first run "
+            f"{parses[0] * 1000:.1f} ms, in a fresh process)"
+        )
         print(
             f"ratio         parse/floor {parse / floor:.2f}x, (floor+parse)/floor "
             f"{(floor + parse) / floor:.2f}x"
