@@ -112,6 +112,8 @@ def parse_heap(
         is_buffer=is_buffer,
         type_names=types.names,
         allocator_ranges=allocator[np.argsort(allocator[:, 0], kind="stable")],
+        pools=pools.pool_addrs,
+        pool_size=layout.pool_size,
     )
 
 

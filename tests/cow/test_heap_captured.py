@@ -78,6 +78,10 @@ def test_parse_captured_pages(capture: dict[str, np.ndarray]) -> None:
     assert len(int_pages) > 0
     by_type = bytes_by_type_in_pages(heap, int_pages)
     assert by_type["int"] >= 0.9 * len(int_pages) * PAGE
-    # Pool headers are reported as allocator metadata, 48 bytes each.
-    ranges = heap.allocator_ranges
-    assert ((ranges[:, 1] - ranges[:, 0]) == 48).sum() >= 1
+    # Every validated pool's header is reported as allocator metadata, 48 bytes each.
+    assert heap.pool_size == (4096 if version < (3, 10) else 16384)
+    assert len(heap.pools) > 0
+    headers = heap.allocator_ranges[
+        (heap.allocator_ranges[:, 1] - heap.allocator_ranges[:, 0]) == 48
+    ]
+    assert np.isin(heap.pools, headers[:, 0]).all()
