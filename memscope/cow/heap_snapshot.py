@@ -97,19 +97,28 @@ class Snapshot:
         vals[~valid] = 0
         return vals, valid
 
-    def page(self, page: int) -> bytes | None:
-        """One page as bytes (None if unreadable): for sequential walks in Python."""
+    @property
+    def held(self) -> dict[int, int]:
+        """Row of each page of the caller's snapshot, by address."""
+        if self._index is None:
+            self._index = {int(a): i for i, a in enumerate(self.addrs.tolist())}
+        return self._index
+
+    def page(self, page: int, ahead: int = 1) -> bytes | None:
+        """One page as bytes (None if unreadable): for sequential walks in Python.
+
+        On a miss, `ahead` pages from `page` on are read with one call and kept.
+        """
         if page not in self._page_cache:
-            if self._index is None:
-                self._index = {int(a): i for i, a in enumerate(self.addrs.tolist())}
-            row = self._index.get(page)
+            row = self.held.get(page)
             if row is not None:
                 self._page_cache[page] = self.data[row].tobytes()
             else:
-                try:
-                    self._page_cache[page] = self.reader.read(page, PAGE)
-                except Unmapped:
-                    self._page_cache[page] = None
+                run = np.uint64(page) + np.arange(max(ahead, 1), dtype=np.uint64) * np.uint64(PAGE)
+                data, valid = self.reader.read_pages(run)
+                for i, addr in enumerate(run.tolist()):
+                    if addr not in self.held:
+                        self._page_cache[addr] = data[i].tobytes() if valid[i] else None
         return self._page_cache[page]
 
     def u64(self, addr: int) -> int:
