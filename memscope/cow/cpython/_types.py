@@ -151,10 +151,8 @@ class TypeResolver:
             return []
         items = []
         for i in range(nentries):
-            k, v = (
-                struct.unpack_from("<QQ", table, i * width + key_at)[0],
-                struct.unpack_from("<Q", table, i * width + value_at)[0],
-            )
+            (k,) = struct.unpack_from("<Q", table, i * width + key_at)
+            (v,) = struct.unpack_from("<Q", table, i * width + value_at)
             if k and v:
                 items.append((k, v))
         return items
