@@ -15,8 +15,9 @@ import numpy as np
 import numpy.typing as npt
 
 from memscope.cow.memreader import PAGE, MemReader, Unmapped
+from memscope.procfs import MapEntry
 
-__all__ = ["WORDS_PER_PAGE", "Snapshot"]
+__all__ = ["WORDS_PER_PAGE", "Snapshot", "writable_regions"]
 
 U64 = npt.NDArray[np.uint64]
 I64 = npt.NDArray[np.int64]
@@ -128,3 +129,20 @@ class Snapshot:
         if content is None:
             raise Unmapped(addr)
         return int.from_bytes(content[addr - page : addr - page + 8], "little")
+
+
+def writable_regions(maps: list[MapEntry]) -> list[tuple[str, int, int]]:
+    """`[heap]` and anonymous read-write mappings, adjacent ones merged.
+
+    One allocation can span several mappings: numpy, for one, madvises the huge-page-aligned
+    part of its buffers, which splits the mapping of a single mmapped chunk.
+    """
+    out: list[tuple[str, int, int]] = []
+    for m in sorted(maps, key=lambda m: m.start):
+        if not m.perms.startswith("rw") or (m.path and m.path != "[heap]"):
+            continue
+        if out and out[-1][0] == m.path and out[-1][2] == m.start:
+            out[-1] = (m.path, out[-1][1], m.end)
+        else:
+            out.append((m.path, m.start, m.end))
+    return out

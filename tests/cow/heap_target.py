@@ -11,6 +11,8 @@ import json
 import os
 import sys
 
+import numpy
+
 
 class Record:
     def __init__(self, i):
@@ -25,6 +27,7 @@ def main():
     table = {i: i * 2 for i in range(100000)}
     blob = b"x" * (3 << 20)
     buf = bytearray(b"y" * (2 << 20))
+    numbers = numpy.arange(1 << 20, dtype=numpy.int64)
     pid = os.fork()
     if pid:
         os.waitpid(pid, 0)
@@ -46,6 +49,8 @@ def main():
         "blob_size": sys.getsizeof(blob),
         "table": id(table),
         "bytearray": id(buf),
+        "ndarray_data": numbers.__array_interface__["data"][0],
+        "ndarray_bytes": numbers.nbytes,
         "ints_list": id(ints),
         "total": total,
     }

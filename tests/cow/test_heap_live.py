@@ -1,7 +1,7 @@
 """Heap parsing of real forked workers, on every pyenv CPython.
 
 GIVEN a parent that preloads 2M ints in a list, 300k `Record` instances, a 100k-entry dict,
-3 MiB of bytes and a 2 MiB bytearray, then forks a worker that iterates the ints and runs
+3 MiB of bytes, a 2 MiB bytearray and an 8 MiB numpy array, then forks a worker that iterates the ints and runs
 gc.collect(); WHEN its pages are parsed from outside; THEN the objects come out typed, at the
 addresses and counts the worker itself reported.
 """
@@ -114,3 +114,10 @@ def test_large_objects_and_buffers_in_malloc_chunks(worker: Worker, everything: 
     assert list_items >= N_INTS * 8  # the 2M-item array of the int list
     assert heap.block_size[everything.rows_of("bytearray", buffers=True)].sum() >= 2 << 20
     assert heap.block_size[everything.rows_of("dict", buffers=True)].sum() >= 100_000 * 16
+    # numpy's data buffer (a malloc chunk) belongs to the ndarray that points at it.
+    data = np.uint64(int(worker.truth["ndarray_data"]))  # type: ignore[call-overload]
+    row = np.searchsorted(heap.block_start, data, side="right") - 1
+    assert heap.block_start[row] <= data < heap.block_start[row] + np.uint64(heap.block_size[row])
+    assert heap.type_names[heap.type_index[row]] == "numpy.ndarray"
+    assert heap.is_buffer[row]
+    assert heap.block_size[row] >= int(worker.truth["ndarray_bytes"])  # type: ignore[call-overload]
