@@ -20,10 +20,16 @@ class Record:
         self.b = "r"
 
 
+class Outer:
+    class Inner:
+        pass
+
+
 def main():
     n_ints, n_records, out = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
     ints = list(range(1000, 1000 + n_ints))
     records = [Record(i) for i in range(n_records)]
+    inners = [Outer.Inner() for _ in range(10)]
     table = {i: i * 2 for i in range(100000)}
     blob = b"x" * (3 << 20)
     buf = bytearray(b"y" * (2 << 20))
@@ -44,6 +50,7 @@ def main():
         "pid": os.getpid(),
         "version": list(sys.version_info[:3]),
         "records": len(records),
+        "inners": len(inners),
         "record_size": sys.getsizeof(records[0]),
         "blob": id(blob),
         "blob_size": sys.getsizeof(blob),

@@ -94,6 +94,10 @@ def test_records_are_qualified_counted_and_at_their_ids(worker: Worker, copied: 
     assert copied.heap.gc_tracked[rows].all()
 
 
+def test_nested_classes_by_qualified_name(worker: Worker, everything: Parsed) -> None:
+    assert len(everything.rows_of("__main__.Outer.Inner")) == worker.truth["inners"]
+
+
 def test_free_blocks_are_not_objects(copied: Parsed) -> None:
     heap = copied.heap
     assert len(np.unique(heap.block_start)) == len(heap.block_start)
