@@ -9,6 +9,7 @@ import click
 from memscope.cli._options import recording_options
 from memscope.cli.report import print_summary
 from memscope.live import live_display, live_option
+from memscope.metrics.cli import metrics_hooks, serve_metrics_option
 from memscope.procfs import ProcFS
 from memscope.session import SessionOptions, check_target, default_output, record, signals_to
 
@@ -19,6 +20,7 @@ __all__ = ["command"]
 @click.argument("pid", type=click.IntRange(min=1))
 @live_option
 @recording_options
+@serve_metrics_option
 @click.option("-q", "--quiet", is_flag=True, help="Do not print the summary at the end.")
 def command(
     pid: int, output: str | None, interval: float, duration: float | None, quiet: bool
@@ -43,7 +45,8 @@ def command(
             live_display() as on_tick:
         record(
             pid,
-            SessionOptions(output=path, interval=interval, duration=duration, procfs=procfs),
+            SessionOptions(output=path, interval=interval, duration=duration, procfs=procfs,
+                           hooks=metrics_hooks()),
             {"mode": "attach", "command": cmdline},
             should_stop=lambda: bool(stopping),
             on_tick=on_tick,

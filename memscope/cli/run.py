@@ -11,9 +11,11 @@ import sys
 import click
 
 from memscope.cli._options import recording_options
+from memscope.cli.check import CheckRequest, check_options
 from memscope.cli.report import print_summary
 from memscope.errors import CommandNotFound, MemscopeError
 from memscope.live import live_display, live_option
+from memscope.metrics.cli import metrics_hooks, serve_metrics_option
 from memscope.recording import RecordingWriter
 from memscope.sampler import Sampler
 from memscope.session import SessionOptions, default_output, record, signals_to
@@ -55,6 +57,8 @@ def spawn(argv: list[str]) -> subprocess.Popen[bytes]:
 )
 @live_option
 @recording_options
+@serve_metrics_option
+@check_options
 @click.option("-q", "--quiet", is_flag=True, help="Do not print the summary at the end.")
 @click.argument(
     "argv", nargs=-1, required=True, type=click.UNPROCESSED, metavar="-- COMMAND [ARGS]..."
@@ -65,27 +69,45 @@ def command(
     interval: float,
     duration: float | None,
     quiet: bool,
+    check: CheckRequest | None,
 ) -> None:
     """Run COMMAND and record the memory of its whole process tree.
 
     Follows every fork, fork+exec and grandchild. SIGINT, SIGTERM and SIGHUP sent to
     memscope are forwarded to COMMAND. memscope exits with COMMAND's exit status
-    (128+N if it was killed by signal N).
+    (128+N if it was killed by signal N). With --check (docs/ci.md): 1 if a rule is
+    broken, 2 if one cannot be checked, else COMMAND's status (0 if --duration stopped it).
 
     \b
     Examples:
       memscope run -- python fixtures/preload_list.py --workers 4
       memscope run -o web.memscope --duration 60 -- gunicorn --preload -w 8 app:app
       memscope run -i 0.5 -- celery -A proj worker --concurrency 4
+      memscope run --duration 60 --check 'worker.uss.peak <= 200MiB' -- gunicorn app:app
     """
     args = list(argv)
     if args and args[0] == "--":
         args = args[1:]
     if not args:
         raise click.UsageError("missing COMMAND after --")
+    if check is None:
+        sys.exit(_record(args, output, interval, duration, quiet)[1])
+    runs = [_record(args, path, interval, duration, quiet)
+            for path in (check.outputs(output) if output else [None] * check.repeat)]
+    verdict = check.judge([path for path, _, _ in runs])
+    # A broken rule decides; else a command that failed on its own (not stopped by --duration).
+    sys.exit(verdict or next((code for _, code, stopped in runs if code and not stopped), 0))
+
+
+def _record(
+    args: list[str], output: str | None, interval: float, duration: float | None, quiet: bool
+) -> tuple[str, int, bool]:
+    """Run the command once, recording it: (recording path, exit status, whether --duration
+    ended the command)."""
     proc = spawn(args)
     path = output or default_output(args[0], proc.pid)
-    options = SessionOptions(output=path, interval=interval, duration=duration)
+    options = SessionOptions(output=path, interval=interval, duration=duration,
+                             hooks=metrics_hooks())
     click.echo(f"memscope: recording {' '.join(args)} (pid {proc.pid}) to {path}", err=True)
 
     def forward(signum: int) -> None:
@@ -97,8 +119,12 @@ def command(
         else:
             proc.send_signal(signum)
 
+    stopped = False
+
     def finalize(writer: RecordingWriter, sampler: Sampler) -> None:
+        nonlocal stopped
         if proc.poll() is None:  # duration ended, or we are being torn down
+            stopped = True
             _terminate(proc)
         code = exit_status(proc.wait())
         root = sampler.tree.root
@@ -123,7 +149,7 @@ def command(
     if not quiet:
         print_summary(path)
     click.echo(f"memscope: recording saved to {path}", err=True)
-    sys.exit(code)
+    return path, code, stopped and duration is not None
 
 
 def _terminate(proc: subprocess.Popen[bytes]) -> None:

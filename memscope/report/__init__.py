@@ -5,6 +5,7 @@ from memscope.report import (  # noqa: F401  (registers the formats)
     html,
     json_report,
     mprof,
+    prometheus,
     text,
 )
 from memscope.report._base import REPORTERS, ReportData, Reporter, get_reporter, register
