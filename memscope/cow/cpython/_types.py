@@ -27,6 +27,7 @@ class TypeInfo:
     basicsize: int
     itemsize: int
     preheader: int  # bytes between block start and the object
+    dictoffset: int = 0  # tp_dictoffset: where an instance keeps its __dict__ pointer
 
     @property
     def is_gc(self) -> bool:
@@ -63,7 +64,7 @@ class TypeResolver:
         lay = self.layout
         if addr & 7 or addr < 4096:
             return None
-        head = self.reader.read(addr, lay.tp_dict + 8)
+        head = self.reader.read(addr, lay.tp_dictoffset + 8)
         refcnt, ob_type = struct.unpack_from("<QQ", head, 0)
         if refcnt == 0 or not self._is_metatype(ob_type):
             return None
@@ -71,6 +72,7 @@ class TypeResolver:
         basicsize, itemsize = struct.unpack_from("<qq", head, lay.tp_basicsize)
         (flags,) = struct.unpack_from("<Q", head, lay.tp_flags)
         (tp_dict,) = struct.unpack_from("<Q", head, lay.tp_dict)
+        (dictoffset,) = struct.unpack_from("<q", head, lay.tp_dictoffset)
         if (
             not flags & TPFLAGS.READY
             or not 16 <= basicsize <= 1 << 24
@@ -81,11 +83,20 @@ class TypeResolver:
         if not raw or len(raw) > _MAX_NAME or not all(32 < b < 127 for b in raw):
             return None
         name = raw.decode("ascii")
-        if flags & TPFLAGS.HEAPTYPE and "." not in name and tp_dict:
-            module = self._dict_str(tp_dict, "__module__")
+        if flags & TPFLAGS.HEAPTYPE and "." not in name:
+            # A class: tp_name is its bare name; use __qualname__ and __module__.
+            try:
+                qualname = self.read_str(self.reader.read_u64(addr + lay.ht_qualname))
+            except Unmapped:
+                qualname = None
+            if qualname and qualname.rsplit(".", 1)[-1] == name:
+                name = qualname
+            module = self._dict_str(tp_dict, "__module__") if tp_dict else None
             if module and module != "builtins":
                 name = f"{module}.{name}"
-        return TypeInfo(addr, name, flags, basicsize, itemsize, lay.preheader(flags))
+        return TypeInfo(
+            addr, name, flags, basicsize, itemsize, lay.preheader(flags), max(dictoffset, 0)
+        )
 
     # -- reading str and dict objects of the target ----------------------------------------
 
@@ -147,10 +158,8 @@ class TypeResolver:
             return []
         items = []
         for i in range(nentries):
-            k, v = (
-                struct.unpack_from("<QQ", table, i * width + key_at)[0],
-                struct.unpack_from("<Q", table, i * width + value_at)[0],
-            )
+            (k,) = struct.unpack_from("<Q", table, i * width + key_at)
+            (v,) = struct.unpack_from("<Q", table, i * width + value_at)
             if k and v:
                 items.append((k, v))
         return items
