@@ -20,6 +20,10 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 def parse_cow_interval(ctx: click.Context, param: click.Parameter, value: str) -> float | None:
     """"auto" -> None (adaptive, within the CPU budget); else seconds between scans (0: off)."""
+    return _parse(value)
+
+
+def _parse(value: str) -> float | None:
     if value.strip().lower() == "auto":
         return None
     try:
@@ -47,9 +51,12 @@ def cow_options(func: F) -> F:
 
 
 @contextmanager
-def cow_scheduler(interval: float | None) -> Iterator[CowScheduler]:
+def cow_scheduler(interval: float | str | None) -> Iterator[CowScheduler]:
     """A scheduler for the sampler's hooks, with SIGUSR1 wired to on-demand scans and the
-    live view's "copied" column fed from the latest scans."""
+    live view's "copied" column fed from the latest scans. `interval` as parsed by the
+    option, or its raw text (`ctx.invoke` passes defaults without running callbacks)."""
+    if isinstance(interval, str):
+        interval = _parse(interval)
     scheduler = CowScheduler(interval=interval)
     restore = install_sigusr1(scheduler)
 
