@@ -84,7 +84,8 @@ def attribute(
         np.maximum.at(strongest, pi, word_cause)
     overlap = _overlaps(addrs, obj)
     holds_gc = np.zeros(n, dtype=np.bool_)
-    holds_gc[overlap.page[obj.gc_tracked[overlap.obj]]] = True
+    tracked = obj.gc_tracked if overlap.identity else obj.gc_tracked[overlap.obj]
+    holds_gc[overlap.page[tracked]] = True
     page_cause[ok & page_diff] = strongest[ok & page_diff]
     identical = ok & ~page_diff
     page_cause[identical] = np.where(holds_gc[identical], _T_GC, _T_REF)
