@@ -203,3 +203,22 @@ def test_write_scan_keeps_the_largest_types(tmp_path: Path,
     assert back.by_kind == {k: {c: b for c, b in v.items() if b} for k, v in scan.by_kind.items()}
     assert back.by_type[0] == scan.by_type[0]
     assert sum(t.bytes for t in back.by_type) == sum(t.bytes for t in scan.by_type)
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("setpriv") is None,
+                    reason="needs root and setpriv to drop CAP_SYS_ADMIN")
+def test_without_cap_sys_admin_the_scan_falls_back_to_the_exclusive_bit(
+    bytearray_child: tuple[int, int],
+) -> None:
+    # GIVEN memscope without CAP_SYS_ADMIN (PFNs read as 0), still able to read the target
+    _, child = bytearray_child
+    done = subprocess.run(
+        ["setpriv", "--bounding-set=-sys_admin", MEMSCOPE, "scan", str(child), "--json"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    cow = json.loads(done.stdout)["cow"]
+    # THEN the mode says so, and the copies and their cause are the same as with PFNs
+    assert cow["mode"] == "exclusive-bit"
+    assert 32 * MiB <= cow["copied_bytes"] <= 34 * MiB
+    assert cow["by_cause"]["data"] >= 32 * MiB - 4096
