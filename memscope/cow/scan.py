@@ -12,8 +12,8 @@ says why objects were not attributed (unsupported interpreter, no ptrace access)
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import replace
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -21,6 +21,7 @@ from memscope.cow._model import CowScan, HeapMap, PageClass
 from memscope.cow.causes import attribute
 from memscope.cow.classify import (
     bytes_by_kind,
+    class_counts,
     classify,
     detect_mode,
     mapping_kind,
@@ -30,6 +31,7 @@ from memscope.cow.cpython import Target, detect_target
 from memscope.cow.heap import parse_heap
 from memscope.cow.memreader import MemReader
 from memscope.cow.pagemap import (
+    I64,
     PAGE_SIZE,
     U8,
     U64,
@@ -61,14 +63,10 @@ def scan_process(
     procfs = procfs if procfs is not None else ProcFS()
     timer = _Timer()
     regions = private_writable(procfs.maps(pid))
-    addrs, region_index = page_addresses(regions)
-    child = decode_pagemap(addrs, read_pagemap(procfs, pid, regions))
-    parent = decode_pagemap(addrs, read_pagemap(procfs, parent_pid, regions))
     scanned_at = clock()
-    used_mode = mode or detect_mode(child)
-    classes = classify(child, parent, used_mode)
-    counts = np.bincount(classes, minlength=len(PageClass)) * PAGE_SIZE
-    copied = addrs[classes == PageClass.COPIED]
+    pages_of = _classify_pages(procfs, pid, parent_pid, regions, mode)
+    used_mode, copied = pages_of.mode, pages_of.copied
+    counts = pages_of.counts.sum(axis=0) * PAGE_SIZE
     timer.lap("pagemap")
 
     target_text, heap, pool_size = "", None, 0
@@ -94,8 +92,7 @@ def scan_process(
     result = attribute(copied, pages, parent_pages, ok, heap, pool_size)
     timer.lap("attribute")
 
-    present = np.sort(addrs[child.present & ~child.swapped])
-    kinds = _kinds(procfs, pid, regions, heap, present)
+    kinds = _kinds(procfs, pid, regions, heap)
     timer.lap("kinds")
     return CowScan(
         pid=pid,
@@ -107,7 +104,7 @@ def scan_process(
         shared_bytes=int(counts[PageClass.SHARED]),
         new_private_bytes=int(counts[PageClass.NEW_PRIVATE]),
         swapped_bytes=int(counts[PageClass.SWAPPED]),
-        by_kind=bytes_by_kind(classes, region_index, kinds),
+        by_kind=bytes_by_kind(pages_of.counts, kinds),
         by_type=result.by_type,
         by_cause=result.by_cause,
         by_type_cause=result.by_type_cause,
@@ -115,6 +112,58 @@ def scan_process(
         duration_s=timer.total(),
         timings=timer.laps,
     )
+
+
+# Pagemaps are read and classified this many pages (4 GiB of address space) at a time, so
+# a process with huge sparse writable mappings does not need arrays as large as its VA.
+CHUNK_PAGES = 1 << 20
+
+
+@dataclass
+class _Pages:
+    mode: str
+    counts: I64  # pages per (region, PageClass)
+    copied: U64  # addresses of the copied pages, sorted
+
+
+def _chunks(regions: Sequence[MapEntry], limit: int) -> Iterator[tuple[list[MapEntry], I64]]:
+    """Groups of region pieces of at most `limit` pages, with each piece's region index."""
+    group: list[MapEntry] = []
+    owners: list[int] = []
+    size = 0
+    for i, r in enumerate(regions):
+        start = r.start
+        while start < r.end:
+            take = min(r.end - start, (limit - size) * PAGE_SIZE)
+            group.append(replace(r, start=start, end=start + take))
+            owners.append(i)
+            size += take // PAGE_SIZE
+            start += take
+            if size >= limit:
+                yield group, np.array(owners, dtype=np.int64)
+                group, owners, size = [], [], 0
+    if group:
+        yield group, np.array(owners, dtype=np.int64)
+
+
+def _classify_pages(
+    procfs: ProcFS, pid: int, parent_pid: int, regions: Sequence[MapEntry], mode: str | None
+) -> _Pages:
+    """Both pagemaps over `regions`, classified chunk by chunk (numpy within a chunk)."""
+    counts = np.zeros((len(regions), len(PageClass)), dtype=np.int64)
+    copied: list[U64] = []
+    for pieces, owner in _chunks(regions, CHUNK_PAGES):
+        addrs, piece_index = page_addresses(pieces)
+        child = decode_pagemap(addrs, read_pagemap(procfs, pid, pieces))
+        parent = decode_pagemap(addrs, read_pagemap(procfs, parent_pid, pieces))
+        if mode is None and bool(child.present.any()):
+            mode = detect_mode(child)  # the first chunk with present pages decides
+        classes = classify(child, parent, mode or "exclusive-bit")
+        region_index = owner[piece_index]
+        counts += class_counts(classes, region_index, len(regions))
+        copied.append(addrs[classes == PageClass.COPIED])
+    all_copied = np.concatenate(copied) if copied else np.zeros(0, dtype=np.uint64)
+    return _Pages(mode or "exclusive-bit", counts, all_copied)
 
 
 class _Timer:
@@ -162,11 +211,11 @@ def _parse(
 
 
 def _kinds(
-    procfs: ProcFS, pid: int, regions: Sequence[MapEntry], heap: HeapMap | None, present: U64
+    procfs: ProcFS, pid: int, regions: Sequence[MapEntry], heap: HeapMap | None
 ) -> list[str]:
     """Kind of each region; pymalloc when a pool header is found at its start or the heap
     parser validated a pool header inside it."""
-    pymalloc = probe_pymalloc(procfs, pid, regions, present)
+    pymalloc = probe_pymalloc(procfs, pid, regions)
     if heap is not None and len(heap.allocator_ranges):
         heads = np.sort(heap.allocator_ranges[:, 0])
         for i, r in enumerate(regions):
