@@ -50,5 +50,10 @@ def command(ctx: click.Context, workers: int, size: int, output: str) -> None:
         str(workers),
         "--size",
         str(size),
+        "--hold",
+        "3",
     )
-    ctx.invoke(run.command, argv=argv, output=output, interval=0.2, duration=None, quiet=False)
+    # A scan every second per worker (rather than the budgeted default) so the short demo
+    # shows every worker's copied pages, not just the first ones the budget allows.
+    ctx.invoke(run.command, argv=argv, output=output, interval=0.2, duration=None, quiet=False,
+               cow_interval=1.0)

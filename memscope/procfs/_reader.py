@@ -181,13 +181,12 @@ class ProcFS:
         return _split_cmdline(self.read(pid, "cmdline"))
 
     def exe(self, pid: int) -> str | None:
-        """Target of /proc/PID/exe, or None when unreadable (kernel threads, other users)."""
+        """Target of /proc/PID/exe, or None when unreadable: kernel threads, other users'
+        processes, zombies, and processes that exit while we look."""
         try:
             with _boundary(pid, "exe"):
                 return os.readlink(self.path(pid, "exe"))
-        except AccessDenied:
-            return None
-        except FileNotFoundError:
+        except ProcfsError:
             return None
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import errno
 import os
 import shutil
+import subprocess
+import time
 
 import pytest
 
@@ -65,3 +67,14 @@ def test_live_process_read() -> None:
     me = procfs.stat(os.getpid())
     assert me.pid == os.getpid()
     assert procfs.rollup(os.getpid()).rss > 1024 * 1024
+
+
+def test_exe_of_a_vanished_or_zombie_process_is_none() -> None:
+    procfs = ProcFS(CAPTURED_PROC)
+    assert procfs.exe(999_999) is None  # never existed / already gone
+    zombie = subprocess.Popen(["true"])
+    time.sleep(0.3)
+    try:
+        assert ProcFS().exe(zombie.pid) is None  # a zombie has no exe link target
+    finally:
+        zombie.wait()
