@@ -13,11 +13,11 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 
+from _tree import spawn_tree
 from prometheus_client.exposition import generate_latest
 
 from memscope.metrics import MetricsFeed, SnapshotBox, registry_for
@@ -25,25 +25,6 @@ from memscope.procfs import ProcFS
 from memscope.recording import RecordingWriter
 from memscope.sampler import Sampler, TickContext
 from memscope.tree import ProcessTree
-
-TREE = """
-import os, signal, sys, time
-mib, workers = int(sys.argv[1]), int(sys.argv[2])
-blob = bytearray(mib * 1024 * 1024)
-for i in range(0, len(blob), 4096):
-    blob[i] = 1
-pids = []
-for _ in range(workers):
-    pid = os.fork()
-    if pid == 0:
-        signal.signal(signal.SIGTERM, lambda *a: os._exit(0))
-        time.sleep(3600)
-        os._exit(0)
-    pids.append(pid)
-print("ready", flush=True)
-signal.signal(signal.SIGTERM, lambda *a: [os.kill(p, 15) for p in pids] and os._exit(0))
-time.sleep(3600)
-"""
 
 
 class Timed:
@@ -58,10 +39,7 @@ class Timed:
 
 
 def bench(workers: int, mib: int, ticks: int, scrapes: int) -> None:
-    proc = subprocess.Popen([sys.executable, "-c", TREE, str(mib), str(workers)],
-                            stdout=subprocess.PIPE, text=True)
-    assert proc.stdout is not None
-    assert proc.stdout.readline().strip() == "ready"
+    proc, _ = spawn_tree(mib, workers)
     try:
         with tempfile.TemporaryDirectory() as tmp:
             box = SnapshotBox()

@@ -21,46 +21,17 @@ import shutil
 import signal
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable
 
 import psutil
+from _tree import spawn_tree
 
 from memscope.procfs import ProcFS
 from memscope.recording import RecordingWriter
 from memscope.sampler import Sampler
 from memscope.tree import ProcessTree
-
-TREE = """
-import os, signal, sys, time
-mib, workers = int(sys.argv[1]), int(sys.argv[2])
-blob = bytearray(mib * 1024 * 1024)
-for i in range(0, len(blob), 4096):
-    blob[i] = 1
-pids = []
-for _ in range(workers):
-    pid = os.fork()
-    if pid == 0:
-        signal.signal(signal.SIGTERM, lambda *a: os._exit(0))
-        time.sleep(3600)
-        os._exit(0)
-    pids.append(pid)
-print("ready", flush=True)
-signal.signal(signal.SIGTERM, lambda *a: [os.kill(p, 15) for p in pids] and os._exit(0))
-time.sleep(3600)
-"""
-
-
-def spawn_tree(mib: int, workers: int) -> tuple[subprocess.Popen[str], list[int]]:
-    proc = subprocess.Popen([sys.executable, "-c", TREE, str(mib), str(workers)],
-                            stdout=subprocess.PIPE, text=True)
-    assert proc.stdout is not None
-    assert proc.stdout.readline().strip() == "ready"
-    pids = [proc.pid] + [c.pid for c in psutil.Process(proc.pid).children()]
-    assert len(pids) == workers + 1
-    return proc, pids
 
 
 def interleaved(methods: dict[str, Callable[[], object]], repeat: int) -> dict[str, tuple[float, float]]:
