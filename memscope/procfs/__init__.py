@@ -15,7 +15,13 @@ from memscope.procfs._parsers import (
     parse_status,
     sum_rollups,
 )
-from memscope.procfs._reader import AccessDenied, ProcFS, ProcessGone, ProcfsError
+from memscope.procfs._reader import (
+    AccessDenied,
+    ProcessGone,
+    ProcessHandle,
+    ProcFS,
+    ProcfsError,
+)
 
 __all__ = [
     "AccessDenied",
@@ -23,6 +29,7 @@ __all__ = [
     "Mapping",
     "ProcFS",
     "ProcessGone",
+    "ProcessHandle",
     "ProcfsError",
     "Rollup",
     "Stat",

@@ -27,7 +27,7 @@ from memscope.procfs._parsers import (
     sum_rollups,
 )
 
-__all__ = ["AccessDenied", "ProcFS", "ProcessGone", "ProcfsError"]
+__all__ = ["AccessDenied", "ProcFS", "ProcessGone", "ProcessHandle", "ProcfsError"]
 
 _GONE = {errno.ENOENT, errno.ESRCH}
 _DENIED = {errno.EACCES, errno.EPERM}
@@ -62,6 +62,22 @@ def _boundary(pid: int, what: str) -> Iterator[None]:
         raise
 
 
+def _split_cmdline(raw: bytes) -> list[str]:
+    return [part.decode("utf-8", "replace") for part in raw.rstrip(b"\0").split(b"\0") if part]
+
+
+def _read_fd(fd: int) -> bytes:
+    try:
+        chunks: list[bytes] = []
+        while True:
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                return b"".join(chunks)
+            chunks.append(chunk)
+    finally:
+        os.close(fd)
+
+
 class ProcFS:
     """Typed access to /proc/PID/* files under a configurable root."""
 
@@ -75,17 +91,10 @@ class ProcFS:
     def read(self, pid: int, name: str) -> bytes:
         """Read a whole /proc/PID/NAME file, translating errors at this one boundary."""
         with _boundary(pid, name):
-            fd = os.open(self.path(pid, name), os.O_RDONLY | os.O_CLOEXEC)
-            try:
-                chunks = []
-                while True:
-                    chunk = os.read(fd, 65536)
-                    if not chunk:
-                        break
-                    chunks.append(chunk)
-            finally:
-                os.close(fd)
-        return b"".join(chunks)
+            return _read_fd(os.open(self.path(pid, name), os.O_RDONLY | os.O_CLOEXEC))
+
+    def open(self, pid: int) -> ProcessHandle:
+        return ProcessHandle(self, pid)
 
     def pids(self) -> list[int]:
         return [int(name) for name in os.listdir(self.root) if name.isdigit()]
@@ -111,19 +120,22 @@ class ProcFS:
     def smaps(self, pid: int) -> list[Mapping]:
         return parse_smaps(self.read(pid, "smaps"))
 
-    def rollup(self, pid: int) -> Rollup:
-        """Process memory totals: smaps_rollup, or the sum of smaps before Linux 4.14."""
+    def has_rollup(self, pid: int) -> bool:
+        """Whether this kernel has smaps_rollup (Linux 4.14+); decided once."""
         if self._has_rollup is None:
             self._has_rollup = os.path.exists(self.path(pid, "smaps_rollup")) or not os.path.exists(
                 self.path(pid, "smaps")
             )
-        if self._has_rollup:
+        return self._has_rollup
+
+    def rollup(self, pid: int) -> Rollup:
+        """Process memory totals: smaps_rollup, or the sum of smaps before Linux 4.14."""
+        if self.has_rollup(pid):
             return parse_smaps_rollup(self.read(pid, "smaps_rollup"))
         return sum_rollups([m.memory for m in self.smaps(pid)])
 
     def cmdline(self, pid: int) -> list[str]:
-        raw = self.read(pid, "cmdline")
-        return [part.decode("utf-8", "replace") for part in raw.rstrip(b"\0").split(b"\0") if part]
+        return _split_cmdline(self.read(pid, "cmdline"))
 
     def exe(self, pid: int) -> str | None:
         """Target of /proc/PID/exe, or None when unreadable (kernel threads, other users)."""
@@ -134,3 +146,45 @@ class ProcFS:
             return None
         except FileNotFoundError:
             return None
+
+
+class ProcessHandle:
+    """Reads of one process through an fd on its /proc/PID directory.
+
+    The directory fd stays bound to the process it was opened for: once that process is
+    gone, reads fail (ProcessGone) even if its PID was reused, so samples are never mixed up.
+    It also saves the path lookup on every tick.
+    """
+
+    def __init__(self, procfs: ProcFS, pid: int) -> None:
+        self.procfs = procfs
+        self.pid = pid
+        with _boundary(pid, "directory"):
+            self._dirfd: int | None = os.open(
+                f"{procfs.root}/{pid}", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
+            )
+
+    def read(self, name: str) -> bytes:
+        if self._dirfd is None:
+            raise ProcessGone(self.pid, f"process {self.pid} handle is closed")
+        with _boundary(self.pid, name):
+            return _read_fd(os.open(name, os.O_RDONLY | os.O_CLOEXEC, dir_fd=self._dirfd))
+
+    def statm(self) -> Statm:
+        return parse_statm(self.read("statm"))
+
+    def stat(self) -> Stat:
+        return parse_stat(self.read("stat"))
+
+    def rollup(self) -> Rollup:
+        if self.procfs.has_rollup(self.pid):
+            return parse_smaps_rollup(self.read("smaps_rollup"))
+        return sum_rollups([m.memory for m in parse_smaps(self.read("smaps"))])
+
+    def cmdline(self) -> list[str]:
+        return _split_cmdline(self.read("cmdline"))
+
+    def close(self) -> None:
+        if self._dirfd is not None:
+            os.close(self._dirfd)
+            self._dirfd = None

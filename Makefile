@@ -1,0 +1,30 @@
+# The README's two commands: `make demo` and `make test`. Both work from a fresh clone.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: install demo test lint targets
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+install: $(BIN)/python
+	$(BIN)/pip install -q -e '.[test]'
+
+demo: install
+	$(BIN)/memscope demo
+
+lint: install
+	$(BIN)/ruff check memscope tests fixtures bench
+	$(BIN)/mypy
+
+test: lint targets
+	$(BIN)/pytest -q -ra
+
+# Target interpreters (pyenv CPython 3.8-3.13) get numpy for the numpy COW ground truth.
+targets:
+	@for py in /root/.pyenv/versions/3.*/bin/python3; do \
+	  [ -x "$$py" ] || continue; \
+	  "$$py" -c 'import sys; sys.exit(sys.version_info < (3, 8))' 2>/dev/null || continue; \
+	  "$$py" -c 'import numpy' 2>/dev/null || "$$py" -m pip install -q numpy || true; \
+	done

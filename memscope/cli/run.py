@@ -1,0 +1,132 @@
+"""`memscope run -- COMMAND`: start a command and record its whole process tree."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+
+import click
+
+from memscope.cli._options import recording_options
+from memscope.cli.report import print_summary
+from memscope.errors import CommandNotFound, MemscopeError
+from memscope.recording import RecordingWriter
+from memscope.sampler import Sampler
+from memscope.session import SessionOptions, default_output, record, signals_to
+
+__all__ = ["command", "exit_status", "spawn"]
+
+FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+_GRACE_S = 10.0
+
+
+class CommandNotExecutable(MemscopeError):
+    exit_code = 126
+
+
+def exit_status(returncode: int) -> int:
+    """Popen's returncode as a shell would report it: 128+N for death by signal N."""
+    return 128 - returncode if returncode < 0 else returncode
+
+
+def spawn(argv: list[str]) -> subprocess.Popen[bytes]:
+    """Start the command in its own process group (as `timeout` does).
+
+    A terminal's Ctrl-C then reaches memscope alone, which forwards it once to the whole
+    group, so the command sees exactly the signals it would have seen without memscope.
+    """
+    try:
+        return subprocess.Popen(argv, preexec_fn=os.setpgrp)
+    except FileNotFoundError:
+        raise CommandNotFound(f"command not found: {argv[0]}") from None
+    except PermissionError:
+        raise CommandNotExecutable(f"command is not executable: {argv[0]}") from None
+    except OSError as exc:
+        raise CommandNotExecutable(f"cannot run {argv[0]}: {exc.strerror}") from None
+
+
+@click.command(
+    "run",
+    context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False},
+)
+@recording_options
+@click.option("-q", "--quiet", is_flag=True, help="Do not print the summary at the end.")
+@click.argument(
+    "argv", nargs=-1, required=True, type=click.UNPROCESSED, metavar="-- COMMAND [ARGS]..."
+)
+def command(
+    argv: tuple[str, ...],
+    output: str | None,
+    interval: float,
+    duration: float | None,
+    quiet: bool,
+) -> None:
+    """Run COMMAND and record the memory of its whole process tree.
+
+    Follows every fork, fork+exec and grandchild. SIGINT, SIGTERM and SIGHUP sent to
+    memscope are forwarded to COMMAND. memscope exits with COMMAND's exit status
+    (128+N if it was killed by signal N).
+
+    \b
+    Examples:
+      memscope run -- python fixtures/preload_list.py --workers 4
+      memscope run -o web.memscope --duration 60 -- gunicorn --preload -w 8 app:app
+      memscope run -i 0.5 -- celery -A proj worker --concurrency 4
+    """
+    args = list(argv)
+    if args and args[0] == "--":
+        args = args[1:]
+    if not args:
+        raise click.UsageError("missing COMMAND after --")
+    proc = spawn(args)
+    path = output or default_output(args[0], proc.pid)
+    options = SessionOptions(output=path, interval=interval, duration=duration)
+    click.echo(f"memscope: recording {' '.join(args)} (pid {proc.pid}) to {path}", err=True)
+
+    def forward(signum: int) -> None:
+        if proc.poll() is not None:
+            return
+        if signum == signal.SIGINT:  # what a terminal's Ctrl-C would have done
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signum)
+        else:
+            proc.send_signal(signum)
+
+    def finalize(writer: RecordingWriter, sampler: Sampler) -> None:
+        if proc.poll() is None:  # duration ended, or we are being torn down
+            _terminate(proc)
+        code = exit_status(proc.wait())
+        root = sampler.tree.root
+        if root.record_id >= 0:
+            writer.mark_exited(root.record_id, sampler.clock(), proc.returncode)
+        writer.set_meta(exit_code=code)
+
+    try:
+        with signals_to(forward, FORWARDED):
+            record(
+                proc.pid,
+                options,
+                {"mode": "run", "command": args},
+                should_stop=lambda: proc.poll() is not None,
+                finalize=finalize,
+            )
+    finally:
+        if proc.poll() is None:
+            _terminate(proc)
+    code = exit_status(proc.returncode)
+    if not quiet:
+        print_summary(path)
+    click.echo(f"memscope: recording saved to {path}", err=True)
+    sys.exit(code)
+
+
+def _terminate(proc: subprocess.Popen[bytes]) -> None:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=_GRACE_S)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()

@@ -1,0 +1,293 @@
+"""The recording: one SQLite file (WAL), written as the run goes, read by every report.
+
+The schema is documented in docs/recording.md. `SCHEMA_VERSION` is bumped whenever a table or
+column changes meaning; a reader refuses files with a newer version instead of misreading them.
+Feature modules (COW scans, leaks, ...) add their tables to `EXTENSION_DDL`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from memscope.errors import RecordingError
+
+__all__ = [
+    "APPLICATION_ID",
+    "EXTENSION_DDL",
+    "SAMPLE_COLUMNS",
+    "SCHEMA_VERSION",
+    "ProcessRow",
+    "Recording",
+    "RecordingWriter",
+    "SampleRow",
+    "open_recording",
+]
+
+SCHEMA_VERSION = 1
+APPLICATION_ID = 0x4D534350  # "MSCP", so `file`-like checks can tell a recording apart
+
+SAMPLE_COLUMNS = (
+    "rss",
+    "pss",
+    "uss",
+    "shared_clean",
+    "shared_dirty",
+    "private_clean",
+    "private_dirty",
+    "swap",
+    "swap_pss",
+    "pss_anon",
+    "pss_file",
+    "pss_shmem",
+    "anonymous",
+    "rss_shared",
+)
+
+_CORE_DDL = [
+    "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    """CREATE TABLE IF NOT EXISTS processes (
+        id INTEGER PRIMARY KEY,
+        pid INTEGER NOT NULL,
+        start_ticks INTEGER NOT NULL,
+        ppid INTEGER NOT NULL,
+        parent_id INTEGER REFERENCES processes(id),
+        role TEXT NOT NULL CHECK (role IN ('root', 'worker', 'descendant')),
+        cmdline TEXT NOT NULL,
+        exe TEXT,
+        python_version TEXT,
+        started_at REAL NOT NULL,
+        exited_at REAL,
+        exit_code INTEGER,
+        UNIQUE (pid, start_ticks)
+    )""",
+    f"""CREATE TABLE IF NOT EXISTS samples (
+        process_id INTEGER NOT NULL REFERENCES processes(id),
+        t REAL NOT NULL,
+        {", ".join(f"{c} INTEGER" for c in SAMPLE_COLUMNS)}
+    )""",
+    "CREATE INDEX IF NOT EXISTS samples_by_process ON samples (process_id, t)",
+    """CREATE TABLE IF NOT EXISTS ticks (
+        t REAL NOT NULL,
+        wall_s REAL NOT NULL,
+        cpu_s REAL NOT NULL,
+        processes INTEGER NOT NULL,
+        rollups INTEGER NOT NULL
+    )""",
+]
+
+#: DDL of tables owned by feature modules; every statement must be idempotent.
+EXTENSION_DDL: list[str] = []
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessRow:
+    id: int
+    pid: int
+    start_ticks: int
+    ppid: int
+    parent_id: int | None
+    role: str
+    cmdline: list[str]
+    exe: str | None
+    python_version: str | None
+    started_at: float
+    exited_at: float | None
+    exit_code: int | None
+
+    @property
+    def command(self) -> str:
+        return " ".join(self.cmdline)
+
+
+@dataclass(frozen=True, slots=True)
+class SampleRow:
+    """One sample. Values from smaps_rollup (pss, uss, ...) are None on counter-only ticks."""
+
+    process_id: int
+    t: float
+    values: dict[str, int | None]
+
+    def __getitem__(self, column: str) -> int | None:
+        return self.values[column]
+
+
+def _connect(path: str) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    conn.execute("PRAGMA busy_timeout = 5000")
+    return conn
+
+
+class RecordingWriter:
+    """Streams a run into the file. Commits every `flush()` so a SIGKILL loses at most one batch."""
+
+    def __init__(self, path: str, meta: dict[str, Any]) -> None:
+        if os.path.exists(path):
+            os.unlink(path)
+            for suffix in ("-wal", "-shm"):
+                if os.path.exists(path + suffix):
+                    os.unlink(path + suffix)
+        self.path = path
+        self.conn = _connect(path)
+        self.conn.execute("PRAGMA journal_mode = WAL")
+        self.conn.execute("PRAGMA synchronous = NORMAL")
+        self.conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+        self.conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        self.conn.execute("BEGIN")
+        for ddl in [*_CORE_DDL, *EXTENSION_DDL]:
+            self.conn.execute(ddl)
+        self.set_meta(schema_version=SCHEMA_VERSION, **meta)
+        self.conn.execute("COMMIT")
+        self.conn.execute("BEGIN")
+
+    def set_meta(self, **values: Any) -> None:
+        self.conn.executemany(
+            "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
+            [(k, json.dumps(v)) for k, v in values.items()],
+        )
+
+    def add_process(
+        self,
+        *,
+        pid: int,
+        start_ticks: int,
+        ppid: int,
+        parent_id: int | None,
+        role: str,
+        cmdline: Sequence[str],
+        exe: str | None,
+        python_version: str | None,
+        started_at: float,
+    ) -> int:
+        cur = self.conn.execute(
+            "INSERT INTO processes (pid, start_ticks, ppid, parent_id, role, cmdline, exe,"
+            " python_version, started_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (pid, start_ticks, ppid, parent_id, role, json.dumps(list(cmdline)), exe,
+             python_version, started_at),
+        )
+        assert cur.lastrowid is not None
+        return cur.lastrowid
+
+    def update_cmdline(self, process_id: int, cmdline: Sequence[str], exe: str | None) -> None:
+        self.conn.execute(
+            "UPDATE processes SET cmdline = ?, exe = ? WHERE id = ?",
+            (json.dumps(list(cmdline)), exe, process_id),
+        )
+
+    def set_python_version(self, process_id: int, version: str | None) -> None:
+        self.conn.execute(
+            "UPDATE processes SET python_version = ? WHERE id = ?", (version, process_id)
+        )
+
+    def mark_exited(self, process_id: int, exited_at: float, exit_code: int | None) -> None:
+        self.conn.execute(
+            "UPDATE processes SET exited_at = COALESCE(exited_at, ?),"
+            " exit_code = COALESCE(?, exit_code) WHERE id = ?",
+            (exited_at, exit_code, process_id),
+        )
+
+    def add_samples(self, rows: Iterable[tuple[Any, ...]]) -> None:
+        """Rows are (process_id, t, *SAMPLE_COLUMNS)."""
+        placeholders = ", ".join("?" * (2 + len(SAMPLE_COLUMNS)))
+        self.conn.executemany(
+            f"INSERT INTO samples (process_id, t, {', '.join(SAMPLE_COLUMNS)})"
+            f" VALUES ({placeholders})",
+            rows,
+        )
+
+    def add_tick(self, t: float, wall_s: float, cpu_s: float, processes: int, rollups: int) -> None:
+        self.conn.execute(
+            "INSERT INTO ticks (t, wall_s, cpu_s, processes, rollups) VALUES (?, ?, ?, ?, ?)",
+            (t, wall_s, cpu_s, processes, rollups),
+        )
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
+        """For extension tables."""
+        self.conn.execute(sql, params)
+
+    def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        self.conn.executemany(sql, rows)
+
+    def flush(self) -> None:
+        self.conn.execute("COMMIT")
+        self.conn.execute("BEGIN")
+
+    def close(self) -> None:
+        if self.conn.in_transaction:
+            self.conn.execute("COMMIT")
+        self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        self.conn.close()
+
+
+class Recording:
+    """Read access to a recording. Samples are streamed, never loaded all at once."""
+
+    def __init__(self, path: str, conn: sqlite3.Connection, meta: dict[str, Any]) -> None:
+        self.path = path
+        self.conn = conn
+        self.meta = meta
+        self.processes = [
+            ProcessRow(
+                id=r[0], pid=r[1], start_ticks=r[2], ppid=r[3], parent_id=r[4], role=r[5],
+                cmdline=json.loads(r[6]), exe=r[7], python_version=r[8], started_at=r[9],
+                exited_at=r[10], exit_code=r[11],
+            )
+            for r in conn.execute(
+                "SELECT id, pid, start_ticks, ppid, parent_id, role, cmdline, exe,"
+                " python_version, started_at, exited_at, exit_code FROM processes ORDER BY id"
+            )
+        ]
+
+    def has_table(self, name: str) -> bool:
+        row = self.conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)
+        ).fetchone()
+        return row is not None
+
+    def samples(self, process_id: int | None = None) -> Iterator[SampleRow]:
+        """Samples in time order, for one process or for all."""
+        cols = ", ".join(SAMPLE_COLUMNS)
+        if process_id is None:
+            cur = self.conn.execute(f"SELECT process_id, t, {cols} FROM samples ORDER BY t")
+        else:
+            cur = self.conn.execute(
+                f"SELECT process_id, t, {cols} FROM samples WHERE process_id = ? ORDER BY t",
+                (process_id,),
+            )
+        for row in cur:
+            yield SampleRow(row[0], row[1], dict(zip(SAMPLE_COLUMNS, row[2:], strict=True)))
+
+    def ticks(self) -> list[tuple[float, float, float, int, int]]:
+        return list(self.conn.execute("SELECT t, wall_s, cpu_s, processes, rollups FROM ticks"))
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+def open_recording(path: str) -> Recording:
+    """Open a recording for reading, or raise RecordingError with a one-line reason."""
+    if not os.path.isfile(path):
+        raise RecordingError(f"{path}: no such recording")
+    with open(path, "rb") as fh:
+        header = fh.read(100)
+    if not header.startswith(b"SQLite format 3\0"):
+        raise RecordingError(f"{path}: not a memscope recording (not an SQLite file)")
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
+        app_id = conn.execute("PRAGMA application_id").fetchone()[0]
+        if app_id != APPLICATION_ID:
+            raise RecordingError(f"{path}: not a memscope recording (foreign SQLite file)")
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise RecordingError(
+                f"{path}: recording schema {version} is newer than this memscope supports"
+                f" ({SCHEMA_VERSION}); upgrade memscope"
+            )
+        meta = {k: json.loads(v) for k, v in conn.execute("SELECT key, value FROM meta")}
+        return Recording(path, conn, meta)
+    except sqlite3.DatabaseError as exc:
+        raise RecordingError(f"{path}: recording is corrupt or truncated ({exc})") from None

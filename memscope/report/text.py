@@ -1,0 +1,132 @@
+"""Terminal report: rich tables of the tree, its true footprint, and the workers that grew."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from typing import ClassVar, TextIO
+
+from rich.console import Console, Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+
+from memscope.analysis.summary import ProcessSummary, Summary
+from memscope.report._base import ReportData, register
+from memscope.units import format_bytes, format_duration, format_signed_bytes
+
+__all__ = ["TEXT_SECTIONS", "TextReporter", "render_text"]
+
+#: Extra sections (COW, leaks, ...) appended after the core tables, in order.
+TEXT_SECTIONS: list[Callable[[Summary], RenderableType | None]] = []
+
+_MAX_ROWS = 40
+
+
+def _command(p: ProcessSummary, width: int = 48) -> Text:
+    argv = list(p.cmdline) or ["?"]
+    if argv[0].startswith(("/", "./")) and " " not in argv[0]:
+        argv[0] = argv[0].rsplit("/", 1)[-1]  # the program's name, not its path
+    cmd = " ".join(argv)
+    if len(cmd) > width:
+        cmd = cmd[: width - 1] + "…"
+    return Text(cmd)  # Text, not markup: names are controlled by the target
+
+
+def _header(s: Summary) -> Text:
+    started = dt.datetime.fromtimestamp(s.started_at).strftime("%Y-%m-%d %H:%M:%S")
+    text = Text()
+    text.append("memscope ", style="bold")
+    text.append(f"{s.mode}: ")
+    text.append(" ".join(s.command) or "?")
+    text.append(f"\nstarted {started}, {format_duration(s.duration_s)}, ")
+    text.append(f"{len(s.processes)} processes ({len(s.workers)} workers)")
+    if s.exit_code is not None:
+        text.append(f", exit status {s.exit_code}")
+    sm = s.sampler
+    text.append(
+        f"\nsampler: {sm.ticks} ticks every {sm.mean_interval_s:.3f}s, {sm.rollups} full rollups,"
+        f" {sm.cpu_s:.2f} CPU-s ({sm.cpu_fraction:.1%} of one core)"
+    )
+    return text
+
+
+_PROCESS_COLUMNS = ("peak RSS", "peak PSS", "peak USS", "last USS", "shared", "peak swap")
+
+
+def _process_table(s: Summary) -> Table:
+    table = Table(title="Processes", title_justify="left", expand=False)
+    table.add_column("pid", no_wrap=True, min_width=5)
+    table.add_column("role", no_wrap=True, min_width=6)
+    table.add_column("command", no_wrap=True, max_width=32, overflow="ellipsis")
+    table.add_column("lifetime", no_wrap=True, min_width=8)
+    table.add_column("exit", no_wrap=True, min_width=4)
+    for col in _PROCESS_COLUMNS:
+        table.add_column(col, justify="right", no_wrap=True, min_width=len(col))
+    ordered = sorted(s.processes, key=lambda p: (p.role != "root", -(p.peak.pss or 0)))
+    for p in ordered[:_MAX_ROWS]:
+        table.add_row(
+            str(p.pid),
+            p.role,
+            _command(p, 32),
+            format_duration(p.lifetime(s.ended_at)),
+            "-" if p.exit_code is None else str(p.exit_code),
+            format_bytes(p.peak.rss),
+            format_bytes(p.peak.pss),
+            format_bytes(p.peak.uss),
+            format_bytes(p.last.uss),
+            format_bytes(p.last.shared),
+            format_bytes(p.peak.swap),
+        )
+    if len(ordered) > _MAX_ROWS:
+        table.caption = f"{len(ordered) - _MAX_ROWS} more processes not shown (see --format json)"
+    return table
+
+
+def _totals(s: Summary) -> Text:
+    t = s.totals
+    text = Text()
+    text.append("Tree totals\n", style="bold")
+    text.append(f"  peak ΣPSS (true footprint): {format_bytes(t.peak_pss)}\n")
+    text.append(f"  peak ΣRSS (what naive tools show): {format_bytes(t.peak_rss)}")
+    ratio = t.rss_over_pss
+    if ratio is not None:
+        text.append(f"  = {ratio:.2f}x the true footprint")
+    return text
+
+
+def _growers(s: Summary) -> RenderableType | None:
+    growers = s.growers()
+    if not growers:
+        return None
+    table = Table(title="Workers whose USS grew most since birth", title_justify="left")
+    for col in ("pid", "command", "USS at birth", "USS last", "growth"):
+        table.add_column(col, justify="left" if col in ("pid", "command") else "right")
+    for p in growers:
+        table.add_row(
+            str(p.pid), _command(p, 40), format_bytes(p.first_uss), format_bytes(p.last.uss),
+            format_signed_bytes(p.uss_growth),
+        )
+    return table
+
+
+def render_text(s: Summary) -> Group:
+    parts: list[RenderableType] = [_header(s), _process_table(s), _totals(s)]
+    for section in (_growers, *TEXT_SECTIONS):
+        rendered = section(s)
+        if rendered is not None:
+            parts.append(rendered)
+    return Group(*parts)
+
+
+@register
+class TextReporter:
+    name: ClassVar[str] = "text"
+    suffix: ClassVar[str] = ".txt"
+
+    def __init__(self, console: Console | None = None) -> None:
+        self.console = console
+
+    def render(self, data: ReportData, out: TextIO) -> None:
+        width = None if out.isatty() else 160  # files and pipes: wide enough for every column
+        console = self.console or Console(file=out, width=width, highlight=False)
+        console.print(render_text(data.summary))

@@ -1,0 +1,122 @@
+"""A recording session: open the file, sample a tree until told to stop, close the file.
+
+Shared by `run` (which owns the root process) and `attach` (which does not).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from types import FrameType
+from typing import Any
+
+from memscope import __version__
+from memscope.errors import TargetError
+from memscope.procfs import AccessDenied, ProcessGone, ProcFS
+from memscope.recording import RecordingWriter
+from memscope.sampler import Sampler, TickHook
+from memscope.tree import ProcessTree
+
+__all__ = ["SessionOptions", "check_target", "default_output", "record", "signals_to"]
+
+_PTRACE_HINT = (
+    "run memscope as the same user as the target, or grant CAP_SYS_PTRACE"
+    " (e.g. sudo memscope attach PID)"
+)
+
+
+@dataclass(slots=True)
+class SessionOptions:
+    output: str
+    interval: float = 0.2
+    duration: float | None = None
+    budget: float = 0.05
+    hooks: Sequence[TickHook] = field(default_factory=list)
+    procfs: ProcFS = field(default_factory=ProcFS)
+
+
+def default_output(name: str, pid: int) -> str:
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in os.path.basename(name))[:40]
+    return f"memscope-{safe or 'process'}-{pid}.memscope"
+
+
+def check_target(procfs: ProcFS, pid: int) -> None:
+    """Raise TargetError unless `pid` is a live process whose memory we may read."""
+    try:
+        stat = procfs.stat(pid)
+        if stat.state == "Z":
+            raise TargetError(f"process {pid} is a zombie (exited, not yet reaped)")
+        procfs.rollup(pid)
+    except ProcessGone:
+        raise TargetError(f"no process with PID {pid}") from None
+    except AccessDenied:
+        raise TargetError(f"permission denied reading process {pid}", hint=_PTRACE_HINT) from None
+
+
+@contextmanager
+def signals_to(handler: Callable[[int], None], signums: Sequence[int]) -> Iterator[None]:
+    """Route `signums` to handler(signum) for the duration of the block."""
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        handler(signum)
+
+    previous = {s: signal.signal(s, on_signal) for s in signums}
+    try:
+        yield
+    finally:
+        for s, prev in previous.items():
+            signal.signal(s, prev)
+
+
+def record(
+    root_pid: int,
+    options: SessionOptions,
+    meta: dict[str, Any],
+    should_stop: Callable[[], bool],
+    on_tick: Callable[[Sampler], None] | None = None,
+    finalize: Callable[[RecordingWriter, Sampler], None] | None = None,
+) -> Sampler:
+    """Sample the tree under `root_pid` into `options.output` until should_stop() or it exits.
+
+    The file is committed as it goes, so whatever ends this process, the recording so far is
+    readable. Returns the sampler (for its statistics); the writer is closed.
+    """
+    procfs = options.procfs
+    tree = ProcessTree(procfs, root_pid, exclude={os.getpid()})
+    started = time.time()
+    writer = RecordingWriter(
+        options.output,
+        {
+            "memscope_version": __version__,
+            "started_at": started,
+            "interval_s": options.interval,
+            "root_pid": root_pid,
+            "budget": options.budget,
+            **meta,
+        },
+    )
+    sampler = Sampler(procfs, tree, writer, budget=options.budget, hooks=options.hooks)
+    deadline = None if options.duration is None else started + options.duration
+
+    def stop() -> bool:
+        if on_tick is not None:
+            on_tick(sampler)
+        if deadline is not None and time.time() >= deadline:
+            return True
+        return should_stop()
+
+    try:
+        sampler.run(options.interval, stop)
+    except AccessDenied as exc:
+        raise TargetError(str(exc), hint=_PTRACE_HINT) from None
+    finally:
+        if finalize is not None:
+            finalize(writer, sampler)
+        sampler.flush()
+        writer.set_meta(ended_at=time.time())
+        writer.close()
+    return sampler

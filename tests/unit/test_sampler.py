@@ -1,0 +1,122 @@
+"""The sampler over a captured /proc: what one tick writes, the budget, PID reuse."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import shutil
+from collections.abc import Iterator
+
+import pytest
+
+from memscope.procfs import ProcFS
+from memscope.recording import RecordingWriter, open_recording
+from memscope.sampler import Sampler, TickContext
+from memscope.tree import ProcessTree
+from tests.conftest import CAPTURED_PROC
+
+PARENT, CHILD, HOSTILE, GRANDCHILD = 14337, 14339, 14340, 14341
+
+
+class FakeClock:
+    def __init__(self, step: float) -> None:
+        self.now = 1000.0
+        self.step = step
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self) -> None:
+        self.now += self.step
+
+
+@pytest.fixture
+def proc_root(tmp_path: os.PathLike[str]) -> Iterator[str]:
+    root = os.path.join(str(tmp_path), "proc")
+    shutil.copytree(CAPTURED_PROC, root, symlinks=True)
+    yield root
+
+
+def make_sampler(root: str, path: str, clock: FakeClock, cpu_step: float, **kw: object) -> Sampler:
+    procfs = ProcFS(root)
+    cpu = itertools.count(0.0, cpu_step)
+    writer = RecordingWriter(path, {"mode": "test"})
+    return Sampler(procfs, ProcessTree(procfs, PARENT), writer, clock=clock,
+                   cpu_clock=lambda: next(cpu), **kw)  # type: ignore[arg-type]
+
+
+def test_first_tick_records_tree_with_full_samples(proc_root: str, tmp_path: os.PathLike[str]) -> None:
+    path = os.path.join(str(tmp_path), "r.memscope")
+    seen: list[TickContext] = []
+    sampler = make_sampler(proc_root, path, FakeClock(0.2), 0.0, hooks=[seen.append])
+    sampler.tick()
+    sampler.writer.close()
+    rec = open_recording(path)
+    roles = {p.pid: p.role for p in rec.processes}
+    assert roles == {PARENT: "root", CHILD: "worker", HOSTILE: "worker", GRANDCHILD: "descendant"}
+    by_pid = {p.pid: p for p in rec.processes}
+    assert by_pid[HOSTILE].cmdline == ["/tmp/x) (y z", "30"]
+    assert by_pid[GRANDCHILD].parent_id == by_pid[CHILD].id
+    assert by_pid[PARENT].python_version == "3.11.7"
+    samples = {s.process_id: s for s in rec.samples()}
+    root = samples[by_pid[PARENT].id]
+    # births always get a full rollup: the captured smaps_rollup numbers
+    assert root["rss"] == 17408 * 1024
+    assert root["pss"] == 5476 * 1024
+    assert root["uss"] == 768 * 1024
+    assert root["rss_shared"] == 1655 * 4096  # statm's file+shmem pages
+    assert len(seen) == 1 and {m.pid for m in seen[0].members} == set(roles)
+
+
+def test_budget_rations_rollups_but_counters_every_tick(
+    proc_root: str, tmp_path: os.PathLike[str]
+) -> None:
+    # GIVEN each CPU-clock read advancing 1 ms, and a budget of 1 % of a core at 0.2 s ticks
+    path = os.path.join(str(tmp_path), "r.memscope")
+    clock = FakeClock(0.2)
+    sampler = make_sampler(proc_root, path, clock, 0.001, budget=0.01)
+    for _ in range(20):
+        sampler.tick()
+        clock.advance()
+    sampler.writer.close()
+    rec = open_recording(path)
+    rows = list(rec.samples())
+    full = [r for r in rows if r["pss"] is not None]
+    # THEN every process has a counter sample on every tick
+    assert len(rows) == 4 * 20
+    # AND full rollups beyond the 4 births are rationed to the budget: 2 ms per tick
+    # cannot pay for a ~2 ms rollup every tick for 4 processes
+    assert 4 <= len(full) < 4 * 20 / 2
+    assert all(r["rss"] for r in rows)
+
+
+def test_pid_reuse_between_ticks_is_a_death(proc_root: str, tmp_path: os.PathLike[str]) -> None:
+    path = os.path.join(str(tmp_path), "r.memscope")
+    clock = FakeClock(0.2)
+    sampler = make_sampler(proc_root, path, clock, 0.0)
+    sampler.tick()
+    # WHEN the hostile worker exits and an unrelated process gets its PID before the next tick
+    pid_dir = os.path.join(proc_root, str(HOSTILE))
+    with open(os.path.join(pid_dir, "stat"), "rb") as fh:
+        raw = fh.read()
+    shutil.rmtree(pid_dir)
+    shutil.copytree(os.path.join(CAPTURED_PROC, "1"), pid_dir)
+    head, _, rest = raw.rpartition(b")")
+    fields = rest.split()
+    fields[1] = b"1"
+    fields[19] = str(int(fields[19]) + 500).encode()
+    with open(os.path.join(pid_dir, "stat"), "wb") as fh:
+        fh.write(head + b") " + b" ".join(fields))
+    clock.advance()
+    sampler.tick()
+    clock.advance()
+    sampler.tick()
+    sampler.writer.close()
+    rec = open_recording(path)
+    hostile = [p for p in rec.processes if p.pid == HOSTILE]
+    # THEN the old process is marked exited and the newcomer is not adopted into the tree
+    assert len(hostile) == 1
+    assert hostile[0].exited_at == pytest.approx(1000.2)
+    assert HOSTILE not in sampler.tree.members
+    later = [s for s in rec.samples(hostile[0].id) if s.t > 1000.0]
+    assert later == []
