@@ -7,12 +7,21 @@ process's most recent PSS at or before that tick; ΣRSS sums that tick's RSS.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from memscope.recording import ProcessRow, Recording
 
-__all__ = ["Memory", "ProcessSummary", "SamplerStats", "Summary", "Totals", "build_summary"]
+__all__ = [
+    "SUMMARY_EXTENSIONS",
+    "Memory",
+    "ProcessSummary",
+    "SamplerStats",
+    "Summary",
+    "Totals",
+    "build_summary",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,6 +210,11 @@ def _process_summary(row: ProcessRow, stats: dict[str, Any] | None) -> ProcessSu
     )
 
 
+#: Feature modules (COW, leaks, ...) add JSON-ready data to Summary.extra and
+#: ProcessSummary.extra here: fn(recording, summary), called at the end of build_summary.
+SUMMARY_EXTENSIONS: list[Callable[[Recording, Summary], None]] = []
+
+
 def build_summary(rec: Recording) -> Summary:
     meta = rec.meta
     stats = _process_stats(rec)
@@ -209,7 +223,7 @@ def build_summary(rec: Recording) -> Summary:
     last_t = max((p.last_sample_at or started for p in processes), default=started)
     ended = float(meta.get("ended_at") or last_t)
     root_cmd = processes[0].cmdline if processes else []
-    return Summary(
+    summary = Summary(
         path=rec.path,
         command=list(meta.get("command") or root_cmd),
         mode=str(meta.get("mode", "run")),
@@ -221,3 +235,6 @@ def build_summary(rec: Recording) -> Summary:
         processes=processes,
         totals=_totals(rec),
     )
+    for extension in SUMMARY_EXTENSIONS:
+        extension(rec, summary)
+    return summary

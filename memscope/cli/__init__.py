@@ -46,9 +46,9 @@ def cli() -> None:
 
 
 def _register() -> None:
-    from memscope.cli import attach, demo, report, run
+    from memscope.cli import attach, demo, report, run, scan
 
-    for module in (run, attach, report, demo):
+    for module in (run, attach, report, scan, demo):
         cli.add_command(module.command)
 
 

@@ -10,6 +10,7 @@ import sys
 
 import click
 
+from memscope.cli._cow import cow_options, cow_scheduler
 from memscope.cli._options import recording_options
 from memscope.cli.report import print_summary
 from memscope.errors import CommandNotFound, MemscopeError
@@ -53,6 +54,7 @@ def spawn(argv: list[str]) -> subprocess.Popen[bytes]:
     context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False},
 )
 @recording_options
+@cow_options
 @click.option("-q", "--quiet", is_flag=True, help="Do not print the summary at the end.")
 @click.argument(
     "argv", nargs=-1, required=True, type=click.UNPROCESSED, metavar="-- COMMAND [ARGS]..."
@@ -63,6 +65,7 @@ def command(
     interval: float,
     duration: float | None,
     quiet: bool,
+    cow_interval: float | None,
 ) -> None:
     """Run COMMAND and record the memory of its whole process tree.
 
@@ -83,7 +86,6 @@ def command(
         raise click.UsageError("missing COMMAND after --")
     proc = spawn(args)
     path = output or default_output(args[0], proc.pid)
-    options = SessionOptions(output=path, interval=interval, duration=duration)
     click.echo(f"memscope: recording {' '.join(args)} (pid {proc.pid}) to {path}", err=True)
 
     def forward(signum: int) -> None:
@@ -105,7 +107,10 @@ def command(
         writer.set_meta(exit_code=code)
 
     try:
-        with signals_to(forward, FORWARDED):
+        with signals_to(forward, FORWARDED), cow_scheduler(cow_interval) as scheduler:
+            options = SessionOptions(
+                output=path, interval=interval, duration=duration, hooks=[scheduler]
+            )
             record(
                 proc.pid,
                 options,

@@ -19,6 +19,7 @@ from memscope.procfs._reader import (
     AccessDenied,
     ProcessGone,
     ProcessHandle,
+    ProcFile,
     ProcFS,
     ProcfsError,
 )
@@ -28,6 +29,7 @@ __all__ = [
     "MapEntry",
     "Mapping",
     "ProcFS",
+    "ProcFile",
     "ProcessGone",
     "ProcessHandle",
     "ProcfsError",

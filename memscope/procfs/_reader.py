@@ -27,7 +27,7 @@ from memscope.procfs._parsers import (
     sum_rollups,
 )
 
-__all__ = ["AccessDenied", "ProcFS", "ProcessGone", "ProcessHandle", "ProcfsError"]
+__all__ = ["AccessDenied", "ProcFS", "ProcFile", "ProcessGone", "ProcessHandle", "ProcfsError"]
 
 _GONE = {errno.ENOENT, errno.ESRCH}
 _DENIED = {errno.EACCES, errno.EPERM}
@@ -78,6 +78,43 @@ def _read_fd(fd: int) -> bytes:
         os.close(fd)
 
 
+class ProcFile:
+    """An open /proc/PID/NAME file read at offsets (pagemap, mem); errors mapped as in ProcFS.
+
+    `readinto` returns the bytes read; 0 means end of data: the address is unmapped
+    (EIO from /proc/PID/mem) or the process released its memory (it exited).
+    """
+
+    def __init__(self, pid: int, name: str, fd: int) -> None:
+        self.pid = pid
+        self.name = name
+        self._fd = fd
+
+    def readinto(self, buf: memoryview, offset: int) -> int:
+        done = 0
+        with _boundary(self.pid, self.name):
+            while done < len(buf):
+                try:
+                    n = os.preadv(self._fd, [buf[done:]], offset + done)
+                except OSError as exc:
+                    if exc.errno == errno.EIO:
+                        return done
+                    raise
+                if n <= 0:
+                    break
+                done += n
+        return done
+
+    def close(self) -> None:
+        os.close(self._fd)
+
+    def __enter__(self) -> ProcFile:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
 class ProcFS:
     """Typed access to /proc/PID/* files under a configurable root."""
 
@@ -95,6 +132,12 @@ class ProcFS:
 
     def open(self, pid: int) -> ProcessHandle:
         return ProcessHandle(self, pid)
+
+    def open_file(self, pid: int, name: str) -> ProcFile:
+        """Open /proc/PID/NAME for reads at offsets (pagemap, mem); use as a context manager."""
+        with _boundary(pid, name):
+            fd = os.open(self.path(pid, name), os.O_RDONLY | os.O_CLOEXEC)
+        return ProcFile(pid, name, fd)
 
     def pids(self) -> list[int]:
         return [int(name) for name in os.listdir(self.root) if name.isdigit()]

@@ -1,0 +1,1 @@
+"""Pure analyses of recordings (summaries, COW advice)."""

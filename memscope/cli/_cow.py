@@ -1,0 +1,54 @@
+"""`--cow-interval` for the recording commands, and the COW scan hook it configures."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+import click
+
+from memscope.cow.schedule import CowScheduler, install_sigusr1
+
+__all__ = ["cow_options", "cow_scheduler", "parse_cow_interval"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def parse_cow_interval(ctx: click.Context, param: click.Parameter, value: str) -> float | None:
+    """"auto" -> None (adaptive, within the CPU budget); else seconds between scans (0: off)."""
+    if value.strip().lower() == "auto":
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not 'auto' or a number of seconds") from None
+    if seconds < 0:
+        raise click.BadParameter("must be >= 0 (0 disables scheduled scans)")
+    return seconds
+
+
+def cow_options(func: F) -> F:
+    return click.option(
+        "--cow-interval",
+        metavar="auto|SECONDS",
+        default="auto",
+        callback=parse_cow_interval,
+        show_default=True,
+        help=(
+            "Copy-on-write scans of each forked worker: 'auto' scans when a worker's USS moves"
+            " by 1 MiB, within a 5% CPU budget; a number scans every N seconds; 0 disables"
+            " scheduled scans. SIGUSR1 to memscope scans every worker at once."
+        ),
+    )(func)
+
+
+@contextmanager
+def cow_scheduler(interval: float | None) -> Iterator[CowScheduler]:
+    """A scheduler for the sampler's hooks, with SIGUSR1 wired to on-demand scans."""
+    scheduler = CowScheduler(interval=interval)
+    restore = install_sigusr1(scheduler)
+    try:
+        yield scheduler
+    finally:
+        restore()

@@ -1,0 +1,204 @@
+"""Python objects in a set of pages of a CPython process, found from outside.
+
+Public entry point::
+
+    target = detect_target(pid, procfs)          # memscope.cow.cpython
+    with MemReader(pid, procfs) as reader:       # memscope.cow.memreader
+        heap = parse_heap(target, reader, page_addrs, page_bytes)
+
+`page_addrs` (uint64, 4 KiB aligned) and `page_bytes` (uint8, shaped (n, 4096)) are the pages
+to explain, e.g. a worker's copied pages as read once by the scanner. The result is a
+`HeapMap` (memscope.cow._model): one row per allocated block overlapping those pages:
+
+- pymalloc blocks of valid pools (heap_pymalloc), and in-use glibc malloc chunks of `[heap]`
+  and of mmapped allocations (heap_malloc);
+- each block typed by the Python object found in it (heap_objects), the type named and
+  qualified with its module for classes (`__main__.Record`);
+- blocks without an object header but pointed to by a typed owner (list items, dict keys and
+  values, set tables, bytearray/array/numpy data, 3.11/3.12 managed-dict values) carry the
+  owner's type and `is_buffer`; other blocks are typed `buffer`.
+
+Free blocks are not listed. `allocator_ranges` holds pool headers, free-list words of free
+pymalloc blocks and malloc size words: the bytes the allocator itself writes.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+
+from memscope.cow._model import HeapMap
+from memscope.cow.cpython import Target, layout_for
+from memscope.cow.cpython._layout import TPFLAGS, Layout
+from memscope.cow.cpython._types import TypeInfo, TypeResolver
+from memscope.cow.heap_malloc import Chunks, find_chunks
+from memscope.cow.heap_objects import WordGetter, locate_objects
+from memscope.cow.heap_pymalloc import PoolBlocks, find_pool_blocks
+from memscope.cow.heap_snapshot import Snapshot
+from memscope.cow.memreader import MemReader
+
+__all__ = ["BUFFER", "UnsupportedTarget", "parse_heap"]
+
+BUFFER = "buffer"
+WINDOW_WORDS = 6  # words read at the start of each malloc chunk
+U64 = npt.NDArray[np.uint64]
+I64 = npt.NDArray[np.int64]
+
+
+class UnsupportedTarget(ValueError):
+    """parse_heap was given a target whose heap layout is not known (see Target.reason)."""
+
+
+def _owner_fields(layout: Layout) -> dict[str, tuple[int, ...]]:
+    return {
+        "list": (layout.list_items,),
+        "dict": (layout.dict_keys, layout.dict_values),
+        "set": (layout.set_table,),
+        "frozenset": (layout.set_table,),
+        "bytearray": (layout.bytearray_bytes,),
+        "array.array": (layout.array_items,),
+        "numpy.ndarray": (layout.ndarray_data,),
+    }
+
+
+def parse_heap(
+    target: Target,
+    reader: MemReader,
+    page_addrs: U64,
+    page_bytes: npt.NDArray[np.uint8],
+) -> HeapMap:
+    """HeapMap of the objects and buffers in the given pages (see the module docstring)."""
+    if not target.supported or target.version is None:
+        raise UnsupportedTarget(target.reason or "unsupported target")
+    layout = layout_for(target.minor)
+    snap = Snapshot(reader, page_addrs, page_bytes)
+    pools = find_pool_blocks(layout, snap)
+    chunks = find_chunks(layout, snap, pools.pool_addrs)
+    # One table of blocks in address order: pymalloc blocks and malloc chunks (user data at
+    # chunk+16). Both inputs are sorted, so the stable sort is a merge.
+    start = np.concatenate((pools.addr, chunks.addr + np.uint64(16)))
+    size = np.concatenate((pools.size, chunks.size - 16))
+    order = np.argsort(start, kind="stable")
+    start, size = start[order], size[order]
+    words = _word_getter(pools, chunks, snap, order)
+    resolver = TypeResolver(layout, reader)
+    type_addr, obj_off, infos = locate_objects(resolver, reader.maps(), size, words)
+    types = _TypeTable(infos, type_addr)
+    gc_tracked = _gc_tracked(types, obj_off, words)
+    is_buffer = type_addr == 0
+    obj_start = start + obj_off.astype(np.uint64)
+    type_index = types.name_index[types.row_type]
+    _attribute_buffers(layout, snap, types, obj_start, start, size, type_index)
+    allocator = np.concatenate(
+        (
+            np.stack((pools.pool_addrs, pools.pool_addrs + np.uint64(layout.pool_header)), axis=1),
+            np.stack((pools.free_addr, pools.free_addr + np.uint64(8)), axis=1),
+            np.stack((chunks.addr + np.uint64(8), chunks.addr + np.uint64(16)), axis=1),
+        )
+    ).astype(np.uint64)
+    return HeapMap(
+        start=obj_start,
+        block_start=start,
+        block_size=size,
+        type_index=type_index,
+        gc_tracked=gc_tracked,
+        is_buffer=is_buffer,
+        type_names=types.names,
+        allocator_ranges=allocator[np.argsort(allocator[:, 0], kind="stable")],
+    )
+
+
+def _word_getter(pools: PoolBlocks, chunks: Chunks, snap: Snapshot, order: I64) -> WordGetter:
+    """words(k, rows): k-th word of blocks (rows in sorted order), read in place."""
+    npool = len(pools.addr)
+    user = chunks.addr + np.uint64(16)
+    chunk_words, _ = snap.words(
+        (user[:, None] + (np.arange(WINDOW_WORDS, dtype=np.uint64) * np.uint64(8))).ravel()
+    )
+    chunk_words = chunk_words.reshape(-1, WINDOW_WORDS)
+
+    def words(k: int, rows: I64) -> U64:
+        src = order[rows]
+        in_pool = src < npool
+        if in_pool.all():
+            return pools.words(snap, k, src)
+        out = np.empty(len(rows), dtype=np.uint64)
+        out[in_pool] = pools.words(snap, k, src[in_pool])
+        out[~in_pool] = chunk_words[src[~in_pool] - npool, min(k, WINDOW_WORDS - 1)]
+        return out
+
+    return words
+
+
+class _TypeTable:
+    """The types found, indexed densely: row_type[i] is the type slot of block i (0: none)."""
+
+    def __init__(self, infos: dict[int, TypeInfo], type_addr: U64) -> None:
+        self.infos = [infos[a] for a in sorted(infos)]
+        self.names = [BUFFER]
+        slot_names = [0]
+        for info in self.infos:
+            if info.name not in self.names:
+                self.names.append(info.name)
+            slot_names.append(self.names.index(info.name))
+        self.name_index = np.array(slot_names, dtype=np.int64)
+        self.flags = np.array([0] + [t.flags for t in self.infos], dtype=np.uint64)
+        known = np.array([t.addr for t in self.infos], dtype=np.uint64)
+        self.row_type = np.zeros(len(type_addr), dtype=np.int64)
+        typed = np.flatnonzero(type_addr != 0)
+        if len(known):
+            self.row_type[typed] = np.searchsorted(known, type_addr[typed]) + 1
+
+
+def _gc_tracked(types: _TypeTable, obj_off: I64, words: WordGetter) -> npt.NDArray[np.bool_]:
+    """GC type and a non-NULL _gc_next (untracked objects have _gc_next == 0)."""
+    is_gc = (types.flags[types.row_type] & np.uint64(TPFLAGS.HAVE_GC)) != 0
+    out = np.zeros(len(obj_off), dtype=np.bool_)
+    for off in (16, 32):
+        rows = np.flatnonzero(is_gc & (obj_off == off))
+        out[rows] = words((off - 16) // 8, rows) != 0
+    return out
+
+
+def _attribute_buffers(
+    layout: Layout,
+    snap: Snapshot,
+    types: _TypeTable,
+    obj_start: U64,
+    start: U64,
+    size: I64,
+    type_index: I64,
+) -> None:
+    """Give untyped blocks the type of an owner object that points into them (in place)."""
+    fields = _owner_fields(layout)
+    offsets_by_slot: dict[int, list[int]] = {}
+    for slot, info in enumerate(types.infos, start=1):
+        offsets = list(fields.get(info.name, ()))
+        if layout.values_pointer and info.flags & TPFLAGS.MANAGED_DICT:
+            offsets.append(-layout.values_pointer)
+        if offsets:
+            offsets_by_slot[slot] = offsets
+    if not offsets_by_slot:
+        return
+    slots = np.array(sorted(offsets_by_slot), dtype=np.int64)
+    candidates = np.flatnonzero(np.isin(types.row_type, slots))
+    owners: list[I64] = []
+    ptr_addrs: list[U64] = []
+    cand_slot = types.row_type[candidates]
+    for slot, offsets in offsets_by_slot.items():
+        rows = candidates[cand_slot == slot]
+        for off in offsets:
+            owners.append(rows)
+            ptr_addrs.append(obj_start[rows] + np.uint64(off & 0xFFFFFFFFFFFFFFFF))
+    owner = np.concatenate(owners)
+    ptrs, ok = snap.words(np.concatenate(ptr_addrs))
+    if layout.tagged_values:
+        # 3.12 dict-or-values: a values pointer has its low bit set; a dict pointer does not.
+        ptrs = np.where(ptrs & np.uint64(1), ptrs - np.uint64(1), ptrs)
+    j = np.searchsorted(start, ptrs, side="right").astype(np.int64) - 1
+    valid = ok & (ptrs != 0) & (j >= 0)
+    j = np.maximum(j, 0)
+    inside = valid & (ptrs < start[j] + size[j].astype(np.uint64))
+    target, owner = j[inside], owner[inside]
+    untyped = types.row_type[target] == 0
+    type_index[target[untyped]] = type_index[owner[untyped]]

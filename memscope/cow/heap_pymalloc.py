@@ -1,0 +1,136 @@
+"""pymalloc pools, vectorised: which blocks of the given pages are allocated.
+
+A pool header (48 bytes) sits at `addr & ~(POOL-1)`:
+
+    +0  ref.count (u32)   +8 freeblock   +16 nextpool   +24 prevpool
+    +32 arenaindex (u32)  +36 szidx (u32) +40 nextoffset (u32) +44 maxnextoffset (u32)
+
+Blocks of (szidx+1)*16 bytes start at pool+48. Blocks at or beyond `nextoffset` were never
+handed out; blocks on the `freeblock` chain are free. Everything else is allocated. Headers
+are validated exactly (maxnextoffset == POOL - size, nextoffset on a block boundary,
+count <= used blocks, freeblock inside the pool) so random bytes are not taken for a pool.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from memscope.cow.cpython import Layout
+from memscope.cow.heap_snapshot import Snapshot
+from memscope.cow.memreader import PAGE
+from memscope.procfs import MapEntry
+
+__all__ = ["PoolBlocks", "anon_rw_mask", "find_pool_blocks"]
+
+U64 = npt.NDArray[np.uint64]
+I64 = npt.NDArray[np.int64]
+
+
+@dataclass
+class PoolBlocks:
+    """Allocated pymalloc blocks overlapping the pages, and how to read their words."""
+
+    addr: U64  # block start
+    size: I64  # block size
+    pool: I64  # index of the block's pool in pool_addrs
+    offset: I64  # offset of the block in its pool
+    pool_addrs: U64  # valid pools (headers are allocator metadata)
+    page_code: I64  # (pools, pages per pool): Snapshot codes of each pool page
+    free_addr: U64  # free blocks on a free list that overlap the pages (first word: link)
+
+    def words(self, snap: Snapshot, k: int, rows: I64) -> U64:
+        """k-th word of the blocks `rows` (words past the pool end read as garbage)."""
+        off = self.offset[rows] + 8 * k
+        page = np.minimum(off // PAGE, self.page_code.shape[1] - 1)
+        return snap.gather(self.page_code[self.pool[rows], page], (off % PAGE) // 8)
+
+
+def anon_rw_mask(maps: list[MapEntry], addrs: U64, span: int) -> npt.NDArray[np.bool_]:
+    """Which [addr, addr+span) ranges lie inside one anonymous read-write mapping."""
+    anon = sorted((m.start, m.end) for m in maps if not m.path and m.perms.startswith("rw"))
+    if not anon:
+        return np.zeros(len(addrs), dtype=np.bool_)
+    starts = np.array([s for s, _ in anon], dtype=np.uint64)
+    ends = np.array([e for _, e in anon], dtype=np.uint64)
+    i = np.searchsorted(starts, addrs, side="right").astype(np.int64) - 1
+    ok = i >= 0
+    i = np.maximum(i, 0)
+    inside: npt.NDArray[np.bool_] = ok & (addrs >= starts[i]) & (addrs + np.uint64(span) <= ends[i])
+    return inside
+
+
+def find_pool_blocks(layout: Layout, snap: Snapshot) -> PoolBlocks:
+    """Allocated blocks of every valid pool that overlaps the snapshot's pages."""
+    pool = layout.pool_size
+    ppp = pool // PAGE  # pages per pool
+    hdr = layout.pool_header
+    bases = np.unique(snap.addrs & ~np.uint64(pool - 1))
+    bases = bases[anon_rw_mask(snap.reader.maps(), bases, pool)]
+    # 1. Headers and their validation.
+    head_code, head_ok = snap.ensure(bases)
+    h = [snap.gather(head_code, np.full(len(bases), w, dtype=np.int64)) for w in range(6)]
+    count = (h[0] & np.uint64(0xFFFFFFFF)).astype(np.int64)
+    freeblock = h[1]
+    szidx = (h[4] >> np.uint64(32)).astype(np.int64)
+    nextoff = (h[5] & np.uint64(0xFFFFFFFF)).astype(np.int64)
+    maxnext = (h[5] >> np.uint64(32)).astype(np.int64)
+    size = (szidx + 1) * layout.alignment
+    used = (nextoff - hdr) // size
+    fb_off = freeblock.astype(np.int64) - bases.astype(np.int64)
+    valid = (
+        head_ok
+        & (szidx < layout.small_max // layout.alignment)
+        & (maxnext == pool - size)
+        & (nextoff >= hdr + size)
+        & (nextoff <= pool)
+        & ((nextoff - hdr) % size == 0)
+        & (count <= used)
+        & ((freeblock == 0) | ((fb_off >= hdr) & (fb_off < pool) & ((fb_off - hdr) % size == 0)))
+    )
+    bases, size, used, freeblock = bases[valid], size[valid], used[valid], freeblock[valid]
+    npools = len(bases)
+    # 2. Every page of those pools: the snapshot's, the others read from the target.
+    all_pages = (bases[:, None] + np.arange(ppp, dtype=np.uint64) * np.uint64(PAGE)).ravel()
+    page_code, page_ok = snap.ensure(all_pages)
+    page_code = page_code.reshape(npools, ppp)
+    # 3. Blocks below nextoffset, minus the free chain (walked for all pools at once).
+    first = np.zeros(npools + 1, dtype=np.int64)
+    np.cumsum(used, out=first[1:])
+    pool_of = np.repeat(np.arange(npools, dtype=np.int64), used)
+    offset = hdr + (np.arange(int(first[-1]), dtype=np.int64) - first[pool_of]) * size[pool_of]
+    free = np.zeros(len(offset), dtype=np.bool_)
+    base_i = bases.astype(np.int64)
+    live = np.flatnonzero(freeblock != 0)
+    off = fb_off[valid][live]
+    for _ in range(pool // layout.alignment):
+        inside = (
+            (off >= hdr) & (off < hdr + used[live] * size[live]) & ((off - hdr) % size[live] == 0)
+        )
+        live, off = live[inside], off[inside]
+        if not len(live):
+            break
+        free[first[live] + (off - hdr) // size[live]] = True
+        nxt = snap.gather(page_code[live, off // PAGE], (off % PAGE) // 8).astype(np.int64)
+        keep = nxt != 0
+        live, off = live[keep], nxt[keep] - base_i[live[keep]]
+    # 4. Allocated blocks that overlap one of the caller's pages (and were read).
+    bsize = size[pool_of]
+    in_snap = (page_code >= 0).reshape(-1) & page_ok
+    wanted = in_snap.reshape(npools, ppp)
+    first_page, last_page = offset // PAGE, (offset + bsize - 1) // PAGE
+    readable = page_ok.reshape(npools, ppp)[pool_of, first_page]
+    overlaps = (wanted[pool_of, first_page] | wanted[pool_of, last_page]) & readable
+    keep = ~free & overlaps
+    addr = bases[pool_of] + offset.astype(np.uint64)
+    return PoolBlocks(
+        addr=addr[keep],
+        size=bsize[keep],
+        pool=pool_of[keep],
+        offset=offset[keep],
+        pool_addrs=bases,
+        page_code=page_code,
+        free_addr=addr[free & overlaps],
+    )

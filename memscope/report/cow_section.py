@@ -1,0 +1,125 @@
+"""COW section of the text report; importing this module registers it (and the summary data).
+
+Per worker (latest scan): when it was taken, copied bytes and their share of the inherited
+memory, new private bytes, the top types and causes; then the types copied across workers and
+the advice, each item naming types and bytes.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from rich.console import Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+
+from memscope.analysis.cow_summary import add_cow
+from memscope.analysis.summary import SUMMARY_EXTENSIONS, ProcessSummary, Summary
+from memscope.report.text import TEXT_SECTIONS
+from memscope.units import format_bytes
+
+__all__ = ["cow_section"]
+
+_CAUSE_LABELS = {
+    "refcount": "refcount",
+    "gc": "GC header",
+    "allocator": "allocator",
+    "data": "data write",
+    "transient_gc": "transient (GC objects)",
+    "transient_refcount": "transient (refcount)",
+    "write": "write",
+    "transient": "transient",
+    "unread": "unread",
+}
+
+
+def _top(mapping: dict[str, int], n: int, label: dict[str, str] | None = None) -> str:
+    total = sum(mapping.values())
+    ranked = sorted(mapping.items(), key=lambda kv: -kv[1])[:n]
+    return ", ".join(
+        f"{(label or {}).get(k, k)} {v / total:.0%}" for k, v in ranked if total and v
+    )
+
+
+def _workers_table(s: Summary, rows: list[tuple[ProcessSummary, dict[str, Any]]]) -> Table:
+    table = Table(title="Copy-on-write: latest scan per worker", title_justify="left")
+    for col in ("pid", "scanned", "copied", "% of inherited", "new private"):
+        table.add_column(col, justify="right" if col != "scanned" else "left", no_wrap=True)
+    table.add_column("top types (share of copied)")
+    table.add_column("causes")
+    for p, cow in rows:
+        when = dt.datetime.fromtimestamp(cow["scanned_at"]).strftime("%H:%M:%S")
+        offset = cow["scanned_at"] - s.started_at
+        frac = cow["copied_fraction"]
+        types = {t["type"]: t["bytes"] for t in cow["by_type"]}
+        table.add_row(
+            str(p.pid),
+            f"{when} (+{offset:.1f}s, {cow['mode']})",
+            format_bytes(cow["copied_bytes"]),
+            "-" if frac is None else f"{frac:.1%}",
+            format_bytes(cow["new_private_bytes"]),
+            Text(_top(types, 3)),
+            _top(cow["by_cause"], 3, _CAUSE_LABELS),
+        )
+    return table
+
+
+def _types_table(rows: list[tuple[ProcessSummary, dict[str, Any]]]) -> Table | None:
+    per_type: dict[str, list[int]] = {}
+    causes: dict[str, dict[str, int]] = {}
+    for _, cow in rows:
+        for t in cow["by_type"]:
+            acc = per_type.setdefault(t["type"], [0, 0])
+            acc[0] += t["bytes"]
+            acc[1] += t["objects"]
+            for c, b in cow["by_type_cause"].get(t["type"], {}).items():
+                causes.setdefault(t["type"], {})[c] = causes.get(t["type"], {}).get(c, 0) + b
+    if not per_type:
+        return None
+    table = Table(title="Types in copied pages (all workers)", title_justify="left")
+    for col in ("type", "copied", "objects", "causes"):
+        table.add_column(col, justify="right" if col in ("copied", "objects") else "left")
+    for name, (nbytes, objects) in sorted(per_type.items(), key=lambda kv: -kv[1][0])[:10]:
+        table.add_row(
+            Text(name), format_bytes(nbytes), f"{objects:,}" if objects else "-",
+            _top(causes.get(name, {}), 3, _CAUSE_LABELS),
+        )
+    return table
+
+
+def _advice(s: Summary) -> Text | None:
+    items = s.extra.get("advice") or []
+    if not items:
+        return None
+    text = Text()
+    text.append("COW advice\n", style="bold")
+    for i, item in enumerate(items, 1):
+        pids = ", ".join(str(p) for p in item["pids"][:8])
+        text.append(f"  {i}. {item['title']} (workers {pids})\n")
+        text.append(f"     {item['recipe']}\n")
+    return text
+
+
+def cow_section(s: Summary) -> RenderableType | None:
+    rows = [(p, p.extra["cow"]) for p in s.processes if "cow" in p.extra]
+    if not rows:
+        return None
+    rows.sort(key=lambda r: -r[1]["copied_bytes"])
+    parts: list[RenderableType] = [_workers_table(s, rows)]
+    targets = sorted({cow["target"] for _, cow in rows if cow["target"]})
+    if targets:
+        parts.append(Text("  target: " + "; ".join(targets)))
+    types = _types_table(rows)
+    if types is not None:
+        parts.append(types)
+    advice = _advice(s)
+    if advice is not None:
+        parts.append(advice)
+    return Group(*parts)
+
+
+if add_cow not in SUMMARY_EXTENSIONS:
+    SUMMARY_EXTENSIONS.append(add_cow)
+if cow_section not in TEXT_SECTIONS:
+    TEXT_SECTIONS.append(cow_section)

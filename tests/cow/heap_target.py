@@ -1,0 +1,59 @@
+"""Target workload for the heap parser tests (runs under each pyenv CPython, 3.8 syntax).
+
+The parent builds known objects, then forks. The child touches them the way a worker does
+(iterates the int list: refcount writes; gc.collect(): GC-head writes), writes ground truth
+measured by itself to a file, prints one JSON line and waits until stdin closes.
+"""
+
+import array
+import gc
+import json
+import os
+import sys
+
+
+class Record:
+    def __init__(self, i):
+        self.a = i
+        self.b = "r"
+
+
+def main():
+    n_ints, n_records, out = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+    ints = list(range(1000, 1000 + n_ints))
+    records = [Record(i) for i in range(n_records)]
+    table = {i: i * 2 for i in range(100000)}
+    blob = b"x" * (3 << 20)
+    buf = bytearray(b"y" * (2 << 20))
+    pid = os.fork()
+    if pid:
+        os.waitpid(pid, 0)
+        return
+    total = 0
+    for x in ints:
+        total += x
+    gc.collect()
+    with open(out + ".records", "wb") as f:
+        array.array("Q", [id(r) for r in records]).tofile(f)
+    with open(out + ".intpages", "wb") as f:
+        array.array("Q", sorted({id(x) >> 12 for x in ints})).tofile(f)
+    truth = {
+        "pid": os.getpid(),
+        "version": list(sys.version_info[:3]),
+        "records": len(records),
+        "record_size": sys.getsizeof(records[0]),
+        "blob": id(blob),
+        "blob_size": sys.getsizeof(blob),
+        "table": id(table),
+        "bytearray": id(buf),
+        "ints_list": id(ints),
+        "total": total,
+    }
+    sys.stdout.write(json.dumps(truth) + "\n")
+    sys.stdout.flush()
+    sys.stdin.read()
+    os._exit(0)
+
+
+if __name__ == "__main__":
+    main()
