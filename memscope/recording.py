@@ -166,8 +166,17 @@ class RecordingWriter:
         cur = self.conn.execute(
             "INSERT INTO processes (pid, start_ticks, ppid, parent_id, role, cmdline, exe,"
             " python_version, started_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (pid, start_ticks, ppid, parent_id, role, json.dumps(list(cmdline)), exe,
-             python_version, started_at),
+            (
+                pid,
+                start_ticks,
+                ppid,
+                parent_id,
+                role,
+                json.dumps(list(cmdline)),
+                exe,
+                python_version,
+                started_at,
+            ),
         )
         assert cur.lastrowid is not None
         return cur.lastrowid
@@ -232,9 +241,18 @@ class Recording:
         self.meta = meta
         self.processes = [
             ProcessRow(
-                id=r[0], pid=r[1], start_ticks=r[2], ppid=r[3], parent_id=r[4], role=r[5],
-                cmdline=json.loads(r[6]), exe=r[7], python_version=r[8], started_at=r[9],
-                exited_at=r[10], exit_code=r[11],
+                id=r[0],
+                pid=r[1],
+                start_ticks=r[2],
+                ppid=r[3],
+                parent_id=r[4],
+                role=r[5],
+                cmdline=json.loads(r[6]),
+                exe=r[7],
+                python_version=r[8],
+                started_at=r[9],
+                exited_at=r[10],
+                exit_code=r[11],
             )
             for r in conn.execute(
                 "SELECT id, pid, start_ticks, ppid, parent_id, role, cmdline, exe,"

@@ -218,12 +218,26 @@ class Sampler:
             state.last_rollup_t = t
             self.latest[member.record_id] = rollup
             resident, shared = counters.pop(member.key)
-            rows.append((
-                member.record_id, t, rollup.rss, rollup.pss, rollup.uss, rollup.shared_clean,
-                rollup.shared_dirty, rollup.private_clean, rollup.private_dirty, rollup.swap,
-                rollup.swap_pss, rollup.pss_anon, rollup.pss_file, rollup.pss_shmem,
-                rollup.anonymous, shared,
-            ))
+            rows.append(
+                (
+                    member.record_id,
+                    t,
+                    rollup.rss,
+                    rollup.pss,
+                    rollup.uss,
+                    rollup.shared_clean,
+                    rollup.shared_dirty,
+                    rollup.private_clean,
+                    rollup.private_dirty,
+                    rollup.swap,
+                    rollup.swap_pss,
+                    rollup.pss_anon,
+                    rollup.pss_file,
+                    rollup.pss_shmem,
+                    rollup.anonymous,
+                    shared,
+                )
+            )
         for member in members:
             if member.key in counters:
                 resident, shared = counters[member.key]

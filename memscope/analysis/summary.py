@@ -123,8 +123,12 @@ def _process_stats(rec: Recording) -> dict[int, dict[str, Any]]:
         "SELECT process_id, COUNT(*), COUNT(pss), MAX(rss), MAX(pss), MAX(uss), MAX(swap), MAX(t)"
         " FROM samples GROUP BY process_id"
     ):
-        stats[pid] = {"n": n, "full": full, "peak": Memory(prss, ppss, puss, None, pswap),
-                      "last_t": last_t}
+        stats[pid] = {
+            "n": n,
+            "full": full,
+            "peak": Memory(prss, ppss, puss, None, pswap),
+            "last_t": last_t,
+        }
     # Last full sample and first full sample of each process.
     for pid, rss, pss, uss, sc, sd, swap in rec.conn.execute(
         "SELECT s.process_id, s.rss, s.pss, s.uss, s.shared_clean, s.shared_dirty, s.swap"

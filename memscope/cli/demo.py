@@ -27,8 +27,13 @@ def fixture_path(name: str) -> str:
 
 @click.command("demo")
 @click.option("-w", "--workers", type=click.IntRange(1, 64), default=4, show_default=True)
-@click.option("--size", type=click.IntRange(1000), default=2_000_000, show_default=True,
-              help="Ints the parent preloads before forking.")
+@click.option(
+    "--size",
+    type=click.IntRange(1000),
+    default=2_000_000,
+    show_default=True,
+    help="Ints the parent preloads before forking.",
+)
 @click.option("-o", "--output", default="memscope-demo.memscope", show_default=True)
 @click.pass_context
 def command(ctx: click.Context, workers: int, size: int, output: str) -> None:
@@ -38,6 +43,12 @@ def command(ctx: click.Context, workers: int, size: int, output: str) -> None:
     Refcount updates copy every page they touch, so each worker's USS grows by about
     31 bytes per int although nothing was allocated after the fork.
     """
-    argv = (sys.executable, fixture_path("preload_list"), "--workers", str(workers),
-            "--size", str(size))
+    argv = (
+        sys.executable,
+        fixture_path("preload_list"),
+        "--workers",
+        str(workers),
+        "--size",
+        str(size),
+    )
     ctx.invoke(run.command, argv=argv, output=output, interval=0.2, duration=None, quiet=False)

@@ -35,7 +35,7 @@ from memscope.cow.heap_malloc import Chunks, find_chunks
 from memscope.cow.heap_objects import WordGetter, locate_objects
 from memscope.cow.heap_pymalloc import PoolBlocks, find_pool_blocks
 from memscope.cow.heap_snapshot import Snapshot
-from memscope.cow.memreader import MemReader
+from memscope.cow.memreader import USER_END, MemReader
 
 __all__ = ["BUFFER", "UnsupportedTarget", "parse_heap"]
 
@@ -74,18 +74,25 @@ def parse_heap(
     snap = Snapshot(reader, page_addrs, page_bytes)
     pools = find_pool_blocks(layout, snap)
     chunks = find_chunks(layout, snap, pools.pool_addrs)
-    # One table of blocks in address order: pymalloc blocks and malloc chunks (user data at
-    # chunk+16). Both inputs are sorted, so the stable sort is a merge.
+    # One table of blocks: pymalloc blocks (in address order), then malloc chunks (user data
+    # at chunk+16). Rows are put in address order at the end.
     start = np.concatenate((pools.addr, chunks.addr + np.uint64(16)))
     size = np.concatenate((pools.size, chunks.size - 16))
-    order = np.argsort(start, kind="stable")
-    start, size = start[order], size[order]
-    words = _word_getter(pools, chunks, snap, order)
+    words = _word_getter(pools, chunks, snap)
     resolver = TypeResolver(layout, reader)
-    type_addr, obj_off, infos = locate_objects(resolver, reader.maps(), size, words)
-    types = _TypeTable(infos, type_addr)
+    row_slot, obj_off, infos = locate_objects(resolver, reader.maps(), size, words)
+    types = _TypeTable(infos, row_slot)
     gc_tracked = _gc_tracked(types, obj_off, words)
-    is_buffer = type_addr == 0
+    if len(chunks.addr):
+        order = np.argsort(start, kind="stable")  # two sorted runs: a merge
+        start, size, obj_off, gc_tracked = (
+            start[order],
+            size[order],
+            obj_off[order],
+            gc_tracked[order],
+        )
+        types.row_type = types.row_type[order]
+    is_buffer = types.row_type == 0
     obj_start = start + obj_off.astype(np.uint64)
     type_index = types.name_index[types.row_type]
     _attribute_buffers(layout, snap, types, obj_start, start, size, type_index)
@@ -108,8 +115,8 @@ def parse_heap(
     )
 
 
-def _word_getter(pools: PoolBlocks, chunks: Chunks, snap: Snapshot, order: I64) -> WordGetter:
-    """words(k, rows): k-th word of blocks (rows in sorted order), read in place."""
+def _word_getter(pools: PoolBlocks, chunks: Chunks, snap: Snapshot) -> WordGetter:
+    """words(k, rows): k-th word of blocks (pool blocks first, then chunks), read in place."""
     npool = len(pools.addr)
     user = chunks.addr + np.uint64(16)
     chunk_words, _ = snap.words(
@@ -117,37 +124,36 @@ def _word_getter(pools: PoolBlocks, chunks: Chunks, snap: Snapshot, order: I64) 
     )
     chunk_words = chunk_words.reshape(-1, WINDOW_WORDS)
 
-    def words(k: int, rows: I64) -> U64:
-        src = order[rows]
-        in_pool = src < npool
-        if in_pool.all():
-            return pools.words(snap, k, src)
+    def words(k: int, rows: I64 | None) -> U64:
+        if not len(chunk_words):
+            return pools.words(snap, k, rows)
+        if rows is None:
+            return np.concatenate(
+                (pools.words(snap, k, None), chunk_words[:, min(k, WINDOW_WORDS - 1)])
+            )
+        in_pool = rows < npool
         out = np.empty(len(rows), dtype=np.uint64)
-        out[in_pool] = pools.words(snap, k, src[in_pool])
-        out[~in_pool] = chunk_words[src[~in_pool] - npool, min(k, WINDOW_WORDS - 1)]
+        out[in_pool] = pools.words(snap, k, rows[in_pool])
+        out[~in_pool] = chunk_words[rows[~in_pool] - npool, min(k, WINDOW_WORDS - 1)]
         return out
 
     return words
 
 
 class _TypeTable:
-    """The types found, indexed densely: row_type[i] is the type slot of block i (0: none)."""
+    """The types found: row_type[i] is the type slot of block i (0: none, k: infos[k-1])."""
 
-    def __init__(self, infos: dict[int, TypeInfo], type_addr: U64) -> None:
-        self.infos = [infos[a] for a in sorted(infos)]
+    def __init__(self, infos: list[TypeInfo], row_type: I64) -> None:
+        self.infos = infos
         self.names = [BUFFER]
         slot_names = [0]
-        for info in self.infos:
+        for info in infos:
             if info.name not in self.names:
                 self.names.append(info.name)
             slot_names.append(self.names.index(info.name))
         self.name_index = np.array(slot_names, dtype=np.int64)
-        self.flags = np.array([0] + [t.flags for t in self.infos], dtype=np.uint64)
-        known = np.array([t.addr for t in self.infos], dtype=np.uint64)
-        self.row_type = np.zeros(len(type_addr), dtype=np.int64)
-        typed = np.flatnonzero(type_addr != 0)
-        if len(known):
-            self.row_type[typed] = np.searchsorted(known, type_addr[typed]) + 1
+        self.flags = np.array([0] + [t.flags for t in infos], dtype=np.uint64)
+        self.row_type = row_type
 
 
 def _gc_tracked(types: _TypeTable, obj_off: I64, words: WordGetter) -> npt.NDArray[np.bool_]:
@@ -172,29 +178,48 @@ def _attribute_buffers(
     """Give untyped blocks the type of an owner object that points into them (in place)."""
     fields = _owner_fields(layout)
     offsets_by_slot: dict[int, list[int]] = {}
+    dict_slots: dict[int, int] = {}
     for slot, info in enumerate(types.infos, start=1):
         offsets = list(fields.get(info.name, ()))
         if layout.values_pointer and info.flags & TPFLAGS.MANAGED_DICT:
             offsets.append(-layout.values_pointer)
         if offsets:
             offsets_by_slot[slot] = offsets
-    if not offsets_by_slot:
-        return
-    slots = np.array(sorted(offsets_by_slot), dtype=np.int64)
+        if info.dictoffset and not info.flags & TPFLAGS.MANAGED_DICT:
+            dict_slots[slot] = info.dictoffset
+    slots = np.array(sorted(set(offsets_by_slot) | set(dict_slots)), dtype=np.int64)
     candidates = np.flatnonzero(np.isin(types.row_type, slots))
-    owners: list[I64] = []
-    ptr_addrs: list[U64] = []
     cand_slot = types.row_type[candidates]
+    owners: list[I64] = [np.zeros(0, dtype=np.int64)]
+    ptr_addrs: list[U64] = [np.zeros(0, dtype=np.uint64)]
     for slot, offsets in offsets_by_slot.items():
         rows = candidates[cand_slot == slot]
         for off in offsets:
             owners.append(rows)
             ptr_addrs.append(obj_start[rows] + np.uint64(off & 0xFFFFFFFFFFFFFFFF))
+    via_dict: tuple[I64, U64] | None = None
+    if dict_slots:
+        parts = [(candidates[cand_slot == slot], off) for slot, off in dict_slots.items()]
+        rows = np.concatenate([r for r, _ in parts])
+        via_dict = rows, np.concatenate([obj_start[r] + np.uint64(off) for r, off in parts])
     owner = np.concatenate(owners)
     ptrs, ok = snap.words(np.concatenate(ptr_addrs))
     if layout.tagged_values:
         # 3.12 dict-or-values: a values pointer has its low bit set; a dict pointer does not.
         ptrs = np.where(ptrs & np.uint64(1), ptrs - np.uint64(1), ptrs)
+    # Instances with a __dict__ pointer (tp_dictoffset, 3.8-3.10 classes): the dict usually
+    # lies elsewhere, but its split-table values array sits next to the instances.
+    if via_dict is not None:
+        rows, dict_ptr_addr = via_dict
+        dicts, dict_ok = snap.words(dict_ptr_addr)
+        usable = (
+            dict_ok & (dicts != 0) & (dicts & np.uint64(7) == 0) & (dicts < np.uint64(USER_END))
+        )
+        rows, dicts = rows[usable], dicts[usable]
+        values, values_ok = snap.words(dicts + np.uint64(layout.dict_values))
+        owner = np.concatenate((owner, rows))
+        ptrs = np.concatenate((ptrs, values))
+        ok = np.concatenate((ok, values_ok))
     j = np.searchsorted(start, ptrs, side="right").astype(np.int64) - 1
     valid = ok & (ptrs != 0) & (j >= 0)
     j = np.maximum(j, 0)

@@ -20,13 +20,13 @@ from memscope.cow.cpython._types import TypeInfo, TypeResolver
 from memscope.cow.memreader import USER_END
 from memscope.procfs import MapEntry
 
-__all__ = ["WordGetter", "locate_objects", "mapped_mask", "small_unique"]
+__all__ = ["WordGetter", "locate_objects", "mapped_mask"]
 
 U64 = npt.NDArray[np.uint64]
 I64 = npt.NDArray[np.int64]
 BOOL = npt.NDArray[np.bool_]
-# words(k, rows) -> the k-th 8-byte word of each block in `rows`
-WordGetter = Callable[[int, I64], U64]
+# words(k, rows) -> the k-th 8-byte word of each block in `rows` (None: of every block)
+WordGetter = Callable[[int, "I64 | None"], U64]
 
 _MAX_REFCNT = np.uint64(1 << 40)  # also admits 3.12/3.13 immortal 0xFFFFFFFF
 
@@ -44,17 +44,11 @@ def mapped_mask(maps: list[MapEntry], ptrs: U64) -> BOOL:
     return ok & (ptrs < ends[i])
 
 
-def small_unique(values: U64) -> tuple[U64, I64]:
-    """np.unique(values, return_inverse=True) for arrays with few distinct values, in runs.
-
-    Neighbouring blocks mostly share a type, so runs are collapsed before sorting; the
-    inverse is then a binary search over the (short) unique array.
-    """
-    if not len(values):
-        return values, np.zeros(0, dtype=np.int64)
-    heads = np.concatenate(([True], values[1:] != values[:-1]))
-    uniq = np.unique(values[heads])
-    return uniq, np.searchsorted(uniq, values).astype(np.int64)
+def _runs(values: U64) -> tuple[I64, I64]:
+    """Start index and length of each run of equal neighbours."""
+    heads = np.flatnonzero(np.concatenate(([True], values[1:] != values[:-1])))
+    lengths = np.diff(np.append(heads, len(values)))
+    return heads, lengths
 
 
 def locate_objects(
@@ -62,40 +56,55 @@ def locate_objects(
     maps: list[MapEntry],
     size: I64,
     words: WordGetter,
-) -> tuple[U64, I64, dict[int, TypeInfo]]:
-    """Type address (0 when none) and object offset in the block, for each block."""
+) -> tuple[I64, I64, list[TypeInfo]]:
+    """Type slot and object offset in the block, for each block.
+
+    Slot 0 means "no object found"; slot i > 0 is `types[i - 1]`. Neighbouring blocks mostly
+    hold objects of one type, so candidate type pointers are handled per run of equal values:
+    each distinct value is validated once (in Python), and the verdict is expanded back over
+    its runs with np.repeat.
+    """
     n = len(size)
-    type_addr = np.zeros(n, dtype=np.uint64)
+    slot = np.zeros(n, dtype=np.int64)
     obj_off = np.zeros(n, dtype=np.int64)
-    found: dict[int, TypeInfo] = {}
-    todo = np.arange(n, dtype=np.int64)
+    types: list[TypeInfo] = []
+    slot_of: dict[int, int] = {}  # type address -> slot (0: not a type)
+    todo: I64 | None = None  # None: every block
     for off in resolver.layout.object_offsets:
-        todo = todo[size[todo] >= off + 16]
-        if not len(todo):
-            break
-        refcnt = words(off // 8, todo)
-        plausible = (refcnt > 0) & (refcnt < _MAX_REFCNT)
-        rows = todo[plausible]
+        if todo is None:
+            rows: I64 | None = None
+            rsize = size
+        else:
+            todo = todo[size[todo] >= off + 16]
+            rows, rsize = todo, size[todo]
+            if not len(todo):
+                break
+        refcnt = words(off // 8, rows)
         cand = words(off // 8 + 1, rows)
-        sane = (cand & np.uint64(7) == 0) & (cand > np.uint64(4096)) & (cand < np.uint64(USER_END))
-        rows, cand = rows[sane], cand[sane]
-        uniq, inverse = small_unique(cand)
-        mapped = mapped_mask(maps, uniq)
-        pre = np.full(len(uniq), -1, dtype=np.int64)
-        fits = np.zeros(len(uniq), dtype=np.int64)
-        for j in np.flatnonzero(mapped).tolist():
+        # Without a plausible refcount there is no candidate (0 is never a type).
+        cand[refcnt - np.uint64(1) >= _MAX_REFCNT] = 0
+        heads, lengths = _runs(cand)
+        run_values = cand[heads]
+        uniq = np.unique(run_values)
+        sane = (uniq & np.uint64(7) == 0) & (uniq > np.uint64(4096)) & (uniq < np.uint64(USER_END))
+        sane[sane] = mapped_mask(maps, uniq[sane])
+        uniq_slot = np.zeros(len(uniq), dtype=np.int64)
+        for j in np.flatnonzero(sane).tolist():
             t = int(uniq[j])
-            info = resolver.get(t)
-            if info is not None:
-                found[t] = info
-                pre[j] = info.preheader
-                fits[j] = info.preheader + info.basicsize
-        # The type's pre-header must match the offset and its fixed part must fit the block.
-        ok = (pre[inverse] == off) & (fits[inverse] <= size[rows])
-        hit = rows[ok]
-        type_addr[hit] = cand[ok]
+            if t not in slot_of:
+                info = resolver.get(t)
+                if info is not None:
+                    types.append(info)
+                slot_of[t] = len(types) if info is not None else 0
+            uniq_slot[j] = slot_of[t]
+        pre = np.array([-1] + [t.preheader for t in types], dtype=np.int64)  # by slot
+        fits = np.array([0] + [t.preheader + t.basicsize for t in types], dtype=np.int64)
+        run_slot = uniq_slot[np.searchsorted(uniq, run_values)]
+        row_slot = np.repeat(run_slot, lengths)
+        # Plausible refcount, a type with this pre-header whose fixed part fits the block.
+        ok = np.repeat(pre[run_slot] == off, lengths) & (fits[row_slot] <= rsize)
+        hit = np.flatnonzero(ok) if rows is None else rows[ok]
+        slot[hit] = row_slot[ok]
         obj_off[hit] = off
-        resolved = np.zeros(n, dtype=np.bool_)
-        resolved[hit] = True
-        todo = todo[~resolved[todo]]
-    return type_addr, obj_off, found
+        todo = np.flatnonzero(~ok) if rows is None else rows[~ok]
+    return slot, obj_off, types

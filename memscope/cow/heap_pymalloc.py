@@ -19,7 +19,7 @@ import numpy as np
 import numpy.typing as npt
 
 from memscope.cow.cpython import Layout
-from memscope.cow.heap_snapshot import Snapshot
+from memscope.cow.heap_snapshot import WORDS_PER_PAGE, Snapshot
 from memscope.cow.memreader import PAGE
 from memscope.procfs import MapEntry
 
@@ -35,17 +35,29 @@ class PoolBlocks:
 
     addr: U64  # block start
     size: I64  # block size
-    pool: I64  # index of the block's pool in pool_addrs
-    offset: I64  # offset of the block in its pool
+    pool: I64  # index of the block's pool in pool_addrs (empty when all_flat)
+    offset: I64  # offset of the block in its pool (empty when all_flat)
+    widx: I64  # word index of the block in the snapshot's array, -1 if its pool is split
+    all_flat: bool  # no pool is split
     pool_addrs: U64  # valid pools (headers are allocator metadata)
     page_code: I64  # (pools, pages per pool): Snapshot codes of each pool page
     free_addr: U64  # free blocks on a free list that overlap the pages (first word: link)
 
-    def words(self, snap: Snapshot, k: int, rows: I64) -> U64:
-        """k-th word of the blocks `rows` (words past the pool end read as garbage)."""
-        off = self.offset[rows] + 8 * k
-        page = np.minimum(off // PAGE, self.page_code.shape[1] - 1)
-        return snap.gather(self.page_code[self.pool[rows], page], (off % PAGE) // 8)
+    def words(self, snap: Snapshot, k: int, rows: I64 | None = None) -> U64:
+        """k-th word of the blocks `rows` (None: all), for k inside the blocks."""
+        widx = self.widx if rows is None else self.widx[rows]
+        # Callers only read words inside the block, so the index stays in the array; rows of
+        # split pools (widx -1) read a wrong word here and are redone below.
+        out = snap.main_words[widx + k]
+        if self.all_flat:
+            return out
+        split = np.flatnonzero(widx < 0)
+        if len(split):
+            rows = split if rows is None else rows[split]
+            off = self.offset[rows] + 8 * k
+            page = np.minimum(off // PAGE, self.page_code.shape[1] - 1)
+            out[split] = snap.gather(self.page_code[self.pool[rows], page], (off % PAGE) // 8)
+        return out
 
 
 def anon_rw_mask(maps: list[MapEntry], addrs: U64, span: int) -> npt.NDArray[np.bool_]:
@@ -100,7 +112,11 @@ def find_pool_blocks(layout: Layout, snap: Snapshot) -> PoolBlocks:
     first = np.zeros(npools + 1, dtype=np.int64)
     np.cumsum(used, out=first[1:])
     pool_of = np.repeat(np.arange(npools, dtype=np.int64), used)
-    offset = hdr + (np.arange(int(first[-1]), dtype=np.int64) - first[pool_of]) * size[pool_of]
+    block_size = np.repeat(size, used)
+    offset = np.arange(int(first[-1]), dtype=np.int64)
+    offset -= np.repeat(first[:-1], used)
+    offset *= block_size
+    offset += hdr
     free = np.zeros(len(offset), dtype=np.bool_)
     base_i = bases.astype(np.int64)
     live = np.flatnonzero(freeblock != 0)
@@ -116,21 +132,41 @@ def find_pool_blocks(layout: Layout, snap: Snapshot) -> PoolBlocks:
         nxt = snap.gather(page_code[live, off // PAGE], (off % PAGE) // 8).astype(np.int64)
         keep = nxt != 0
         live, off = live[keep], nxt[keep] - base_i[live[keep]]
-    # 4. Allocated blocks that overlap one of the caller's pages (and were read).
-    bsize = size[pool_of]
-    in_snap = (page_code >= 0).reshape(-1) & page_ok
-    wanted = in_snap.reshape(npools, ppp)
-    first_page, last_page = offset // PAGE, (offset + bsize - 1) // PAGE
-    readable = page_ok.reshape(npools, ppp)[pool_of, first_page]
-    overlaps = (wanted[pool_of, first_page] | wanted[pool_of, last_page]) & readable
-    keep = ~free & overlaps
-    addr = bases[pool_of] + offset.astype(np.uint64)
+    # 4. Allocated blocks that overlap one of the caller's pages (and were read). Most pools
+    # are wholly in the snapshot, in consecutive rows: their blocks need no page arithmetic.
+    in_snap = page_code >= 0
+    flat = np.asarray(
+        in_snap.all(axis=1) & (page_code - page_code[:, :1] == np.arange(ppp)).all(axis=1),
+        dtype=np.bool_,
+    )
+    keep = ~free
+    whole = np.asarray((in_snap & page_ok.reshape(npools, ppp)).all(axis=1), dtype=np.bool_)
+    if not whole.all():
+        # Blocks of partly held pools: keep those overlapping a held, readable page.
+        part = np.flatnonzero(~whole[pool_of])
+        p_pool, p_off = pool_of[part], offset[part]
+        wanted = in_snap & page_ok.reshape(npools, ppp)
+        first_page, last_page = p_off // PAGE, (p_off + block_size[part] - 1) // PAGE
+        readable = page_ok.reshape(npools, ppp)[p_pool, first_page]
+        overlaps = (wanted[p_pool, first_page] | wanted[p_pool, last_page]) & readable
+        keep[part[~overlaps]] = False
+        free[part[~overlaps]] = False
+    addr = np.repeat(bases, used)
+    addr += offset.astype(np.uint64)
+    # Word index in the snapshot: for a flat pool, pool's first row * 512 + offset / 8.
+    widx = np.repeat(np.where(flat, page_code[:, 0] * WORDS_PER_PAGE, -(1 << 40)), used)
+    widx += offset >> 3
+    all_flat = bool(flat.all())
+    if not all_flat:
+        widx[widx < 0] = -1
     return PoolBlocks(
         addr=addr[keep],
-        size=bsize[keep],
-        pool=pool_of[keep],
-        offset=offset[keep],
+        size=block_size[keep],
+        pool=pool_of[keep] if not all_flat else pool_of[:0],
+        offset=offset[keep] if not all_flat else offset[:0],
+        widx=widx[keep],
+        all_flat=all_flat,
         pool_addrs=bases,
         page_code=page_code,
-        free_addr=addr[free & overlaps],
+        free_addr=addr[free],
     )

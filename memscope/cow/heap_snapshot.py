@@ -46,7 +46,7 @@ class Snapshot:
         self.reader = reader
         self.addrs = addrs
         self.data = np.ascontiguousarray(page_bytes)
-        self._words = self.data.reshape(-1).view(np.uint64)
+        self.main_words = self.data.reshape(-1).view(np.uint64)
         self._x_addrs = np.zeros(0, dtype=np.uint64)
         self._x_words = np.zeros(0, dtype=np.uint64)
         self._x_valid = np.zeros(0, dtype=np.bool_)
@@ -82,7 +82,7 @@ class Snapshot:
         """Word number `word` (0..511) of the pages with these codes."""
         out = np.empty(len(code), dtype=np.uint64)
         main = code >= 0
-        out[main] = self._words[code[main] * WORDS_PER_PAGE + word[main]]
+        out[main] = self.main_words[code[main] * WORDS_PER_PAGE + word[main]]
         side = ~main
         if side.any():
             out[side] = self._x_words[(-1 - code[side]) * WORDS_PER_PAGE + word[side]]

@@ -103,7 +103,10 @@ def _growers(s: Summary) -> RenderableType | None:
         table.add_column(col, justify="left" if col in ("pid", "command") else "right")
     for p in growers:
         table.add_row(
-            str(p.pid), _command(p, 40), format_bytes(p.first_uss), format_bytes(p.last.uss),
+            str(p.pid),
+            _command(p, 40),
+            format_bytes(p.first_uss),
+            format_bytes(p.last.uss),
             format_signed_bytes(p.uss_growth),
         )
     return table

@@ -29,6 +29,14 @@ class ElfImage:
     first_load_vaddr: int  # p_vaddr of the PT_LOAD with file offset 0
     symbols: dict[str, tuple[int, int]]  # name -> (st_value, st_size), only the wanted ones
     has_symtab: bool  # a full (non-stripped) .symtab was present
+    segments: tuple[tuple[int, int, int], ...] = ()  # PT_LOAD (vaddr, file offset, filesz)
+
+    def file_offset(self, vaddr: int) -> int | None:
+        """Where the initialised data at `vaddr` lives in the file (None: not in the file)."""
+        for seg_vaddr, seg_offset, filesz in self.segments:
+            if seg_vaddr <= vaddr < seg_vaddr + filesz:
+                return seg_offset + vaddr - seg_vaddr
+        return None
 
     def load_bias(self, offset0_map_start: int) -> int:
         """Bias to add to st_value, given where the file's offset-0 mapping starts."""
@@ -50,13 +58,16 @@ def parse_elf(data: bytes, wanted: set[str]) -> ElfImage:
     e_phoff, e_shoff = struct.unpack_from("<QQ", data, 32)
     e_phentsize, e_phnum, e_shentsize, e_shnum = struct.unpack_from("<HHHH", data, 54)
     first_vaddr = 0
+    segments = []
     for i in range(e_phnum):
-        p_type, _flags, p_offset, p_vaddr = struct.unpack_from(
-            "<IIQQ", data, e_phoff + i * e_phentsize
+        p_type, _flags, p_offset, p_vaddr, _paddr, p_filesz = struct.unpack_from(
+            "<IIQQQQ", data, e_phoff + i * e_phentsize
         )
-        if p_type == _PT_LOAD and p_offset == 0:
+        if p_type != _PT_LOAD:
+            continue
+        segments.append((p_vaddr, p_offset, p_filesz))
+        if p_offset == 0:
             first_vaddr = p_vaddr
-            break
     sections = []
     for i in range(e_shnum):
         off = e_shoff + i * e_shentsize
@@ -82,6 +93,7 @@ def parse_elf(data: bytes, wanted: set[str]) -> ElfImage:
         first_load_vaddr=first_vaddr,
         symbols=found,
         has_symtab=has_symtab,
+        segments=tuple(segments),
     )
 
 

@@ -50,6 +50,7 @@ class Layout:
     tp_flags: int = 168
     tp_base: int = 256
     tp_dict: int = 264
+    tp_dictoffset: int = 288
     # Object fields used to attribute buffers to their owner (offset in the object).
     list_items: int = 24  # PyListObject.ob_item
     dict_keys: int = 32  # PyDictObject.ma_keys

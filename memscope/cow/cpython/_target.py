@@ -19,11 +19,12 @@ Method (recorded in `Target.method`):
 from __future__ import annotations
 
 import re
+from collections import Counter
 from dataclasses import dataclass, field
 
-from memscope.cow.cpython._elf import ElfError, parse_elf
+from memscope.cow.cpython._elf import ElfError, ElfImage, parse_elf
 from memscope.cow.memreader import MemReader, Unmapped
-from memscope.procfs import MapEntry, ProcFS
+from memscope.procfs import AccessDenied, MapEntry, ProcFS
 
 __all__ = ["SUPPORTED_RANGE", "Target", "detect_target"]
 
@@ -31,6 +32,7 @@ SUPPORTED_RANGE = ((3, 8), (3, 13))
 
 _LIB_RE = re.compile(r"/libpython(\d)\.(\d+)(t?)(d?)\.so(?:\.[\d.]+)?$")
 _EXE_RE = re.compile(r"/python(\d)\.(\d+)(t?)(d?)$")
+_PYPY_RE = re.compile(r"^(?:libpypy|pypy)", re.IGNORECASE)
 _VERSION_STR_RE = re.compile(rb"^(\d+)\.(\d+)\.(\d+)")
 _WANTED = {
     "Py_Version",
@@ -43,6 +45,9 @@ _WANTED = {
     "_Py_NegativeRefcount",
 }
 _DEBUG_SYMBOLS = ("_Py_RefTotal", "_Py_GetGlobalRefTotal", "_Py_NegativeRefcount")
+# Parsed images by (path, device, inode): the workers of one tree share their interpreter.
+_ELF_CACHE: dict[tuple[str, str, int], ElfImage] = {}
+_ELF_CACHE_MAX = 8
 
 
 @dataclass(frozen=True)
@@ -91,13 +96,13 @@ def detect_target(pid: int, procfs: ProcFS | None = None) -> Target:
     maps = procfs.maps(pid)
     exe = procfs.exe(pid)
     paths = [m.path for m in maps] + ([exe] if exe else [])
-    if any("pypy" in p.rsplit("/", 1)[-1].lower() for p in paths):
+    if any(_PYPY_RE.match(p.rsplit("/", 1)[-1]) for p in paths):
         return Target(pid, "pypy", None, reason="PyPy: no CPython heap layout; page-level only")
     image_path, match = _image_from_names(maps, exe)
     if image_path is None:
         return Target(pid, "unknown", None, reason="no executable image: not Python")
     try:
-        elf = parse_elf(procfs.read(pid, "root" + image_path), _WANTED)
+        elf = _load_image(pid, procfs, maps, image_path)
     except (ElfError, OSError) as exc:
         return Target(pid, "unknown", None, image=image_path, reason=f"unreadable image: {exc}")
     if "PyType_Type" not in elf.symbols:
@@ -114,7 +119,8 @@ def detect_target(pid: int, procfs: ProcFS | None = None) -> Target:
     free_threaded = bool(match and match.group(3))
     version, method = _version_from_memory(pid, procfs, symbols)
     if version is None:
-        version, method = _version_from_image(procfs.read(pid, "root" + image_path), name_minor)
+        data = procfs.read(pid, "root" + image_path)
+        version, method = _version_from_image(elf, data, name_minor)
     if version is None:
         return Target(pid, "cpython", None, image=image_path, reason="version not found")
     if name_minor and name_minor != version[:2]:
@@ -135,19 +141,31 @@ def detect_target(pid: int, procfs: ProcFS | None = None) -> Target:
     )
 
 
+def _load_image(pid: int, procfs: ProcFS, maps: list[MapEntry], path: str) -> ElfImage:
+    entry = next((m for m in maps if m.path == path), None)
+    key = (path, entry.dev, entry.inode) if entry is not None else None
+    if key is not None and key in _ELF_CACHE:
+        return _ELF_CACHE[key]
+    loaded = parse_elf(procfs.read(pid, "root" + path), _WANTED)
+    if key is not None:
+        if len(_ELF_CACHE) >= _ELF_CACHE_MAX:
+            _ELF_CACHE.pop(next(iter(_ELF_CACHE)))
+        _ELF_CACHE[key] = loaded
+    return loaded
+
+
 def _version_from_memory(
     pid: int, procfs: ProcFS, symbols: dict[str, int]
 ) -> tuple[tuple[int, int, int] | None, str]:
-    with MemReader(pid, procfs) as reader:
+    try:
+        reader = MemReader(pid, procfs)
+    except AccessDenied:  # no ptrace rights: the image's bytes still tell the version
+        return None, ""
+    with reader:
         try:
             if "Py_Version" in symbols:
-                hexversion = int.from_bytes(reader.read(symbols["Py_Version"], 4), "little")
-                major, minor, micro = (
-                    hexversion >> 24,
-                    (hexversion >> 16) & 0xFF,
-                    (hexversion >> 8) & 0xFF,
-                )
-                return (major, minor, micro), "Py_Version symbol read from memory"
+                raw = reader.read(symbols["Py_Version"], 4)
+                return _decode_hexversion(raw), "Py_Version symbol read from memory"
             for name in ("version.0", "version"):
                 if name in symbols:
                     text = reader.read_cstring(symbols[name], 250)
@@ -161,15 +179,27 @@ def _version_from_memory(
 
 
 def _version_from_image(
-    data: bytes, name_minor: tuple[int, int] | None
+    elf: ElfImage, data: bytes, name_minor: tuple[int, int] | None
 ) -> tuple[tuple[int, int, int] | None, str]:
+    """Version from the file when memory cannot be read (no ptrace rights)."""
+    if "Py_Version" in elf.symbols:
+        offset = elf.file_offset(elf.symbols["Py_Version"][0])
+        if offset is not None:
+            return _decode_hexversion(data[offset : offset + 4]), "Py_Version symbol in the image"
     if name_minor is None:
         return None, ""
-    pattern = rb"\x00(%d)\.(%d)\.(\d+)(?:(?:a|b|rc)\d+)?\+?\x00" % name_minor
-    found = re.search(pattern, data)
+    # PY_VERSION: linkers merge string tails, so the literal may end a longer string (a
+    # pyenv prefix such as ".../versions/3.8.18"); take the most frequent spelling.
+    pattern = rb"[\x00/-](%d)\.(%d)\.(\d+)(?:(?:a|b|rc)\d+)?\+?\x00" % name_minor
+    found = Counter((int(m[1]), int(m[2]), int(m[3])) for m in re.finditer(pattern, data))
     if not found:
         return None, ""
-    return (int(found[1]), int(found[2]), int(found[3])), "PY_VERSION literal in the image"
+    return found.most_common(1)[0][0], "PY_VERSION string in the image (heuristic)"
+
+
+def _decode_hexversion(raw: bytes) -> tuple[int, int, int]:
+    value = int.from_bytes(raw, "little")
+    return value >> 24, (value >> 16) & 0xFF, (value >> 8) & 0xFF
 
 
 def _unsupported_reason(version: tuple[int, int, int], free_threaded: bool, debug: bool) -> str:

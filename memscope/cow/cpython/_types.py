@@ -27,6 +27,7 @@ class TypeInfo:
     basicsize: int
     itemsize: int
     preheader: int  # bytes between block start and the object
+    dictoffset: int = 0  # tp_dictoffset: where an instance keeps its __dict__ pointer
 
     @property
     def is_gc(self) -> bool:
@@ -63,7 +64,7 @@ class TypeResolver:
         lay = self.layout
         if addr & 7 or addr < 4096:
             return None
-        head = self.reader.read(addr, lay.tp_dict + 8)
+        head = self.reader.read(addr, lay.tp_dictoffset + 8)
         refcnt, ob_type = struct.unpack_from("<QQ", head, 0)
         if refcnt == 0 or not self._is_metatype(ob_type):
             return None
@@ -71,6 +72,7 @@ class TypeResolver:
         basicsize, itemsize = struct.unpack_from("<qq", head, lay.tp_basicsize)
         (flags,) = struct.unpack_from("<Q", head, lay.tp_flags)
         (tp_dict,) = struct.unpack_from("<Q", head, lay.tp_dict)
+        (dictoffset,) = struct.unpack_from("<q", head, lay.tp_dictoffset)
         if (
             not flags & TPFLAGS.READY
             or not 16 <= basicsize <= 1 << 24
@@ -85,7 +87,9 @@ class TypeResolver:
             module = self._dict_str(tp_dict, "__module__")
             if module and module != "builtins":
                 name = f"{module}.{name}"
-        return TypeInfo(addr, name, flags, basicsize, itemsize, lay.preheader(flags))
+        return TypeInfo(
+            addr, name, flags, basicsize, itemsize, lay.preheader(flags), max(dictoffset, 0)
+        )
 
     # -- reading str and dict objects of the target ----------------------------------------
 
