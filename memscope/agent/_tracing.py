@@ -63,7 +63,8 @@ class Tracer:
         self.frames = 0
         self.mode = "off"  # off | tracing | detached | detached-partial | stopped
         self.origin_pid = 0  # pid of the process whose traces describe our inherited heap
-        self._saved: Optional[List[_Allocator]] = None
+        self._saved: Optional[List[_Allocator]] = None  # allocators before tracemalloc
+        self._hooks: Optional[List[_Allocator]] = None  # tracemalloc's hooks
         self._flag_addr = 0
         self.error = ""
 
@@ -75,16 +76,9 @@ class Tracer:
         if tracemalloc.is_tracing():  # e.g. PYTHONTRACEMALLOC: originals are already hooked
             self.mode = "tracing"
             return
-        try:
-            api = _api()
-            saved = []
-            for d in _DOMAINS:
-                a = _Allocator()
-                api.PyMem_GetAllocator(d, ctypes.byref(a))
-                saved.append(a)
-            self._saved = saved
-        except Exception as exc:  # ctypes missing or symbols not exported
-            self.error = "allocators: %s" % exc
+        self._saved = self._get_allocators()
+        if self._saved is None:
+            self.error = "allocators: not available through ctypes"
         if self._saved is not None and sys.version_info < (3, 12):
             try:
                 cfg = ctypes.c_int.in_dll(ctypes.pythonapi, "_Py_tracemalloc_config")
@@ -97,6 +91,44 @@ class Tracer:
         else:
             tracemalloc.start(frames)
         self.mode = "tracing"
+        self._hooks = self._get_allocators() if self._saved is not None else None
+
+    def _get_allocators(self) -> Optional[List[_Allocator]]:
+        try:
+            api = _api()
+            out = []
+            for d in _DOMAINS:
+                a = _Allocator()
+                api.PyMem_GetAllocator(d, ctypes.byref(a))
+                out.append(a)
+            return out
+        except Exception:
+            return None
+
+    def _set_allocators(self, allocs: List[_Allocator]) -> None:
+        api = _api()
+        for d, a in zip(_DOMAINS, allocs):  # noqa: B905  (3.8 has no strict=)
+            api.PyMem_SetAllocator(d, ctypes.byref(a))
+
+    def pause(self) -> bool:
+        """Stop recording new allocations (traces and lookups stay) while the agent itself
+        works, so that serving a request neither costs tracing time nor rewrites
+        tracemalloc's tables (which would un-share their pages with forked workers).
+        Allocations other threads make meanwhile go untraced. Returns whether it paused."""
+        if self.mode != "tracing" or self._saved is None or self._hooks is None:
+            return False
+        try:
+            self._set_allocators(self._saved)
+            return True
+        except Exception:
+            return False
+
+    def resume(self) -> None:
+        if self._hooks is not None and self.mode == "tracing":
+            try:
+                self._set_allocators(self._hooks)
+            except Exception:
+                pass
 
     def _calibrate(self, frames: int) -> int:
         """Find tracemalloc's config {initialized, tracing, max_nframe} inside _PyRuntime
@@ -145,9 +177,7 @@ class Tracer:
                 tracemalloc.stop()
                 self.mode = "stopped"
                 return
-            api = _api()
-            for d, a in zip(_DOMAINS, self._saved):  # noqa: B905  (3.8 has no strict=)
-                api.PyMem_SetAllocator(d, ctypes.byref(a))
+            self._set_allocators(self._saved)
             if self._flag_addr:
                 ctypes.c_int.from_address(self._flag_addr).value = 0
                 self.mode = "detached"

@@ -44,6 +44,8 @@ class Agent:
         self.tracer = Tracer()
         self.pid = os.getpid()
         self.server: Optional[Server] = None
+        self._fork_call: Tuple[Any, int] = (None, -1)
+        self._retries = 0
         self._baseline: Optional[Tuple[float, Dict[Tuple[str, int], Tuple[int, int]]]] = None
 
     # -- life cycle ----------------------------------------------------------------------
@@ -59,8 +61,23 @@ class Agent:
     def before_fork(self) -> None:
         if self.server is not None and self.pid == os.getpid():
             self.server.stop()
+            self._fork_call = _caller_of_fork()
 
     def after_fork_parent(self) -> None:
+        # CPython 3.13 counts threads for its fork warning *after* the after_in_parent hooks,
+        # so the thread restarts from a pending call once os.fork() has returned (its caller's
+        # frame has moved past the call), where ctypes allows.
+        if self.server is not None and self.pid == os.getpid() and not _defer(self._restart):
+            self.server.start()
+
+    def _restart(self) -> None:
+        frame, lasti = self._fork_call
+        if frame is not None and frame.f_lasti == lasti and self._retries < 100000:
+            self._retries += 1
+            if _defer(self._restart):
+                return
+        self._fork_call = (None, -1)
+        self._retries = 0
         if self.server is not None and self.pid == os.getpid():
             self.server.start()
 
@@ -82,6 +99,14 @@ class Agent:
 
     # -- requests ------------------------------------------------------------------------
     def handle(self, req: Dict[str, Any]) -> Dict[str, Any]:
+        paused = self.tracer.pause()
+        try:
+            return self._handle(req)
+        finally:
+            if paused:
+                self.tracer.resume()
+
+    def _handle(self, req: Dict[str, Any]) -> Dict[str, Any]:
         cmd = req["cmd"]
         if cmd == "ping":
             return {
@@ -171,6 +196,44 @@ def start_from_env(environ: Any = None) -> str:
         return start(env[ENV_RUN_DIR], frames, env.get(ENV_TRACE_WORKERS) == "1")
     except Exception as exc:
         return "%s: %s" % (type(exc).__name__, exc)
+
+
+_pending: List[Any] = []
+
+
+def _caller_of_fork() -> Tuple[Any, int]:
+    """(frame, f_lasti) of the Python code that called os.fork(), seen from a fork hook."""
+    f: Any = sys._getframe(1)
+    while f is not None and f.f_code.co_filename == __file__:
+        f = f.f_back
+    return (f, f.f_lasti) if f is not None else (None, -1)
+
+
+def _defer(fn: Any) -> bool:
+    """Run fn() from Py_AddPendingCall. Returns False if that is not available."""
+    try:
+        import ctypes
+
+        if not _pending:
+            proto = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p)
+            api = ctypes.pythonapi
+            api.Py_AddPendingCall.argtypes = [proto, ctypes.c_void_p]
+            api.Py_AddPendingCall.restype = ctypes.c_int
+            calls: List[Any] = []
+
+            def run(_arg: Any) -> int:
+                batch = calls[:]
+                del calls[:]
+                for f in batch:
+                    _hook(f)()
+                return 0
+
+            _pending.extend([proto(run), calls, api.Py_AddPendingCall])
+        callback, calls, add = _pending
+        calls.append(fn)
+        return bool(add(callback, None) == 0)
+    except Exception:
+        return False
 
 
 def _hook(fn: Any) -> Any:

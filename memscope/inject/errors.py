@@ -1,49 +1,27 @@
-"""Errors of the agent host side; each carries exit code 2 (usage or environment problem)."""
+"""Errors of the agent host side; each exits with code 2 (EXIT_INPUT), the target unharmed."""
 
 from __future__ import annotations
 
-try:
-    from memscope.errors import MemscopeError
-except ImportError:  # pragma: no cover - foundation not merged yet
+from memscope.errors import InputError
 
-    class MemscopeError(Exception):  # type: ignore[no-redef]
-        def __init__(self, message: str, exit_code: int = 2) -> None:
-            super().__init__(message)
-            self.message = message
-            self.exit_code = exit_code
+__all__ = ["AgentError", "GdbMissing", "InjectError", "PtraceDenied", "RemoteDebugDisabled"]
 
 
-__all__ = [
-    "AgentError",
-    "GdbMissing",
-    "InjectError",
-    "MemscopeError",
-    "PtraceDenied",
-    "RemoteDebugDisabled",
-]
-
-
-class AgentError(MemscopeError):
+class AgentError(InputError):
     """The agent's channel failed: unreachable, malformed or oversized answer, or an error."""
 
-    def __init__(self, message: str) -> None:
-        super().__init__(message, 2)
 
-
-class InjectError(MemscopeError):
+class InjectError(InputError):
     """Injecting the agent into a running interpreter failed (the target keeps running)."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message, 2)
 
 
 class GdbMissing(InjectError):
-    pass
+    """gdb is needed to inject into CPython 3.8-3.13 and is not installed."""
 
 
 class PtraceDenied(InjectError):
-    pass
+    """The kernel refused ptrace (Yama ptrace_scope, another user, missing CAP_SYS_PTRACE)."""
 
 
 class RemoteDebugDisabled(InjectError):
-    pass
+    """The target opted out with PYTHON_DISABLE_REMOTE_DEBUG or -X disable_remote_debug."""

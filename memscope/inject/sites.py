@@ -28,6 +28,7 @@ __all__ = [
     "UNTRACED",
     "Resolution",
     "SiteBytes",
+    "bytes_in_pages",
     "heap_sites",
     "origin_pid",
     "resolve_addresses",
@@ -37,6 +38,7 @@ __all__ = [
 
 UNTRACED = "<untraced>"
 _CHUNK = 50000
+_PAGE = 4096
 
 Frames = list[tuple[str, int]]
 
@@ -136,12 +138,34 @@ def sites_by_bytes(
     return out[:top]
 
 
+def bytes_in_pages(
+    starts: npt.NDArray[np.uint64], sizes: npt.NDArray[np.int64], pages: npt.NDArray[np.uint64]
+) -> npt.NDArray[np.int64]:
+    """Bytes of each block [start, start+size) that lie inside the given 4 KiB pages."""
+    pages = np.sort(pages.astype(np.uint64))
+
+    def below(x: npt.NDArray[np.uint64]) -> npt.NDArray[np.int64]:
+        p = x & ~np.uint64(_PAGE - 1)
+        k = np.searchsorted(pages, p)
+        hit = (k < len(pages)) & (pages[np.minimum(k, max(len(pages) - 1, 0))] == p)
+        partial = np.where(hit, (x - p).astype(np.int64), 0) if len(pages) else 0
+        return np.asarray(k.astype(np.int64) * _PAGE + partial, dtype=np.int64)
+
+    ends = starts + sizes.astype(np.uint64)
+    return below(ends) - below(starts)
+
+
 def heap_sites(
-    run_dir: str, pid: int, heap: HeapMap, top: int = 20, max_frames: int = 64
+    run_dir: str,
+    pid: int,
+    heap: HeapMap,
+    pages: npt.NDArray[np.uint64],
+    top: int = 20,
+    max_frames: int = 64,
 ) -> list[SiteBytes]:
-    """Copied bytes of one worker by allocation site (one row per distinct block)."""
+    """Bytes of `pages` (e.g. the copied ones) by allocation site of the blocks in them."""
     starts, first = np.unique(heap.block_start, return_index=True)
-    sizes = heap.block_size[first].astype(np.int64)
+    sizes = bytes_in_pages(starts, heap.block_size[first].astype(np.int64), pages)
     origin = origin_pid(run_dir, pid)
     with AgentClient.for_pid(run_dir, origin, timeout=30.0) as c:
         res = resolve_addresses(c, starts, max_frames)
