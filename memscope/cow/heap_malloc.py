@@ -26,6 +26,7 @@ import numpy.typing as npt
 from memscope.cow.cpython import Layout
 from memscope.cow.heap_snapshot import Snapshot
 from memscope.cow.memreader import PAGE, Unmapped
+from memscope.procfs import MapEntry
 
 __all__ = ["Chunks", "find_chunks"]
 
@@ -48,17 +49,15 @@ def find_chunks(layout: Layout, snap: Snapshot, pool_bases: npt.NDArray[np.uint6
     found: list[tuple[int, int]] = []
     if not len(rest):
         return Chunks(np.zeros(0, np.uint64), np.zeros(0, np.int64))
-    for m in snap.reader.maps():
-        if not m.perms.startswith("rw") or (m.path and m.path != "[heap]"):
-            continue
-        lo, hi = np.searchsorted(rest, [m.start, m.end])
+    for start, end, is_heap in _regions(snap.reader.maps()):
+        lo, hi = np.searchsorted(rest, [start, end])
         if lo == hi:
             continue
         wanted = rest[lo:hi].tolist()
-        if m.path == "[heap]":
-            found.extend(_walk_heap(snap, m.start, m.end, wanted[-1] + PAGE))
+        if is_heap:
+            found.extend(_walk_heap(snap, start, end, wanted[-1] + PAGE))
         else:
-            found.extend(_walk_mmapped(layout, snap, m.start, m.end, wanted))
+            found.extend(_walk_mmapped(layout, snap, start, end, wanted))
     if not found:
         return Chunks(np.zeros(0, np.uint64), np.zeros(0, np.int64))
     addr = np.array([a for a, _ in found], dtype=np.uint64)
@@ -70,6 +69,24 @@ def find_chunks(layout: Layout, snap: Snapshot, pool_bases: npt.NDArray[np.uint6
     j = np.searchsorted(snap.addrs, last, side="right")
     keep = j > i
     return Chunks(addr[keep], size[keep])
+
+
+def _regions(maps: list[MapEntry]) -> list[tuple[int, int, bool]]:
+    """(start, end, is_heap) of the writable anonymous mappings and of the main arena.
+
+    The `[heap]` of a forked child is often two or more adjacent VMAs (the part grown after the
+    fork cannot merge with the inherited one) while its chunks run across the boundary: the
+    adjacent `[heap]` VMAs are walked as one range."""
+    out: list[tuple[int, int, bool]] = []
+    for m in maps:
+        if not m.perms.startswith("rw") or (m.path and m.path != "[heap]"):
+            continue
+        is_heap = m.path == "[heap]"
+        if is_heap and out and out[-1][2] and out[-1][1] == m.start:
+            out[-1] = (out[-1][0], m.end, True)
+        else:
+            out.append((m.start, m.end, is_heap))
+    return out
 
 
 def _walk_heap(snap: Snapshot, start: int, end: int, stop: int) -> list[tuple[int, int]]:
