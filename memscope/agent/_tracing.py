@@ -186,6 +186,15 @@ class Tracer:
         except Exception as exc:
             self.error = "detach: %s" % exc
 
+    def stop(self) -> None:
+        """Stop tracing for good (frees the traces)."""
+        if self.mode == "tracing":
+            try:
+                tracemalloc.stop()
+            except Exception:
+                pass
+            self.mode = "stopped"
+
     # -- resolution ----------------------------------------------------------------------
     def resolve(self, addrs: List[int], max_frames: int) -> Dict[str, Any]:
         """Tracebacks of the allocator blocks starting at `addrs` (domain 0), without touching

@@ -44,6 +44,7 @@ class Agent:
         self.tracer = Tracer()
         self.pid = os.getpid()
         self.server: Optional[Server] = None
+        self.active = True
         self._fork_call: Tuple[Any, int] = (None, -1)
         self._retries = 0
         self._baseline: Optional[Tuple[float, Dict[Tuple[str, int], Tuple[int, int]]]] = None
@@ -82,6 +83,8 @@ class Agent:
             self.server.start()
 
     def after_fork_child(self) -> None:
+        if not self.active:
+            return
         self.pid = os.getpid()
         if self.server is not None:
             self.server.abandon()
@@ -92,6 +95,14 @@ class Agent:
         elif self.tracer.mode == "tracing":
             self.tracer.origin_pid = self.pid  # tracing continues here; both heaps diverge
         self._serve()
+
+    def shutdown(self) -> None:
+        """Stop tracing and serving (memscope detaches); the fork hooks become no-ops."""
+        self.active = False
+        self.tracer.stop()
+        if self.server is not None and self.pid == os.getpid():
+            self.server.close()
+        self.server = None
 
     def at_exit(self) -> None:
         if self.server is not None and self.pid == os.getpid():
@@ -125,6 +136,11 @@ class Agent:
             return self.tracer.resolve(addrs, max(1, max_frames))
         if cmd == "growth":
             return self.growth(int(req.get("limit", 20)))
+        if cmd == "shutdown":
+            self.active = False
+            if not _defer(self.shutdown):
+                self.tracer.stop()
+            return {"pid": os.getpid()}
         raise ValueError("unknown command %r" % cmd)
 
     def growth(self, limit: int) -> Dict[str, Any]:

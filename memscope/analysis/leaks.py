@@ -8,15 +8,17 @@ Method (per process, samples after warm-up):
   variance of Kendall's S; the slope's confidence interval is Sen's (ranks of the pairwise
   slopes at ±z·sqrt(var S)/2);
 - verdict: `insufficient-data` with fewer than `min_samples` samples or less than
-  `min_span_s` seconds after warm-up; `leak` when the lower bound of the interval is above zero
-  and the slope is at least `min_rate` bytes/s; otherwise `stable`.
+  `min_span_s` seconds after warm-up; `leak` when the lower bound of the interval is above zero,
+  the slope is at least `min_rate` bytes/s and the fitted growth over the window is at least
+  `min_growth` bytes (fewer are a few pages of noise); otherwise `stable`. The slowest leak a
+  window of W seconds can show is therefore max(min_rate, min_growth / W).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -31,6 +33,7 @@ __all__ = [
     "growing_from_series",
     "leak_verdict",
     "theil_sen",
+    "warmup_start",
 ]
 
 F64 = npt.NDArray[np.float64]
@@ -44,6 +47,7 @@ class LeakOptions:
     min_samples: int = 8
     min_span_s: float = 5.0
     min_rate: float = 1024.0  # bytes/s: slower growth is reported `stable`
+    min_growth: float = 256 * 1024  # bytes over the window: less is page-level noise
     level: float = 0.95  # confidence level of the interval and of the verdict
 
 
@@ -73,7 +77,7 @@ class LeakResult:
     growing: tuple[Growing, ...] = ()
     siblings: int = 0
     sibling_median_bytes_per_s: float | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+    series: str = "uss"  # the memory series the slope was fitted to
 
     @property
     def slope_bytes_per_s(self) -> float | None:
@@ -83,6 +87,7 @@ class LeakResult:
         g = self.growth
         return {
             "verdict": self.verdict,
+            "series": self.series,
             "slope_bytes_per_s": None if g is None else round(g.slope, 3),
             "confidence": None if g is None else round(g.confidence, 4),
             "ci_bytes_per_s": None if g is None else [round(g.lo, 3), round(g.hi, 3)],
@@ -150,13 +155,23 @@ def theil_sen(t: Sequence[float] | F64, y: Sequence[float] | F64, level: float =
     )
 
 
+def warmup_start(t: Sequence[float], options: LeakOptions | None = None) -> float:
+    """Time from which samples count (first sample + warm-up)."""
+    opts = options or LeakOptions()
+    if not len(t):
+        return 0.0
+    t0, t1 = float(min(t)), float(max(t))
+    return t0 + max(opts.warmup_s, opts.warmup_fraction * (t1 - t0))
+
+
 def leak_verdict(
     t: Sequence[float] | F64,
     uss: Sequence[float] | F64,
     options: LeakOptions | None = None,
     growing: Sequence[Growing] = (),
+    series: str = "uss",
 ) -> LeakResult:
-    """Verdict for one process from its (time, USS) samples; see the module docstring."""
+    """Verdict for one process from its (time, bytes) samples; see the module docstring."""
     opts = options or LeakOptions()
     ta = np.asarray(t, dtype=np.float64)
     ya = np.asarray(uss, dtype=np.float64)
@@ -170,10 +185,13 @@ def leak_verdict(
         ta, ya = ta[after], ya[after]
     if len(ta) < max(2, opts.min_samples) or float(ta[-1] - ta[0]) < opts.min_span_s:
         g = theil_sen(ta, ya, opts.level) if len(ta) >= 2 and ta[-1] > ta[0] else None
-        return LeakResult("insufficient-data", g, tuple(growing))
+        return LeakResult("insufficient-data", g, tuple(growing), series=series)
     g = theil_sen(ta, ya, opts.level)
-    verdict = "leak" if g.lo > 0 and g.slope >= opts.min_rate else "stable"
-    return LeakResult(verdict, g, tuple(growing))
+    grown = g.slope * g.span_s
+    verdict = (
+        "leak" if g.lo > 0 and g.slope >= opts.min_rate and grown >= opts.min_growth else "stable"
+    )
+    return LeakResult(verdict, g, tuple(growing), series=series)
 
 
 def compare_siblings(
@@ -195,7 +213,7 @@ def compare_siblings(
             r = results[key]
             out[key] = LeakResult(
                 r.verdict, r.growth, r.growing, len(members) - 1,
-                float(np.median(others)) if others else None, r.extra,
+                float(np.median(others)) if others else None, r.series,
             )
     return out
 

@@ -12,8 +12,10 @@ import click
 
 from memscope.cli._cow import cow_options, cow_scheduler
 from memscope.cli._options import recording_options
+from memscope.cli._sites import sites_options, sites_session
 from memscope.cli.report import print_summary
 from memscope.errors import CommandNotFound, MemscopeError
+from memscope.inject import agent_env
 from memscope.recording import RecordingWriter
 from memscope.sampler import Sampler
 from memscope.session import SessionOptions, default_output, record, signals_to
@@ -33,14 +35,14 @@ def exit_status(returncode: int) -> int:
     return 128 - returncode if returncode < 0 else returncode
 
 
-def spawn(argv: list[str]) -> subprocess.Popen[bytes]:
+def spawn(argv: list[str], env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
     """Start the command in its own process group (as `timeout` does).
 
     A terminal's Ctrl-C then reaches memscope alone, which forwards it once to the whole
     group, so the command sees exactly the signals it would have seen without memscope.
     """
     try:
-        return subprocess.Popen(argv, preexec_fn=os.setpgrp)
+        return subprocess.Popen(argv, preexec_fn=os.setpgrp, env=env)
     except FileNotFoundError:
         raise CommandNotFound(f"command not found: {argv[0]}") from None
     except PermissionError:
@@ -55,6 +57,7 @@ def spawn(argv: list[str]) -> subprocess.Popen[bytes]:
 )
 @recording_options
 @cow_options
+@sites_options
 @click.option("-q", "--quiet", is_flag=True, help="Do not print the summary at the end.")
 @click.argument(
     "argv", nargs=-1, required=True, type=click.UNPROCESSED, metavar="-- COMMAND [ARGS]..."
@@ -66,6 +69,9 @@ def command(
     duration: float | None,
     quiet: bool,
     cow_interval: float | None,
+    trace_sites: int | None,
+    trace_workers: bool,
+    leak_census: bool,
 ) -> None:
     """Run COMMAND and record the memory of its whole process tree.
 
@@ -84,7 +90,16 @@ def command(
         args = args[1:]
     if not args:
         raise click.UsageError("missing COMMAND after --")
-    proc = spawn(args)
+    stack = contextlib.ExitStack()
+    sites = stack.enter_context(sites_session(trace_sites, trace_workers, leak_census))
+    env = None
+    if sites.run_dir is not None:
+        env = agent_env(os.environ, sites.run_dir, sites.frames, sites.trace_workers)
+    try:
+        proc = spawn(args, env)
+    except BaseException:
+        stack.close()
+        raise
     path = output or default_output(args[0], proc.pid)
     click.echo(f"memscope: recording {' '.join(args)} (pid {proc.pid}) to {path}", err=True)
 
@@ -105,11 +120,13 @@ def command(
         if root.record_id >= 0:
             writer.mark_exited(root.record_id, sampler.clock(), proc.returncode)
         writer.set_meta(exit_code=code)
+        sites.hook.close(writer)
 
     try:
-        with signals_to(forward, FORWARDED), cow_scheduler(cow_interval) as scheduler:
+        with stack, signals_to(forward, FORWARDED), cow_scheduler(cow_interval) as scheduler:
             options = SessionOptions(
-                output=path, interval=interval, duration=duration, hooks=[scheduler]
+                output=path, interval=interval, duration=duration,
+                hooks=[scheduler, sites.hook],
             )
             record(
                 proc.pid,

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from memscope.agent import AGENT_DIR, PRIVATE_NAME
-from memscope.inject.channel import wait_for_agent
+from memscope.inject.channel import AgentClient, agent_pids, wait_for_agent
 from memscope.inject.errors import (
     AgentError,
     GdbMissing,
@@ -43,6 +43,7 @@ from memscope.procfs import AccessDenied, ProcessGone, ProcFS
 
 __all__ = [
     "Plan",
+    "detach_agents",
     "gdb_commands",
     "inject",
     "injection_script",
@@ -252,6 +253,19 @@ def inject(
         f"the agent is queued in {pid} but has not run within {left:.0f}s: the target's main"
         " thread has not executed Python code since (blocked in a C call?)"
     )
+
+
+def detach_agents(run_dir: str) -> list[int]:
+    """Ask every agent of run_dir to stop tracing and close its channel; returns their pids."""
+    done = []
+    for pid in agent_pids(run_dir):
+        try:
+            with AgentClient.for_pid(run_dir, pid, timeout=5.0) as c:
+                c.request("shutdown")
+            done.append(pid)
+        except AgentError:
+            pass
+    return done
 
 
 def _remote_exec(python: str, pid: int, script: str, timeout: float) -> None:

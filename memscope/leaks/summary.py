@@ -18,6 +18,7 @@ from memscope.analysis.leaks import (
     compare_siblings,
     growing_from_series,
     leak_verdict,
+    warmup_start,
 )
 from memscope.analysis.summary import Summary
 from memscope.leaks.store import latest_cow_sites, read_leak_snapshots
@@ -36,19 +37,32 @@ def add_leaks(rec: Recording, summary: Summary, options: LeakOptions | None = No
     for p in summary.processes:
         t: list[float] = []
         uss: list[float] = []
+        t_anon: list[float] = []
+        anon: list[float] = []
         for row in rec.samples(p.id):
             value = row["uss"]
             if value is not None:
                 t.append(row.t)
                 uss.append(float(value))
-        if not t:
+            rss, shared = row["rss"], row["rss_shared"]
+            if rss is not None and shared is not None:
+                t_anon.append(row.t)
+                anon.append(float(rss - shared))
+        if not t and not t_anon:
             continue
         snaps = read_leak_snapshots(rec, p.id)
         kind = "site" if "site" in snaps else "type"
-        growing = growing_from_series(
-            snaps.get(kind, []), kind, TOP_GROWING, MIN_GROWTH_BYTES
-        )
-        results[p.id] = leak_verdict(t, uss, options, growing)
+        since = warmup_start(t_anon or t, options)
+        series = [s for s in snaps.get(kind, []) if s[0] >= since]
+        growing = growing_from_series(series, kind, TOP_GROWING, MIN_GROWTH_BYTES)
+        result = leak_verdict(t, uss, options, growing, series="uss")
+        if result.verdict == "insufficient-data" and len(t_anon) > len(t):
+            # Full rollups (USS) are rationed by the sampler's CPU budget; the anonymous
+            # resident size (statm, every tick) grows by the same new private pages.
+            fallback = leak_verdict(t_anon, anon, options, growing, series="rss_anon")
+            if fallback.verdict != "insufficient-data":
+                result = fallback
+        results[p.id] = result
         if p.role == "worker":
             groups[p.id] = p.ppid
     results = compare_siblings(results, groups)
