@@ -149,8 +149,9 @@ class LeakHook:
     def _leak_job(self, m: Member, t: float, due: _Due) -> None:
         procfs = self._procfs
         try:
-            if self.config.site_growth and self._agent_tracing(m.pid):
-                with AgentClient.for_pid(self.config.run_dir, m.pid, timeout=60.0) as c:
+            run_dir = self.config.run_dir
+            if run_dir and self.config.site_growth and self._agent_tracing(m.pid):
+                with AgentClient.for_pid(run_dir, m.pid, timeout=60.0) as c:
                     ans = c.request("growth", limit=self.config.top)
                 sizes = {
                     f"{s['file']}:{s['line']}": int(s["size_diff"])
