@@ -42,7 +42,7 @@ _MAX_POINTS = 400  # pairwise slopes are O(n²): thin longer series evenly
 
 @dataclass(frozen=True)
 class LeakOptions:
-    warmup_s: float = 2.0  # ignore at least this long after the first sample
+    warmup_s: float = 1.0  # ignore at least this long after the first sample
     warmup_fraction: float = 0.1  # ... or this fraction of the span, whichever is longer
     min_samples: int = 8
     min_span_s: float = 5.0

@@ -58,7 +58,7 @@ def test_plan_by_version() -> None:
         assert (plan.method, plan.tool) == ("gdb", "/usr/bin/gdb")
     with pytest.raises(GdbMissing, match="gdb is needed"):
         plan_injection((3, 11), "/x/python", None)
-    with pytest.raises(InjectError, match="3.7 is not supported"):
+    with pytest.raises(InjectError, match=r"3\.7 is not supported"):
         plan_injection((3, 7), "/x/python", "/usr/bin/gdb")
     with pytest.raises(InjectError, match="not a CPython"):
         plan_injection(None, "/x/node", "/usr/bin/gdb")
