@@ -13,7 +13,9 @@ Commands served over the channel (see _server.py for the framing):
 
 from __future__ import annotations
 
+import array
 import atexit
+import base64
 import os
 import stat
 import sys
@@ -127,13 +129,15 @@ class Agent:
                 "tracing": self.tracer.describe(),
             }
         if cmd == "resolve":
-            addrs = req.get("addrs")
-            if not isinstance(addrs, list) or len(addrs) > _MAX_ADDRS:
-                raise ValueError("addrs must be a list of at most %d integers" % _MAX_ADDRS)
-            if not all(isinstance(a, int) and 0 < a < (1 << 64) for a in addrs):
-                raise ValueError("addrs must be positive 64-bit integers")
+            addrs = _addresses(req)
             max_frames = int(req.get("max_frames", 1000))
-            return self.tracer.resolve(addrs, max(1, max_frames))
+            out = self.tracer.resolve(addrs, max(1, max_frames))
+            if "addrs_b64" in req:  # answer in kind: little-endian int32 indexes
+                idx = array.array("i", out.pop("index"))
+                if sys.byteorder != "little":
+                    idx.byteswap()
+                out["index_b64"] = base64.b64encode(idx.tobytes()).decode("ascii")
+            return out
         if cmd == "growth":
             return self.growth(int(req.get("limit", 20)))
         if cmd == "shutdown":
@@ -169,6 +173,26 @@ class Agent:
 
 
 _agent: Optional[Agent] = None
+
+
+def _addresses(req: Dict[str, Any]) -> List[int]:
+    """Block addresses of a resolve request: "addrs" (JSON integers) or "addrs_b64" (base64 of
+    little-endian uint64, much cheaper for large batches)."""
+    if "addrs_b64" in req:
+        raw = base64.b64decode(str(req["addrs_b64"]), validate=True)
+        if len(raw) % 8 or len(raw) // 8 > _MAX_ADDRS:
+            raise ValueError("addrs_b64 must hold at most %d uint64" % _MAX_ADDRS)
+        arr = array.array("Q")
+        arr.frombytes(raw)
+        if sys.byteorder != "little":
+            arr.byteswap()
+        return arr.tolist()
+    addrs = req.get("addrs")
+    if not isinstance(addrs, list) or len(addrs) > _MAX_ADDRS:
+        raise ValueError("addrs must be a list of at most %d integers" % _MAX_ADDRS)
+    if not all(isinstance(a, int) and 0 < a < (1 << 64) for a in addrs):
+        raise ValueError("addrs must be positive 64-bit integers")
+    return addrs
 
 
 def _private_dir(path: str) -> bool:

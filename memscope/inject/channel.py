@@ -20,6 +20,11 @@ from memscope.inject.errors import AgentError
 __all__ = ["MAX_RESPONSE_BYTES", "AgentClient", "agent_pids", "wait_for_agent"]
 
 MAX_RESPONSE_BYTES = 64 * 1024 * 1024
+RETRIES = 3
+
+
+class _Dropped(Exception):
+    """The agent closed the connection without answering."""
 
 
 class AgentClient:
@@ -28,29 +33,46 @@ class AgentClient:
     ) -> None:
         self.path = path
         self.max_bytes = max_bytes
+        self.timeout = timeout
         self._id = 0
         self._buf = bytearray()
-        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self._sock.settimeout(timeout)
+        self._sock = self._connect()
+
+    def _connect(self) -> socket.socket:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
         try:
-            self._sock.connect(path)
+            sock.connect(self.path)
         except OSError as exc:
-            self._sock.close()
-            raise AgentError(f"cannot reach agent at {path}: {exc.strerror or exc}") from None
+            sock.close()
+            msg = exc.strerror or str(exc)
+            raise AgentError(f"cannot reach agent at {self.path}: {msg}") from None
+        return sock
 
     @classmethod
     def for_pid(cls, run_dir: str, pid: int, timeout: float = 10.0) -> AgentClient:
         return cls(socket_path(run_dir, pid), timeout)
 
     def request(self, cmd: str, **params: Any) -> dict[str, Any]:
-        self._id += 1
-        msg = {"id": self._id, "cmd": cmd, **params}
-        try:
-            self._sock.sendall(json.dumps(msg, separators=(",", ":")).encode() + b"\n")
-            line = self._read_line()
-        except OSError as exc:
-            raise AgentError(f"agent channel {self.path}: {exc}") from None
-        return self._check(line)
+        """Send one command and return the checked answer. Every command is idempotent, so a
+        channel the agent dropped (it closes connections while its process forks) is
+        re-opened and the command re-sent, up to RETRIES times."""
+        for attempt in range(RETRIES + 1):
+            self._id += 1
+            msg = {"id": self._id, "cmd": cmd, **params}
+            try:
+                self._sock.sendall(json.dumps(msg, separators=(",", ":")).encode() + b"\n")
+                line = self._read_line()
+            except (OSError, _Dropped) as exc:
+                if attempt == RETRIES:
+                    raise AgentError(f"agent channel {self.path}: {exc}") from None
+                time.sleep(0.05 * (attempt + 1))
+                self._sock.close()
+                self._buf.clear()
+                self._sock = self._connect()
+                continue
+            return self._check(line)
+        raise AssertionError("unreachable")
 
     def _read_line(self) -> bytes:
         while True:
@@ -63,7 +85,7 @@ class AgentClient:
                 raise AgentError(f"agent answer exceeds {self.max_bytes} bytes; rejected")
             chunk = self._sock.recv(1 << 20)
             if not chunk:
-                raise AgentError("agent closed the channel before answering")
+                raise _Dropped("agent closed the channel before answering")
             self._buf += chunk
 
     def _check(self, line: bytes) -> dict[str, Any]:

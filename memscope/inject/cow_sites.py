@@ -10,7 +10,7 @@ import numpy.typing as npt
 
 from memscope.cow._model import HeapMap, PageClass
 from memscope.cow.classify import classify, detect_mode
-from memscope.cow.cpython import detect_target
+from memscope.cow.cpython import Target, detect_target
 from memscope.cow.heap import parse_heap
 from memscope.cow.memreader import MemReader
 from memscope.cow.pagemap import (
@@ -36,7 +36,7 @@ class WorkerSites:
 
 
 def copied_heap(
-    pid: int, parent_pid: int, procfs: ProcFS | None = None
+    pid: int, parent_pid: int, procfs: ProcFS | None = None, target: Target | None = None
 ) -> tuple[HeapMap, npt.NDArray[np.uint64]]:
     """Objects in the pages `pid` has copied from `parent_pid`, and those pages' addresses."""
     procfs = procfs if procfs is not None else ProcFS()
@@ -46,7 +46,7 @@ def copied_heap(
     parent = decode_pagemap(addrs, read_pagemap(procfs, parent_pid, regions))
     copied = addrs[classify(child, parent, detect_mode(child)) == PageClass.COPIED]
     pages, ok = read_pages(procfs, pid, copied)
-    target = detect_target(pid, procfs)
+    target = target if target is not None else detect_target(pid, procfs)
     with MemReader(pid, procfs) as reader:
         heap = parse_heap(target, reader, copied[ok], pages[ok])
     return heap, copied

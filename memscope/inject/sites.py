@@ -14,6 +14,7 @@ reports `<untraced>`.
 
 from __future__ import annotations
 
+import base64
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -89,10 +90,15 @@ def resolve_addresses(
     seen: dict[tuple[tuple[str, int], ...], int] = {}
     index = np.full(len(addrs), -1, dtype=np.int64)
     for lo in range(0, len(addrs), _CHUNK):
-        part = [int(a) for a in addrs[lo : lo + _CHUNK]]
-        ans = client.request("resolve", addrs=part, max_frames=max_frames)
-        tbs, idx = ans.get("tracebacks"), ans.get("index")
-        if not isinstance(tbs, list) or not isinstance(idx, list) or len(idx) != len(part):
+        part = np.ascontiguousarray(addrs[lo : lo + _CHUNK], dtype="<u8")
+        ans = client.request(
+            "resolve",
+            addrs_b64=base64.b64encode(part.tobytes()).decode("ascii"),
+            max_frames=max_frames,
+        )
+        tbs = ans.get("tracebacks")
+        local = _indexes(ans, len(part))
+        if not isinstance(tbs, list):
             raise AgentError("malformed resolve answer from agent")
         remap = []
         for raw in tbs:
@@ -101,12 +107,24 @@ def resolve_addresses(
                 seen[key] = len(tracebacks)
                 tracebacks.append(list(key))
             remap.append(seen[key])
-        local = np.asarray(idx, dtype=np.int64)
         if len(local) and (local.max() >= len(remap) or local.min() < -1):
             raise AgentError("resolve answer indexes a missing traceback")
         table = np.asarray([*remap, -1], dtype=np.int64)
         index[lo : lo + len(part)] = table[local]  # -1 maps to the trailing -1
     return Resolution(tracebacks, index)
+
+
+def _indexes(ans: dict[str, Any], n: int) -> npt.NDArray[np.int64]:
+    raw = ans.get("index_b64")
+    if not isinstance(raw, str):
+        raise AgentError("malformed resolve answer from agent: no index_b64")
+    try:
+        data = base64.b64decode(raw, validate=True)
+    except ValueError:
+        raise AgentError("malformed resolve answer from agent: bad base64") from None
+    if len(data) != 4 * n:
+        raise AgentError(f"resolve answer has {len(data) // 4} indexes for {n} addresses")
+    return np.frombuffer(data, dtype="<i4").astype(np.int64)
 
 
 def sites_by_bytes(

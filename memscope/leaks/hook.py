@@ -5,7 +5,8 @@ Per live process, on its own schedule:
   the agent's traced growth by allocating line (kind "site"); otherwise, if the census is on,
   an out-of-process type census (kind "type"). Agent snapshots cost the *target* a
   tracemalloc snapshot (memory and time proportional to its traces), hence opt-in;
-- COW sites (workers only, with an agent run directory): copied bytes by allocation site.
+- COW sites (workers only, with an agent run directory): copied bytes by allocation site;
+  re-run early when the worker's Private_Dirty moves by 1 MiB and 10% (copies come in bursts).
 
 Jobs run one at a time on a background thread (the sampler never waits for them); results
 are written to the recording on the sampler's thread at the next tick. Each job's next run is
@@ -38,6 +39,12 @@ from memscope.tree import Member
 
 __all__ = ["LeakConfig", "LeakHook"]
 
+# A worker's sites are re-scanned early when its Private_Dirty moved by this much since the
+# last scan (copying happens in bursts: a worker that just iterated its inherited data).
+DIRTY_STEP = 1 << 20
+DIRTY_FRACTION = 0.1
+MIN_GAP_S = 0.5
+
 
 @dataclass(frozen=True)
 class LeakConfig:
@@ -55,6 +62,8 @@ class _Due:
     next_at: float = 0.0
     target: Target | None = None
     skip: bool = False
+    last_at: float = float("-inf")
+    dirty: int = -1  # private_dirty at the last job (sites: re-scan when it moves)
 
 
 @dataclass
@@ -88,7 +97,8 @@ class LeakHook:
         for m in ctx.members:
             if m.exited or m.record_id < 0:
                 continue
-            job = self._next_job(m, ctx.t)
+            rollup = ctx.latest.get(m.record_id)
+            job = self._next_job(m, ctx.t, None if rollup is None else rollup.private_dirty)
             if job is not None:
                 self._busy.set()
                 threading.Thread(target=self._run, args=job, daemon=True,
@@ -105,7 +115,7 @@ class LeakHook:
             writer.set_meta(leak_hook_errors=self.errors[:20])
 
     # -- scheduling ----------------------------------------------------------------------
-    def _next_job(self, m: Member, t: float) -> tuple[Any, ...] | None:
+    def _next_job(self, m: Member, t: float, dirty: int | None) -> tuple[Any, ...] | None:
         now = self.clock()
         due = self._leak.setdefault(m.key, _Due())
         if not due.skip and now >= due.next_at:
@@ -113,7 +123,13 @@ class LeakHook:
         if self.config.run_dir and m.role == "worker":
             sdue = self._sites.setdefault(m.key, _Due())
             sock = os.path.join(self.config.run_dir, f"agent-{m.pid}.sock")
-            if not sdue.skip and now >= sdue.next_at and os.path.exists(sock):
+            moved = dirty is not None and abs(dirty - sdue.dirty) >= max(
+                DIRTY_STEP, DIRTY_FRACTION * max(sdue.dirty, 0)
+            )
+            ready = now >= sdue.next_at or (moved and now - sdue.last_at >= MIN_GAP_S)
+            if not sdue.skip and ready and os.path.exists(sock):
+                if dirty is not None:
+                    sdue.dirty = dirty
                 return ("sites", m, t, sdue)
         return None
 
@@ -130,7 +146,8 @@ class LeakHook:
             self.errors.append(f"{kind} job for {m.pid}: {type(exc).__name__}: {exc}")
             interval = self.config.leak_interval
         finally:
-            cost = self.clock() - t0
+            due.last_at = self.clock()
+            cost = due.last_at - t0
             due.next_at = self.clock() + max(interval, cost / max(self.config.budget, 1e-6))
             self._busy.clear()
 
@@ -172,12 +189,18 @@ class LeakHook:
         except (AgentError, ProcfsError, OSError, ValueError, KeyError, TypeError) as exc:
             self.errors.append(f"leak snapshot of {m.pid}: {exc}")
 
+    def _target(self, m: Member) -> Target:
+        due = self._leak.setdefault(m.key, _Due())
+        if due.target is None:
+            due.target = detect_target(m.pid, self._procfs)
+        return due.target
+
     def _sites_job(self, m: Member, t: float) -> None:
         run_dir = self.config.run_dir
         if run_dir is None:
             return
         try:
-            heap, copied = copied_heap(m.pid, m.ppid, self._procfs)
+            heap, copied = copied_heap(m.pid, m.ppid, self._procfs, self._target(m))
             sites = heap_sites(run_dir, m.pid, heap, copied, top=self.config.top)
             self._done.put(_Result(m.record_id, t, "cow_sites", sites=sites))
         except (AgentError, ProcfsError, OSError, ValueError) as exc:

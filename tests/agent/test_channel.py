@@ -44,7 +44,7 @@ def fake_agent(path: str, reply: Callable[[bytes], bytes]) -> threading.Thread:
         (lambda req: b'{"id": 99, "ok": true}\n', "expected 1"),
         (lambda req: b'{"id": 1, "ok": false, "error": "boom"}\n', "agent error: boom"),
         (lambda req: b'{"id": 1, "ok": true, "pad": "' + b"x" * 5000 + b'"}\n', "exceeds"),
-        (lambda req: b'{"id": 1, "ok": tr', "closed the channel"),
+        (lambda req: b'{"id": 1, "ok": tr', "closed the channel|cannot reach agent"),
         (lambda req: b"\xff\xfe\n", "malformed agent answer"),
     ],
 )
