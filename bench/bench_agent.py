@@ -27,7 +27,7 @@ import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from memscope.inject import agent_env, make_run_dir, remove_run_dir  # noqa: E402
+from memscope.inject import agent_env, make_run_dir, remove_run_dir
 
 WORKER = r'''
 import json, os, sys, time, tracemalloc

@@ -161,12 +161,14 @@ def bytes_in_pages(
 ) -> npt.NDArray[np.int64]:
     """Bytes of each block [start, start+size) that lie inside the given 4 KiB pages."""
     pages = np.sort(pages.astype(np.uint64))
+    if not len(pages):
+        return np.zeros(len(starts), dtype=np.int64)
 
     def below(x: npt.NDArray[np.uint64]) -> npt.NDArray[np.int64]:
         p = x & ~np.uint64(_PAGE - 1)
         k = np.searchsorted(pages, p)
-        hit = (k < len(pages)) & (pages[np.minimum(k, max(len(pages) - 1, 0))] == p)
-        partial = np.where(hit, (x - p).astype(np.int64), 0) if len(pages) else 0
+        hit = (k < len(pages)) & (pages[np.minimum(k, len(pages) - 1)] == p)
+        partial = np.where(hit, (x - p).astype(np.int64), 0)
         return np.asarray(k.astype(np.int64) * _PAGE + partial, dtype=np.int64)
 
     ends = starts + sizes.astype(np.uint64)

@@ -160,3 +160,31 @@ def test_opt_out_leaves_the_target_alone(run_dir: str) -> None:
 def test_attach_to_missing_pid_is_an_input_error(run_dir: str) -> None:
     with pytest.raises(InjectError, match="no process"):
         inject(2**22 + 12345, run_dir, 5)
+
+
+@pytest.mark.slow
+def test_cli_attach_trace_sites_records_and_detaches(memscope_bin: str, tmp_path: Path) -> None:
+    python = target_python("3.11")
+    if python is None:
+        pytest.skip("no CPython 3.11")
+    proc = start_loop(python)
+    try:
+        out = tmp_path / "att.memscope"
+        done = subprocess.run(
+            [memscope_bin, "attach", str(proc.pid), "--trace-sites=3", "--duration", "2.5",
+             "-q", "-o", str(out)],
+            capture_output=True, text=True, timeout=60, check=False,
+        )
+        assert done.returncode == 0, done.stderr
+        assert "allocation sites are recorded from now on" in done.stderr
+        doc = json.loads(subprocess.run(
+            [memscope_bin, "report", str(out), "--format", "json"],
+            capture_output=True, text=True, timeout=60, check=True,
+        ).stdout)
+        (root,) = [p for p in doc["processes"] if p["pid"] == proc.pid]
+        assert root["leak"]["verdict"] in ("stable", "insufficient-data")
+        # the target was told to stop tracing: it answers nothing any more and runs on
+        assert proc.poll() is None
+    finally:
+        done_event = stop_loop(proc)
+    assert int(str(done_event["n"])) > 100
