@@ -13,6 +13,10 @@ A parent preloads PRELOAD objects and forks one worker that times an allocation-
 
 Usage: python bench/bench_agent.py [--versions 3.8,3.11,...] [--preload 500000] [--reps 5]
 Prints a markdown table (ratios to baseline).
+
+`--resolve N` instead times COW-to-sites for a worker that copied N ints (tests/agent/
+site_target.py): the copied-heap parse on memscope's side and the address resolution by the
+parent's agent.
 """
 
 from __future__ import annotations
@@ -107,6 +111,47 @@ def run_mode(
         remove_run_dir(run_dir)
 
 
+def bench_resolve(versions: list[str], n: int) -> None:
+    import time
+
+    import numpy as np
+
+    from memscope.inject import AgentClient, wait_for_agent
+    from memscope.inject.cow_sites import copied_heap
+    from memscope.inject.sites import resolve_addresses
+
+    target = os.path.join(os.path.dirname(os.path.dirname(__file__)), "tests", "agent",
+                          "site_target.py")
+    print(f"worker copied the pages of {n} ints\n")
+    print("| CPython | copied MiB | blocks | parse copied heap s | resolve s | addresses/s |")
+    print("|---|---|---|---|---|---|")
+    for v in versions:
+        run_dir = make_run_dir()
+        python = f"/root/.pyenv/versions/{VERSIONS[v]}/bin/python3"
+        proc = subprocess.Popen([python, target, str(n)], stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, text=True,
+                                env=agent_env({"PATH": "/usr/bin:/bin"}, run_dir, 4))
+        try:
+            assert proc.stdout is not None
+            assert proc.stdin is not None
+            worker = int(json.loads(proc.stdout.readline())["worker"])
+            proc.stdout.readline()
+            wait_for_agent(run_dir, worker, 10)
+            t0 = time.perf_counter()
+            heap, copied = copied_heap(worker, proc.pid)
+            t1 = time.perf_counter()
+            starts = np.unique(heap.block_start)
+            with AgentClient.for_pid(run_dir, proc.pid, 60) as c:
+                resolve_addresses(c, starts)
+            t2 = time.perf_counter()
+            print(f"| {v} | {len(copied) * 4096 / 2**20:.1f} | {len(starts)} | {t1 - t0:.2f}"
+                  f" | {t2 - t1:.2f} | {len(starts) / (t2 - t1):,.0f} |", flush=True)
+        finally:
+            proc.stdin.close()  # type: ignore[union-attr]
+            proc.wait()
+            remove_run_dir(run_dir)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--versions", default=",".join(VERSIONS))
@@ -117,7 +162,11 @@ def main() -> None:
         help="set glibc's MALLOC_MMAP_THRESHOLD_ for every mode (fixes the dynamic threshold,"
         " which the traced parent's frees otherwise raise, making large blocks cheaper)",
     )
+    ap.add_argument("--resolve", type=int, default=0, metavar="N")
     args = ap.parse_args()
+    if args.resolve:
+        bench_resolve(args.versions.split(","), args.resolve)
+        return
     with tempfile.NamedTemporaryFile("w", suffix=".py", delete=False) as f:
         f.write(WORKER)
         script = f.name
