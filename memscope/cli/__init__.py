@@ -50,6 +50,10 @@ def _register() -> None:
 
     for module in (run, attach, report, scan, demo):
         cli.add_command(module.command)
+    from memscope.cli import baseline, check
+
+    cli.add_command(check.command)
+    cli.add_command(baseline.command)
 
 
 _register()

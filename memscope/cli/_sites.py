@@ -14,7 +14,7 @@ from memscope.errors import UsageError
 from memscope.inject import DEFAULT_FRAMES, make_run_dir, remove_run_dir
 from memscope.leaks.hook import LeakConfig, LeakHook
 
-__all__ = ["SitesSession", "sites_options", "sites_session"]
+__all__ = ["SitesRequest", "SitesSession", "sites_options", "sites_session"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -47,6 +47,13 @@ def sites_options(func: F) -> F:
     return func
 
 
+@dataclass(frozen=True)
+class SitesRequest:
+    trace_sites: int | None  # FRAMES, or None when --trace-sites is not given
+    trace_workers: bool = False
+    leak_census: bool = True
+
+
 @dataclass
 class SitesSession:
     run_dir: str | None
@@ -56,10 +63,11 @@ class SitesSession:
 
 
 @contextmanager
-def sites_session(
-    trace_sites: int | None, trace_workers: bool, leak_census: bool
-) -> Iterator[SitesSession]:
+def sites_session(request: SitesRequest) -> Iterator[SitesSession]:
     """A private agent run directory (when sites are on) and the leak hook; cleaned up after."""
+    trace_sites, trace_workers, leak_census = (
+        request.trace_sites, request.trace_workers, request.leak_census
+    )
     if trace_workers and trace_sites is None:
         raise UsageError("--trace-workers needs --trace-sites")
     run_dir = make_run_dir() if trace_sites is not None else None

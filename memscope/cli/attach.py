@@ -8,9 +8,11 @@ import click
 
 from memscope.cli._cow import cow_options, cow_scheduler
 from memscope.cli._options import recording_options
-from memscope.cli._sites import sites_options, sites_session
+from memscope.cli._sites import SitesRequest, sites_options, sites_session
 from memscope.cli.report import print_summary
 from memscope.inject.attach import detach_agents, inject
+from memscope.live import live_display, live_option
+from memscope.metrics.cli import metrics_hooks, serve_metrics_option
 from memscope.procfs import ProcFS
 from memscope.session import SessionOptions, check_target, default_output, record, signals_to
 
@@ -19,7 +21,9 @@ __all__ = ["command"]
 
 @click.command("attach")
 @click.argument("pid", type=click.IntRange(min=1))
+@live_option
 @recording_options
+@serve_metrics_option
 @cow_options
 @sites_options
 @click.option("-q", "--quiet", is_flag=True, help="Do not print the summary at the end.")
@@ -40,7 +44,7 @@ def command(
     another user's process needs root or CAP_SYS_PTRACE.
 
     --trace-sites is the exception: it injects memscope's agent into PID (sys.remote_exec on
-    CPython 3.14+, gdb on 3.8-3.13), which then traces allocations until memscope detaches.
+    CPython 3.14+, gdb on 3.8-3.13), which traces allocations until memscope detaches.
     Sites exist only for allocations made after the attach.
 
     \b
@@ -54,11 +58,9 @@ def command(
     path = output or default_output(cmdline[0] if cmdline else "process", pid)
     stopping: list[int] = []
     click.echo(f"memscope: attached to {pid}, recording to {path} (Ctrl-C to stop)", err=True)
-    with (
-        signals_to(stopping.append, (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)),
-        cow_scheduler(cow_interval) as scheduler,
-        sites_session(trace_sites, trace_workers, leak_census) as sites,
-    ):
+    with signals_to(stopping.append, (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)), \
+            live_display() as on_tick, cow_scheduler(cow_interval) as scheduler, \
+            sites_session(SitesRequest(trace_sites, trace_workers, leak_census)) as sites:
         if sites.run_dir is not None:
             inject(pid, sites.run_dir, sites.frames, sites.trace_workers, procfs=procfs)
             click.echo(
@@ -69,12 +71,11 @@ def command(
         try:
             record(
                 pid,
-                SessionOptions(
-                    output=path, interval=interval, duration=duration, procfs=procfs,
-                    hooks=[scheduler, sites.hook],
-                ),
+                SessionOptions(output=path, interval=interval, duration=duration, procfs=procfs,
+                               hooks=[*metrics_hooks(), scheduler, sites.hook]),
                 {"mode": "attach", "command": cmdline},
                 should_stop=lambda: bool(stopping),
+                on_tick=on_tick,
                 finalize=lambda writer, _sampler: sites.hook.close(writer),
             )
         finally:

@@ -35,6 +35,11 @@ def write_report(path: str, fmt: str, out_path: str | None) -> None:
         except OSError as exc:
             raise InputError(f"cannot write {out_path}: {exc.strerror}") from None
         try:
+            # mkstemp creates 0600; give the file the mode open() would have (readers such
+            # as node_exporter's textfile collector often run as another user).
+            umask = os.umask(0)
+            os.umask(umask)
+            os.fchmod(fd, 0o666 & ~umask)
             with os.fdopen(fd, "w", encoding="utf-8") as out:
                 reporter.render(data, out)
             os.replace(tmp, out_path)

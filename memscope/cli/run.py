@@ -7,15 +7,19 @@ import os
 import signal
 import subprocess
 import sys
+from dataclasses import dataclass
 
 import click
 
 from memscope.cli._cow import cow_options, cow_scheduler
 from memscope.cli._options import recording_options
-from memscope.cli._sites import sites_options, sites_session
+from memscope.cli._sites import SitesRequest, sites_options, sites_session
+from memscope.cli.check import CheckRequest, check_options
 from memscope.cli.report import print_summary
 from memscope.errors import CommandNotFound, MemscopeError
 from memscope.inject import agent_env
+from memscope.live import live_display, live_option
+from memscope.metrics.cli import metrics_hooks, serve_metrics_option
 from memscope.recording import RecordingWriter
 from memscope.sampler import Sampler
 from memscope.session import SessionOptions, default_output, record, signals_to
@@ -55,7 +59,10 @@ def spawn(argv: list[str], env: dict[str, str] | None = None) -> subprocess.Pope
     "run",
     context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False},
 )
+@live_option
 @recording_options
+@serve_metrics_option
+@check_options
 @cow_options
 @sites_options
 @click.option("-q", "--quiet", is_flag=True, help="Do not print the summary at the end.")
@@ -68,6 +75,7 @@ def command(
     interval: float,
     duration: float | None,
     quiet: bool,
+    check: CheckRequest | None,
     cow_interval: float | None,
     trace_sites: int | None,
     trace_workers: bool,
@@ -77,30 +85,61 @@ def command(
 
     Follows every fork, fork+exec and grandchild. SIGINT, SIGTERM and SIGHUP sent to
     memscope are forwarded to COMMAND. memscope exits with COMMAND's exit status
-    (128+N if it was killed by signal N).
+    (128+N if it was killed by signal N). With --check (docs/ci.md): 1 if a rule is
+    broken, 2 if one cannot be checked, else COMMAND's status (0 if --duration stopped it).
 
     \b
     Examples:
       memscope run -- python fixtures/preload_list.py --workers 4
       memscope run -o web.memscope --duration 60 -- gunicorn --preload -w 8 app:app
       memscope run -i 0.5 -- celery -A proj worker --concurrency 4
+      memscope run --duration 60 --check 'worker.uss.peak <= 200MiB' -- gunicorn app:app
     """
     args = list(argv)
     if args and args[0] == "--":
         args = args[1:]
     if not args:
         raise click.UsageError("missing COMMAND after --")
+    extras = _Extras(cow_interval, SitesRequest(trace_sites, trace_workers, leak_census))
+    if check is None:
+        sys.exit(_record(args, output, interval, duration, quiet, extras)[1])
+    runs = [_record(args, path, interval, duration, quiet, extras)
+            for path in (check.outputs(output) if output else [None] * check.repeat)]
+    verdict = check.judge([path for path, _, _ in runs])
+    # A broken rule decides; else a command that failed on its own (not stopped by --duration).
+    sys.exit(verdict or next((code for _, code, stopped in runs if code and not stopped), 0))
+
+
+@dataclass(frozen=True)
+class _Extras:
+    cow_interval: float | None
+    sites: SitesRequest
+
+
+def _record(
+    args: list[str],
+    output: str | None,
+    interval: float,
+    duration: float | None,
+    quiet: bool,
+    extras: _Extras,
+) -> tuple[str, int, bool]:
+    """Run the command once, recording it: (recording path, exit status, whether --duration
+    ended the command)."""
     stack = contextlib.ExitStack()
-    sites = stack.enter_context(sites_session(trace_sites, trace_workers, leak_census))
-    env = None
-    if sites.run_dir is not None:
-        env = agent_env(os.environ, sites.run_dir, sites.frames, sites.trace_workers)
+    sites = stack.enter_context(sites_session(extras.sites))
     try:
+        env = None
+        if sites.run_dir is not None:
+            env = agent_env(os.environ, sites.run_dir, sites.frames, sites.trace_workers)
         proc = spawn(args, env)
+        scheduler = stack.enter_context(cow_scheduler(extras.cow_interval))
     except BaseException:
         stack.close()
         raise
     path = output or default_output(args[0], proc.pid)
+    options = SessionOptions(output=path, interval=interval, duration=duration,
+                             hooks=[*metrics_hooks(), scheduler, sites.hook])
     click.echo(f"memscope: recording {' '.join(args)} (pid {proc.pid}) to {path}", err=True)
 
     def forward(signum: int) -> None:
@@ -112,8 +151,12 @@ def command(
         else:
             proc.send_signal(signum)
 
+    stopped = False
+
     def finalize(writer: RecordingWriter, sampler: Sampler) -> None:
+        nonlocal stopped
         if proc.poll() is None:  # duration ended, or we are being torn down
+            stopped = True
             _terminate(proc)
         code = exit_status(proc.wait())
         root = sampler.tree.root
@@ -123,16 +166,13 @@ def command(
         sites.hook.close(writer)
 
     try:
-        with stack, signals_to(forward, FORWARDED), cow_scheduler(cow_interval) as scheduler:
-            options = SessionOptions(
-                output=path, interval=interval, duration=duration,
-                hooks=[scheduler, sites.hook],
-            )
+        with stack, signals_to(forward, FORWARDED), live_display() as on_tick:
             record(
                 proc.pid,
                 options,
                 {"mode": "run", "command": args},
                 should_stop=lambda: proc.poll() is not None,
+                on_tick=on_tick,
                 finalize=finalize,
             )
     finally:
@@ -142,7 +182,7 @@ def command(
     if not quiet:
         print_summary(path)
     click.echo(f"memscope: recording saved to {path}", err=True)
-    sys.exit(code)
+    return path, code, stopped and duration is not None
 
 
 def _terminate(proc: subprocess.Popen[bytes]) -> None:

@@ -1,6 +1,15 @@
 """Reporters: text, json, ... each registered by name behind `Reporter`."""
 
-from memscope.report import cow_section, json_report, leak_section, text  # noqa: F401
+from memscope.report import (  # noqa: F401  (registers the formats and sections)
+    cow_section,
+    csv_report,
+    html,
+    json_report,
+    leak_section,
+    mprof,
+    prometheus,
+    text,
+)
 from memscope.report._base import REPORTERS, ReportData, Reporter, get_reporter, register
 
 __all__ = ["REPORTERS", "ReportData", "Reporter", "get_reporter", "register"]

@@ -115,3 +115,14 @@ def test_sigkill_leaves_a_readable_recording(memscope_bin: str, tmp_path: os.Pat
         assert summary.processes[0].role == "root"
     finally:
         subprocess.run(["pkill", "-f", "time.sleep\\(20\\)"], check=False)
+
+
+def test_demo_records_the_preload_fixture(memscope_bin: str, tmp_path: os.PathLike[str]) -> None:
+    path = os.path.join(str(tmp_path), "demo.memscope")
+    done = run_memscope(memscope_bin, ["demo", "--workers", "2", "--size", "300000", "-o", path])
+    assert done.returncode == 0, done.stderr
+    assert "Tree totals" in done.stdout
+    summary = build_summary(open_recording(path))
+    assert len(summary.workers) == 2
+    # 300k ints are ~9 MiB of pymalloc pages that each iterating worker copies
+    assert all((w.uss_growth or 0) > 6 * MiB for w in summary.workers)

@@ -1,0 +1,215 @@
+"""Metrics a rule can name, and how each is read from a recording (the only place that knows).
+
+Per-process metrics come from the summary (peaks and last full samples of smaps_rollup), from
+the COW scans (`processes[].cow` of the JSON report, or the `cow_scans` table) and from the
+leak analysis (`processes[].leak.slope_bytes_per_s`). Tree metrics come from the tree totals.
+A metric no process has is a `MissingMetric` (exit 2), never a silent pass.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from memscope.analysis.summary import ProcessSummary, Summary, build_summary
+from memscope.check.quantity import Dimension
+from memscope.errors import InputError
+from memscope.recording import Recording
+
+__all__ = [
+    "METRICS",
+    "SELECTORS",
+    "Measurement",
+    "Metric",
+    "MetricSource",
+    "MissingMetric",
+    "process_label",
+]
+
+SELECTORS = ("tree", "root", "worker", "process")
+_COW_HINT = "record with COW scans enabled (memscope run/attach --cow-interval SECONDS)"
+_LEAK_HINT = (
+    "leak slopes come from memscope's leak analysis; record long enough for a slope"
+    " (several samples after warm-up)"
+)
+_FULL_HINT = "no full smaps_rollup sample was taken: record longer or with a larger budget"
+
+ProcessGetter = Callable[["MetricSource", ProcessSummary], float | None]
+TreeGetter = Callable[["MetricSource"], float | None]
+
+
+class MissingMetric(InputError):
+    """The recording does not hold what a rule asks for (exit 2)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Metric:
+    name: str
+    dimension: Dimension
+    per_process: ProcessGetter | None  # for root, worker, process
+    tree: TreeGetter | None  # for tree
+    hint: str = _FULL_HINT
+
+    @property
+    def selectors(self) -> tuple[str, ...]:
+        per = ("root", "worker", "process") if self.per_process else ()
+        return (("tree",) if self.tree else ()) + per
+
+
+@dataclass(frozen=True, slots=True)
+class Measurement:
+    """The judged value of one selector.metric, and which process it came from."""
+
+    value: float
+    process: ProcessSummary | None = None
+    unmeasured: int = 0  # selected processes that lack the metric
+
+
+def process_label(p: ProcessSummary) -> str:
+    """'worker pid 42 (python app.py -w 4)': paths shortened to their base names."""
+    cmd = " ".join(os.path.basename(a) if "/" in a else a for a in p.cmdline) or "?"
+    if len(cmd) > 40:
+        cmd = cmd[:39] + "…"
+    return f"{p.role} pid {p.pid} ({cmd})"
+
+
+def _peak(field: str) -> ProcessGetter:
+    return lambda _src, p: getattr(p.peak, field)
+
+
+def _cow(src: MetricSource, p: ProcessSummary) -> dict[str, Any] | None:
+    return src.cow.get(p.id)
+
+
+def _copied(src: MetricSource, p: ProcessSummary) -> float | None:
+    cow = _cow(src, p)
+    return None if cow is None else float(cow["copied_bytes"])
+
+
+def _copied_ratio(src: MetricSource, p: ProcessSummary) -> float | None:
+    cow = _cow(src, p)
+    if cow is None or not cow.get("inherited_bytes"):
+        return None
+    return float(cow["copied_bytes"]) / float(cow["inherited_bytes"])
+
+
+def _slope(src: MetricSource, p: ProcessSummary) -> float | None:
+    leak = src.leak.get(p.id)
+    slope = None if leak is None else leak.get("slope_bytes_per_s")
+    return None if slope is None else float(slope)
+
+
+def _tree_sum(getter: ProcessGetter) -> TreeGetter:
+    def total(src: MetricSource) -> float | None:
+        values = [v for p in src.summary.processes if (v := getter(src, p)) is not None]
+        return sum(values) if values else None
+
+    return total
+
+
+def _tree_copied_ratio(src: MetricSource) -> float | None:
+    rows = [c for c in src.cow.values() if c.get("inherited_bytes")]
+    if not rows:
+        return None
+    return sum(float(c["copied_bytes"]) for c in rows) / sum(
+        float(c["inherited_bytes"]) for c in rows
+    )
+
+
+def _full_totals(field: str) -> TreeGetter:
+    def total(src: MetricSource) -> float | None:
+        if field == "peak_pss" and not any(p.full_samples for p in src.summary.processes):
+            return None
+        value = getattr(src.summary.totals, field)
+        return float(value) if value else None
+
+    return total
+
+
+B, R, Q, N = Dimension.BYTES, Dimension.RATE, Dimension.RATIO, Dimension.COUNT
+METRICS: dict[str, Metric] = {
+    m.name: m
+    for m in (
+        Metric("uss.peak", B, _peak("uss"), None),
+        Metric("pss.peak", B, _peak("pss"), _full_totals("peak_pss")),
+        Metric("rss.peak", B, _peak("rss"), _full_totals("peak_rss")),
+        Metric("swap.peak", B, _peak("swap"), None),
+        Metric("uss.last", B, lambda _s, p: p.last.uss, None),
+        Metric("uss.growth", B, lambda _s, p: p.uss_growth, None),
+        Metric("workers", N, None, lambda s: float(len(s.summary.workers))),
+        Metric("processes", N, None, lambda s: float(len(s.summary.processes))),
+        Metric("cow.copied", B, _copied, _tree_sum(_copied), _COW_HINT),
+        Metric("cow.copied_ratio", Q, _copied_ratio, _tree_copied_ratio, _COW_HINT),
+        Metric("leak.slope", R, _slope, _tree_sum(_slope), _LEAK_HINT),
+    )
+}
+
+
+def _cow_from_table(rec: Recording) -> dict[int, dict[str, Any]]:
+    """Latest COW scan of each process from the `cow_scans` table (if the recording has one)."""
+    if not rec.has_table("cow_scans"):
+        return {}
+    rows = rec.conn.execute(
+        "SELECT process_id, copied_bytes, inherited_bytes FROM cow_scans ORDER BY t, id"
+    )
+    return {pid: {"copied_bytes": c, "inherited_bytes": i} for pid, c, i in rows}
+
+
+class MetricSource:
+    """Everything rules read from one recording, computed once."""
+
+    def __init__(self, rec: Recording, summary: Summary | None = None) -> None:
+        from memscope.report.json_report import to_document  # also runs JSON_SECTIONS
+
+        self.path = rec.path
+        self.summary: Summary = summary if summary is not None else build_summary(rec)
+        doc_processes = to_document(self.summary)["processes"]
+        table = _cow_from_table(rec)
+        self.cow: dict[int, dict[str, Any]] = {}
+        self.leak: dict[int, dict[str, Any]] = {}
+        for p, doc in zip(self.summary.processes, doc_processes, strict=True):
+            cow = doc.get("cow") or table.get(p.id)
+            if isinstance(cow, dict) and cow.get("copied_bytes") is not None:
+                self.cow[p.id] = cow
+            leak = doc.get("leak")
+            if isinstance(leak, dict):
+                self.leak[p.id] = leak
+
+    def candidates(self, selector: str) -> list[ProcessSummary]:
+        processes = self.summary.processes
+        if selector == "root":
+            return [p for p in processes if p.role == "root"]
+        if selector == "worker":
+            return self.summary.workers
+        return list(processes)
+
+    def measure(
+        self, selector: str, metric: Metric, worst: Callable[[float], float]
+    ) -> Measurement:
+        """The value a rule judges: the tree's, or the worst selected process's.
+
+        `worst` orders values so that the largest key is the worst one for the rule's operator.
+        """
+        name = f"{selector}.{metric.name}"
+        if selector == "tree":
+            assert metric.tree is not None
+            value = metric.tree(self)
+            if value is None:
+                raise MissingMetric(f"{self.path}: recording lacks metric {name}", hint=metric.hint)
+            return Measurement(value)
+        assert metric.per_process is not None
+        chosen = self.candidates(selector)
+        if not chosen:
+            what = "worker processes" if selector == "worker" else "processes"
+            raise MissingMetric(f"{self.path}: recording has no {what} for {name}")
+        measured = [(v, p) for p in chosen if (v := metric.per_process(self, p)) is not None]
+        if not measured:
+            raise MissingMetric(
+                f"{self.path}: recording lacks metric {name}"
+                f" (none of {len(chosen)} {selector} process(es) has it)",
+                hint=metric.hint,
+            )
+        value, process = max(measured, key=lambda vp: worst(vp[0]))
+        return Measurement(value, process, unmeasured=len(chosen) - len(measured))
