@@ -13,6 +13,7 @@ import click
 from memscope.errors import UsageError
 from memscope.inject import DEFAULT_FRAMES, make_run_dir, remove_run_dir
 from memscope.leaks.hook import LeakConfig, LeakHook
+from memscope.recording import RecordingWriter
 
 __all__ = ["SitesRequest", "SitesSession", "sites_options", "sites_session"]
 
@@ -21,11 +22,11 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 def sites_options(func: F) -> F:
     func = click.option(
-        "--leak-census/--no-leak-census",
-        default=True,
-        show_default=True,
-        help="Type census of each process's heap from outside (read-only, within a 5% CPU"
-        " budget) to name the growing types of leaking processes.",
+        "--leak-census",
+        is_flag=True,
+        help="Name the growing types of leaking processes: a periodic type census of each"
+        " process's heap, read from outside (/proc/PID/mem; the target is not touched) on a"
+        " background thread within a 5% CPU budget.",
     )(func)
     func = click.option(
         "--trace-workers",
@@ -51,7 +52,7 @@ def sites_options(func: F) -> F:
 class SitesRequest:
     trace_sites: int | None  # FRAMES, or None when --trace-sites is not given
     trace_workers: bool = False
-    leak_census: bool = True
+    leak_census: bool = False
 
 
 @dataclass
@@ -59,7 +60,15 @@ class SitesSession:
     run_dir: str | None
     frames: int
     trace_workers: bool
-    hook: LeakHook
+    hook: LeakHook | None  # None when there is nothing to collect (no sites, no census)
+
+    @property
+    def hooks(self) -> list[LeakHook]:
+        return [] if self.hook is None else [self.hook]
+
+    def close(self, writer: RecordingWriter) -> None:
+        if self.hook is not None:
+            self.hook.close(writer)
 
 
 @contextmanager
@@ -71,7 +80,9 @@ def sites_session(request: SitesRequest) -> Iterator[SitesSession]:
     if trace_workers and trace_sites is None:
         raise UsageError("--trace-workers needs --trace-sites")
     run_dir = make_run_dir() if trace_sites is not None else None
-    hook = LeakHook(LeakConfig(run_dir=run_dir, census=leak_census, site_growth=trace_workers))
+    hook = None
+    if run_dir is not None or leak_census:
+        hook = LeakHook(LeakConfig(run_dir=run_dir, census=leak_census, site_growth=trace_workers))
     try:
         yield SitesSession(run_dir, trace_sites or 0, trace_workers, hook)
     finally:

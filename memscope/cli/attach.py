@@ -72,11 +72,11 @@ def command(
             record(
                 pid,
                 SessionOptions(output=path, interval=interval, duration=duration, procfs=procfs,
-                               hooks=[*metrics_hooks(), scheduler, sites.hook]),
+                               hooks=[*metrics_hooks(), scheduler, *sites.hooks]),
                 {"mode": "attach", "command": cmdline},
                 should_stop=lambda: bool(stopping),
                 on_tick=on_tick,
-                finalize=lambda writer, _sampler: sites.hook.close(writer),
+                finalize=lambda writer, _sampler: sites.close(writer),
             )
         finally:
             if sites.run_dir is not None:

@@ -139,7 +139,7 @@ def _record(
         raise
     path = output or default_output(args[0], proc.pid)
     options = SessionOptions(output=path, interval=interval, duration=duration,
-                             hooks=[*metrics_hooks(), scheduler, sites.hook])
+                             hooks=[*metrics_hooks(), scheduler, *sites.hooks])
     click.echo(f"memscope: recording {' '.join(args)} (pid {proc.pid}) to {path}", err=True)
 
     def forward(signum: int) -> None:
@@ -163,7 +163,7 @@ def _record(
         if root.record_id >= 0:
             writer.mark_exited(root.record_id, sampler.clock(), proc.returncode)
         writer.set_meta(exit_code=code)
-        sites.hook.close(writer)
+        sites.close(writer)
 
     try:
         with stack, signals_to(forward, FORWARDED), live_display() as on_tick:

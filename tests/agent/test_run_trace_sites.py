@@ -22,7 +22,7 @@ def test_report_names_the_allocating_line(version: str, memscope_bin: str, tmp_p
     assert python is not None
     out = tmp_path / "pl.memscope"
     run = subprocess.run(
-        [memscope_bin, "run", "-q", "-o", str(out), "--trace-sites=4", "--no-leak-census",
+        [memscope_bin, "run", "-q", "-o", str(out), "--trace-sites=4",
          "--cow-interval", "0", "--",
          python, fixture("preload_list"), "--workers", "2", "--size", str(SIZE),
          "--delay", "0.3", "--hold", "6"],

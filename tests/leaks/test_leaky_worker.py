@@ -44,7 +44,7 @@ def by_pid(doc: dict[str, Any]) -> dict[int, dict[str, Any]]:
 def test_leaky_and_stable_workers(version: str, memscope_bin: str, tmp_path: Path) -> None:
     python = target_python(version)
     assert python is not None
-    truth, doc = record(memscope_bin, python, tmp_path / "lw.memscope", [])
+    truth, doc = record(memscope_bin, python, tmp_path / "lw.memscope", ["--leak-census"])
     procs = by_pid(doc)
     (leaky,) = truth["leaky_pids"]
     (stable,) = truth["stable_pids"]
