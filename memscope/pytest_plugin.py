@@ -181,10 +181,10 @@ def _attach_options(rules: list[str]) -> tuple[str, ...]:  # rule texts or marke
     """COW limits need COW scans: ask `attach` for them when this memscope has them."""
     from memscope.cli.attach import command as attach
 
+    if not any(p.name == "cow_interval" for p in attach.params):
+        return ()
     wants_cow = any("cow" in rule for rule in rules)
-    if wants_cow and any(p.name == "cow_interval" for p in attach.params):
-        return ("--cow-interval", "0.5")
-    return ()
+    return ("--cow-interval", "0.5" if wants_cow else "0")  # no scans nobody asked for
 
 
 def _new_recording(item: pytest.Item) -> MemscopeRecording:

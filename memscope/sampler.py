@@ -35,6 +35,9 @@ class TickContext:
     writer: RecordingWriter
     procfs: ProcFS
     latest: dict[int, Rollup]  # record_id -> latest full rollup
+    #: CPU-seconds hooks spent this tick under a budget of their own (e.g. COW scans):
+    #: not charged to the sampler's rollup budget, so they do not starve the rollups.
+    own_budget_cpu: float = 0.0
 
 
 TickHook = Callable[[TickContext], None]
@@ -251,7 +254,8 @@ class Sampler:
         cpu = self.cpu_clock() - c0
         rollup_cpu -= self._tokens
         # Everything but the rollups (discovery, counters, writing, hooks) also spends budget.
-        self._tokens = max(self._tokens - (cpu - rollup_cpu), -self.budget)
+        self._tokens = max(self._tokens - (cpu - rollup_cpu - context.own_budget_cpu),
+                           -self.budget)
         self.cpu_s += cpu
         self.ticks += 1
         self.writer.add_tick(t, time.perf_counter() - w0, cpu, len(members), rollups)

@@ -2,12 +2,14 @@
 
 `add_cow(recording, summary)` is a summary extension: for every process with COW scans it sets
 `ProcessSummary.extra["cow"]` (the JSON `processes[].cow` object: latest scan, plus a
-`timeline` of every scan with the copy rate), and `Summary.extra["advice"]` (top-level
-`advice[]`) from the latest scan of each process. Everything it stores is JSON-ready.
+`timeline` of every scan with the copy rate, in the columnar shape docs/reports.md gives),
+and `Summary.extra["advice"]` (top-level `advice[]`) from the latest scan of each process.
+Everything it stores is JSON-ready.
 """
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from dataclasses import asdict
 from typing import Any
@@ -23,25 +25,21 @@ __all__ = ["add_cow", "advice_json", "cow_json", "timeline_json"]
 TOP_TYPES = 15
 
 
-def timeline_json(scans: Sequence[CowScan]) -> list[dict[str, Any]]:
-    """One row per scan: bytes per class, and the copy rate since the previous scan (B/s)."""
-    rows: list[dict[str, Any]] = []
-    prev: CowScan | None = None
-    for scan in scans:
-        rate = None
-        if prev is not None and scan.scanned_at > prev.scanned_at:
-            rate = (scan.copied_bytes - prev.copied_bytes) / (scan.scanned_at - prev.scanned_at)
-        rows.append(
-            {
-                "t": scan.scanned_at,
-                "copied_bytes": scan.copied_bytes,
-                "shared_bytes": scan.shared_bytes,
-                "new_private_bytes": scan.new_private_bytes,
-                "copy_rate": rate,
-            }
-        )
-        prev = scan
-    return rows
+def timeline_json(scans: Sequence[CowScan]) -> dict[str, list[Any]]:
+    """Columns over the scans (the HTML report's shape): time, bytes per class, and the copy
+    rate since the previous scan in bytes/s (None for the first)."""
+    rates: list[float | None] = [None]
+    for prev, scan in itertools.pairwise(scans):
+        dt = scan.scanned_at - prev.scanned_at
+        rates.append((scan.copied_bytes - prev.copied_bytes) / dt if dt > 0 else None)
+    return {
+        "t": [s.scanned_at for s in scans],
+        "copied": [s.copied_bytes for s in scans],
+        "shared": [s.shared_bytes for s in scans],
+        "new_private": [s.new_private_bytes for s in scans],
+        "swapped": [s.swapped_bytes for s in scans],
+        "copy_rate": rates[: len(scans)],
+    }
 
 
 def cow_json(scan: CowScan, scans: Sequence[CowScan] = ()) -> dict[str, Any]:
@@ -73,7 +71,13 @@ def cow_json(scan: CowScan, scans: Sequence[CowScan] = ()) -> dict[str, Any]:
 
 
 def advice_json(items: Sequence[Advice]) -> list[dict[str, Any]]:
-    return [asdict(a) for a in items]
+    """Advice dicts; the recipe is `text` (the key the HTML report shows as the body)."""
+    out = []
+    for a in items:
+        item = asdict(a)
+        item["text"] = item.pop("recipe")
+        out.append(item)
+    return out
 
 
 def add_cow(rec: Recording, summary: Summary) -> None:

@@ -9,6 +9,9 @@ from typing import Any, TypeVar
 import click
 
 from memscope.cow.schedule import CowScheduler, install_sigusr1
+from memscope.live import COPIED_SOURCES
+from memscope.sampler import Sampler
+from memscope.tree import Member
 
 __all__ = ["cow_options", "cow_scheduler", "parse_cow_interval"]
 
@@ -17,6 +20,10 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 def parse_cow_interval(ctx: click.Context, param: click.Parameter, value: str) -> float | None:
     """"auto" -> None (adaptive, within the CPU budget); else seconds between scans (0: off)."""
+    return _parse(value)
+
+
+def _parse(value: str) -> float | None:
     if value.strip().lower() == "auto":
         return None
     try:
@@ -44,11 +51,22 @@ def cow_options(func: F) -> F:
 
 
 @contextmanager
-def cow_scheduler(interval: float | None) -> Iterator[CowScheduler]:
-    """A scheduler for the sampler's hooks, with SIGUSR1 wired to on-demand scans."""
+def cow_scheduler(interval: float | str | None) -> Iterator[CowScheduler]:
+    """A scheduler for the sampler's hooks, with SIGUSR1 wired to on-demand scans and the
+    live view's "copied" column fed from the latest scans. `interval` as parsed by the
+    option, or its raw text (`ctx.invoke` passes defaults without running callbacks)."""
+    if isinstance(interval, str):
+        interval = _parse(interval)
     scheduler = CowScheduler(interval=interval)
     restore = install_sigusr1(scheduler)
+
+    def copied(sampler: Sampler, member: Member) -> int | None:
+        return scheduler.copied.get(member.key)
+
+    COPIED_SOURCES.append(copied)
     try:
         yield scheduler
     finally:
+        COPIED_SOURCES.remove(copied)
         restore()
+        scheduler.close()

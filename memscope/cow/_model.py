@@ -46,8 +46,13 @@ class HeapMap:
     gc_tracked: BOOL
     is_buffer: BOOL
     type_names: list[str]
-    # Address ranges of allocator metadata (pymalloc pool headers), as [start, end) pairs.
+    # Address ranges of allocator metadata, as [start, end) pairs: pymalloc pool headers,
+    # the link word of free pymalloc blocks, malloc chunk size words.
     allocator_ranges: U64 = field(default_factory=lambda: np.zeros((0, 2), dtype=np.uint64))
+    # Bases of the validated pymalloc pools that overlap the pages, and the pool size of the
+    # target (4096 before 3.10, 16384 after; 0 when unknown).
+    pools: U64 = field(default_factory=lambda: np.zeros(0, dtype=np.uint64))
+    pool_size: int = 0
 
 
 @dataclass(frozen=True)
@@ -76,3 +81,4 @@ class CowScan:
     by_type_cause: dict[str, dict[str, int]] = field(default_factory=dict)
     target: str = ""  # e.g. "CPython 3.11.7" or why object attribution was not possible
     duration_s: float = 0.0
+    timings: dict[str, float] = field(default_factory=dict)  # phase -> seconds (not stored)

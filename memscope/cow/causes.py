@@ -24,7 +24,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import numpy.typing as npt
 
 from memscope.cow._model import HeapMap, TypeBytes
 from memscope.cow.pagemap import BOOL, I64, PAGE_SIZE, U8, U64
@@ -85,7 +84,8 @@ def attribute(
         np.maximum.at(strongest, pi, word_cause)
     overlap = _overlaps(addrs, obj)
     holds_gc = np.zeros(n, dtype=np.bool_)
-    holds_gc[overlap.page[obj.gc_tracked[overlap.obj]]] = True
+    tracked = obj.gc_tracked if overlap.identity else obj.gc_tracked[overlap.obj]
+    holds_gc[overlap.page[tracked]] = True
     page_cause[ok & page_diff] = strongest[ok & page_diff]
     identical = ok & ~page_diff
     page_cause[identical] = np.where(holds_gc[identical], _T_GC, _T_REF)
@@ -152,6 +152,7 @@ class _Overlap:
     obj: I64  # object row (sorted order)
     page: I64  # page index
     nbytes: I64  # bytes of the object's block inside the page
+    identity: bool = False  # obj is every row in order, once (each block in one copied page)
 
 
 def _no_objects(n: int) -> _Overlap:
@@ -176,12 +177,16 @@ def _overlaps(addrs: U64, obj: _Objects) -> _Overlap:
     run_len = np.diff(np.concatenate((run_start, [len(first)]))).astype(np.int64)
     p0 = np.repeat(np.searchsorted(addrs, first[run_start]).astype(np.int64), run_len)
     single = first == last
-    rows1 = np.flatnonzero(single)
-    page1 = p0[rows1]
-    hit = page1 < len(addrs)
-    hit[hit] = addrs[page1[hit]] == first[rows1[hit]]
-    rows1, page1 = rows1[hit], page1[hit]
-    bytes1 = (obj.block_end[rows1] - obj.block_start[rows1]).astype(np.int64)
+    n = len(addrs)
+    found = addrs[np.minimum(p0, n - 1)] == first
+    found &= p0 < n
+    size = (obj.block_end - obj.block_start).astype(np.int64)
+    keep1 = single & found
+    if bool(keep1.all()):  # every block inside one copied page
+        return _Overlap(np.arange(len(first), dtype=np.int64), p0, size, identity=True)
+    rows1 = np.flatnonzero(keep1)
+    page1 = p0[keep1]
+    bytes1 = size[keep1]
 
     multi = np.flatnonzero(~single)
     p1 = np.searchsorted(addrs, last[multi], side="right").astype(np.int64)
@@ -213,25 +218,26 @@ def _summarise(
     by_cause = {c: int(by_cause_pages[i]) * PAGE_SIZE for i, c in enumerate(CAUSES)}
     names = [*type_names, UNATTRIBUTED]
     un = len(type_names)
-    # Scale down pages where parsed blocks claim more than a page (overlapping rows).
-    covered = np.bincount(overlap.page, weights=overlap.nbytes, minlength=n)
-    weights: npt.NDArray[np.float64] | I64 = overlap.nbytes
-    if len(covered) and covered.max() > PAGE_SIZE:
-        scale = np.where(covered > PAGE_SIZE, PAGE_SIZE / np.maximum(covered, 1), 1.0)
-        weights = overlap.nbytes * scale[overlap.page]
-    leftover = PAGE_SIZE - np.minimum(covered, PAGE_SIZE)
-    types = (
-        obj.type_index[overlap.obj] if obj is not None else np.zeros(0, dtype=np.int64)
-    )
-    keys = np.concatenate((types * nc + cause[overlap.page], un * nc + cause))
-    w = np.concatenate((weights, leftover))
-    table = np.bincount(keys, weights=w, minlength=len(names) * nc).reshape(len(names), nc)
+    if obj is None:
+        types = np.zeros(0, dtype=np.int64)
+    else:
+        types = obj.type_index if overlap.identity else obj.type_index[overlap.obj]
+    parsed = np.bincount(
+        types * nc + cause[overlap.page], weights=overlap.nbytes, minlength=un * nc
+    ).reshape(un, nc)
+    # Blocks are disjoint (pool blocks, malloc chunks), so per cause the bytes no block
+    # covers are the cause's pages less the parsed bytes in them.
+    leftover = np.maximum(by_cause_pages * PAGE_SIZE - parsed.sum(axis=0), 0)
+    table = np.vstack((parsed, leftover[None, :]))
     objects = np.zeros(len(names), dtype=np.int64)
     if obj is not None and len(overlap.obj):
-        seen = np.zeros(len(obj.type_index), dtype=np.bool_)
-        seen[overlap.obj] = True
-        live = np.flatnonzero(seen & ~obj.is_buffer)
-        objects[: len(type_names)] = np.bincount(obj.type_index[live], minlength=un)[:un]
+        if overlap.identity:
+            seen = ~obj.is_buffer
+        else:
+            seen = np.zeros(len(obj.type_index), dtype=np.bool_)
+            seen[overlap.obj] = True
+            seen &= ~obj.is_buffer
+        objects[:un] = np.bincount(obj.type_index[seen], minlength=un)[:un]
     totals = table.sum(axis=1)
     by_type: list[TypeBytes] = []
     by_type_cause: dict[str, dict[str, int]] = {}

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from memscope.cow._model import PageClass
-from memscope.cow.pagemap import I64, U8, U64, PageTable
+from memscope.cow.pagemap import I64, U8, PageTable
 from memscope.procfs import MapEntry, ProcFS, ProcfsError
 
 __all__ = [
@@ -27,6 +27,7 @@ __all__ = [
     "KINDS",
     "MODES",
     "bytes_by_kind",
+    "class_counts",
     "classify",
     "detect_mode",
     "mapping_kind",
@@ -87,41 +88,39 @@ def _valid_pool_header(raw: bytes, pool_size: int) -> bool:
     return bool(szidx < 64 and maxnextoffset == pool_size - size and 48 <= nextoffset <= pool_size)
 
 
-def probe_pymalloc(
-    procfs: ProcFS, pid: int, regions: Sequence[MapEntry], present: U64
-) -> list[bool]:
+def probe_pymalloc(procfs: ProcFS, pid: int, regions: Sequence[MapEntry]) -> list[bool]:
     """For each anonymous region: does its first pool-aligned address hold a pymalloc pool header?
 
     pymalloc mmaps arenas (256 KiB on 3.8/3.9, 1 MiB on 3.10+) and the kernel merges adjacent
     ones into one mapping, so size alone does not identify them. The first pool of an arena is
     the first one used, and its header is validated exactly (maxnextoffset == pool - block).
-    Only pages present in `present` (sorted addresses) are read: reading a page that is not
-    present through /proc/PID/mem would fault it into the target (zero page, page cache).
+    Only pages the pagemap shows present are read: reading a page that is not present through
+    /proc/PID/mem would fault it into the target (zero page, page cache).
     Unreadable memory (no ptrace access) gives False for every region.
     """
     found = [False] * len(regions)
     try:
-        with procfs.open_file(pid, "mem") as f:
+        with procfs.open_file(pid, "pagemap") as pagemap, procfs.open_file(pid, "mem") as mem:
             buf = bytearray(_POOL_HEADER.size)
+            entry = bytearray(8)
             for i, r in enumerate(regions):
                 if r.inode != 0 or r.path:
                     continue
                 for pool in POOL_SIZES:
                     addr = (r.start + pool - 1) & ~(pool - 1)
-                    if addr + pool > r.end or not _contains(present, addr):
+                    if addr + pool > r.end:
                         continue
-                    got = f.readinto(memoryview(buf), addr)
+                    if pagemap.readinto(memoryview(entry), addr // PAGE_SIZE * 8) != 8:
+                        continue
+                    if not int.from_bytes(entry, "little") >> 63:  # not present
+                        continue
+                    got = mem.readinto(memoryview(buf), addr)
                     if got == len(buf) and _valid_pool_header(bytes(buf), pool):
                         found[i] = True
                         break
     except ProcfsError:
         return [False] * len(regions)
     return found
-
-
-def _contains(sorted_addrs: U64, addr: int) -> bool:
-    i = int(np.searchsorted(sorted_addrs, np.uint64(addr)))
-    return i < len(sorted_addrs) and int(sorted_addrs[i]) == addr
 
 
 def mapping_kind(m: MapEntry, is_pymalloc: bool) -> str:
@@ -142,22 +141,23 @@ def mapping_kind(m: MapEntry, is_pymalloc: bool) -> str:
     return "pymalloc" if is_pymalloc else "anon"
 
 
-def bytes_by_kind(
-    classes: U8, region_index: I64, region_kinds: Sequence[str]
-) -> dict[str, dict[str, int]]:
-    """Bytes per mapping kind and page class: {kind: {"copied": n, ...}}."""
-    kind_ids = np.array([KINDS.index(k) for k in region_kinds], dtype=np.int64)
-    if len(classes) == 0:
-        return {}
-    per_page_kind = kind_ids[region_index]
+def class_counts(classes: U8, region_index: I64, n_regions: int) -> I64:
+    """Pages per (region, PageClass): an (n_regions, len(PageClass)) matrix."""
     ncls = len(PageClass)
-    counts = np.bincount(per_page_kind * ncls + classes, minlength=len(KINDS) * ncls)
+    flat = np.bincount(region_index * ncls + classes, minlength=n_regions * ncls)
+    return flat.reshape(n_regions, ncls).astype(np.int64)
+
+
+def bytes_by_kind(counts: I64, region_kinds: Sequence[str]) -> dict[str, dict[str, int]]:
+    """Bytes per mapping kind and page class: {kind: {"copied": n, ...}}, from the per-region
+    page counts of `class_counts`."""
     out: dict[str, dict[str, int]] = {}
-    for k, kind in enumerate(KINDS):
-        row = {
-            name: int(counts[k * ncls + int(cls)]) * PAGE_SIZE
-            for cls, name in CLASS_NAMES.items()
-        }
+    for kind in KINDS:
+        rows = [i for i, k in enumerate(region_kinds) if k == kind]
+        if not rows:
+            continue
+        per_class = counts[rows].sum(axis=0)
+        row = {name: int(per_class[int(cls)]) * PAGE_SIZE for cls, name in CLASS_NAMES.items()}
         if any(row.values()):
             out[kind] = row
     return out

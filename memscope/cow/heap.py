@@ -40,6 +40,7 @@ from memscope.cow.memreader import USER_END, MemReader
 __all__ = ["BUFFER", "UnsupportedTarget", "parse_heap"]
 
 BUFFER = "buffer"
+_NO_FIELD = np.iinfo(np.int64).min
 WINDOW_WORDS = 6  # words read at the start of each malloc chunk
 U64 = npt.NDArray[np.uint64]
 I64 = npt.NDArray[np.int64]
@@ -112,6 +113,8 @@ def parse_heap(
         is_buffer=is_buffer,
         type_names=types.names,
         allocator_ranges=allocator[np.argsort(allocator[:, 0], kind="stable")],
+        pools=pools.pool_addrs,
+        pool_size=layout.pool_size,
     )
 
 
@@ -176,32 +179,35 @@ def _attribute_buffers(
     type_index: I64,
 ) -> None:
     """Give untyped blocks the type of an owner object that points into them (in place)."""
+    # Per type slot: up to three pointer fields (offsets from the object), and the
+    # tp_dictoffset of instances whose __dict__ is a separate object.
     fields = _owner_fields(layout)
-    offsets_by_slot: dict[int, list[int]] = {}
-    dict_slots: dict[int, int] = {}
+    nslots = len(types.infos) + 1
+    offsets = np.full((nslots, 3), _NO_FIELD, dtype=np.int64)
+    dict_offset = np.zeros(nslots, dtype=np.int64)
     for slot, info in enumerate(types.infos, start=1):
-        offsets = list(fields.get(info.name, ()))
+        row = list(fields.get(info.name, ()))
         if layout.values_pointer and info.flags & TPFLAGS.MANAGED_DICT:
-            offsets.append(-layout.values_pointer)
-        if offsets:
-            offsets_by_slot[slot] = offsets
+            row.append(-layout.values_pointer)
+        offsets[slot, : len(row)] = row
         if info.dictoffset and not info.flags & TPFLAGS.MANAGED_DICT:
-            dict_slots[slot] = info.dictoffset
-    slots = np.array(sorted(set(offsets_by_slot) | set(dict_slots)), dtype=np.int64)
-    candidates = np.flatnonzero(np.isin(types.row_type, slots))
+            dict_offset[slot] = info.dictoffset
+    interesting = (offsets != _NO_FIELD).any(axis=1) | (dict_offset > 0)
+    candidates = np.flatnonzero(interesting[types.row_type])
     cand_slot = types.row_type[candidates]
-    owners: list[I64] = [np.zeros(0, dtype=np.int64)]
-    ptr_addrs: list[U64] = [np.zeros(0, dtype=np.uint64)]
-    for slot, offsets in offsets_by_slot.items():
-        rows = candidates[cand_slot == slot]
-        for off in offsets:
-            owners.append(rows)
-            ptr_addrs.append(obj_start[rows] + np.uint64(off & 0xFFFFFFFFFFFFFFFF))
+    owners: list[I64] = []
+    ptr_addrs: list[U64] = []
+    for column in range(offsets.shape[1]):
+        off = offsets[cand_slot, column]
+        has = off != _NO_FIELD
+        owners.append(candidates[has])
+        # Negative offsets wrap around in uint64, which is what address arithmetic wants.
+        ptr_addrs.append(obj_start[candidates[has]] + off[has].astype(np.uint64))
     via_dict: tuple[I64, U64] | None = None
-    if dict_slots:
-        parts = [(candidates[cand_slot == slot], off) for slot, off in dict_slots.items()]
-        rows = np.concatenate([r for r, _ in parts])
-        via_dict = rows, np.concatenate([obj_start[r] + np.uint64(off) for r, off in parts])
+    has_dict = dict_offset[cand_slot] > 0
+    if has_dict.any():
+        rows = candidates[has_dict]
+        via_dict = rows, obj_start[rows] + dict_offset[cand_slot[has_dict]].astype(np.uint64)
     owner = np.concatenate(owners)
     ptrs, ok = snap.words(np.concatenate(ptr_addrs))
     if layout.tagged_values:

@@ -18,20 +18,21 @@ untyped buffers.
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 
 from memscope.cow.cpython import Layout
-from memscope.cow.heap_snapshot import Snapshot
+from memscope.cow.heap_snapshot import Snapshot, writable_regions
 from memscope.cow.memreader import PAGE, Unmapped
-from memscope.procfs import MapEntry
 
 __all__ = ["Chunks", "find_chunks"]
 
 _PREV_INUSE, _IS_MMAPPED, _FLAGS = 1, 2, 7
 _MIN_CHUNK = 32
+_READ_AHEAD = 64  # pages read at once by the [heap] walk
 
 
 @dataclass
@@ -47,21 +48,25 @@ def find_chunks(layout: Layout, snap: Snapshot, pool_bases: npt.NDArray[np.uint6
     ).ravel()
     rest = snap.addrs[~np.isin(snap.addrs, pool_pages)]
     found: list[tuple[int, int]] = []
+    heap_addrs: list[int] = []
+    heap_sizes: list[int] = []
     if not len(rest):
         return Chunks(np.zeros(0, np.uint64), np.zeros(0, np.int64))
-    for start, end, is_heap in _regions(snap.reader.maps()):
-        lo, hi = np.searchsorted(rest, [start, end])
+    for path, lo_addr, hi_addr in writable_regions(snap.reader.maps()):
+        lo, hi = np.searchsorted(rest, [lo_addr, hi_addr])
         if lo == hi:
             continue
         wanted = rest[lo:hi].tolist()
-        if is_heap:
-            found.extend(_walk_heap(snap, start, end, wanted[-1] + PAGE))
+        if path == "[heap]":
+            walked_addrs, walked_sizes = _walk_heap(snap, lo_addr, hi_addr, wanted[-1] + PAGE)
+            heap_addrs += walked_addrs
+            heap_sizes += walked_sizes
         else:
-            found.extend(_walk_mmapped(layout, snap, start, end, wanted))
-    if not found:
-        return Chunks(np.zeros(0, np.uint64), np.zeros(0, np.int64))
-    addr = np.array([a for a, _ in found], dtype=np.uint64)
-    size = np.array([s for _, s in found], dtype=np.int64)
+            found.extend(_walk_mmapped(layout, snap, lo_addr, hi_addr, wanted))
+    addr = np.array(heap_addrs + [a for a, _ in found], dtype=np.uint64)
+    size = np.array(heap_sizes + [s for _, s in found], dtype=np.int64)
+    order = np.argsort(addr, kind="stable")
+    addr, size = addr[order], size[order]
     # Keep chunks that overlap one of the snapshot's pages.
     first = addr & ~np.uint64(PAGE - 1)
     last = (addr + size.astype(np.uint64) - np.uint64(1)) & ~np.uint64(PAGE - 1)
@@ -71,81 +76,95 @@ def find_chunks(layout: Layout, snap: Snapshot, pool_bases: npt.NDArray[np.uint6
     return Chunks(addr[keep], size[keep])
 
 
-def _regions(maps: list[MapEntry]) -> list[tuple[int, int, bool]]:
-    """(start, end, is_heap) of the writable anonymous mappings and of the main arena.
+def _walk_heap(snap: Snapshot, start: int, end: int, stop: int) -> tuple[list[int], list[int]]:
+    """In-use chunks of the main arena from `start` up to `stop`, as (addresses, sizes).
 
-    The `[heap]` of a forked child is often two or more adjacent VMAs (the part grown after the
-    fork cannot merge with the inherited one) while its chunks run across the boundary: the
-    adjacent `[heap]` VMAs are walked as one range."""
-    out: list[tuple[int, int, bool]] = []
-    for m in maps:
-        if not m.perms.startswith("rw") or (m.path and m.path != "[heap]"):
-            continue
-        is_heap = m.path == "[heap]"
-        if is_heap and out and out[-1][2] and out[-1][1] == m.start:
-            out[-1] = (out[-1][0], m.end, True)
-        else:
-            out.append((m.start, m.end, is_heap))
-    return out
-
-
-def _walk_heap(snap: Snapshot, start: int, end: int, stop: int) -> list[tuple[int, int]]:
-    out: list[tuple[int, int]] = []
+    This is the one per-chunk Python loop of the parser; it keeps the current page as bytes
+    and reads missing pages 64 at a time when the walk moves through them in order.
+    """
+    addrs: list[int] = []
+    sizes: list[int] = []
+    unpack = struct.Struct("<Q").unpack_from
     pos = (start + 15) & ~15
-    prev: tuple[int, int] | None = None
-    try:
-        while pos + 16 <= end:
-            word = snap.u64(pos + 8)
-            if prev is not None and word & _PREV_INUSE:
-                out.append(prev)  # the next chunk says `prev` is in use
-            if pos >= stop:
+    prev_pos = prev_size = -1
+    page_base, content, last_miss = -1, b"", -1
+    while pos + 16 <= end:
+        base = pos & ~(PAGE - 1)  # a 16-aligned header never crosses a page
+        if base != page_base:
+            sequential = base == last_miss + PAGE
+            got = snap.page(base, _READ_AHEAD if sequential else 1)
+            if got is None:
                 break
-            size = word & ~_FLAGS
-            if size < _MIN_CHUNK or size % 16 or pos + size > end:
-                break
-            prev = (pos, size)
-            pos += size
-    except Unmapped:
-        pass
-    return out
+            page_base, content = base, got
+            if base not in snap.held:
+                last_miss = base
+        word = unpack(content, pos - base + 8)[0]
+        if prev_pos >= 0 and word & _PREV_INUSE:  # the next chunk says `prev` is in use
+            addrs.append(prev_pos)
+            sizes.append(prev_size)
+        if pos >= stop:
+            break
+        size = word & ~_FLAGS
+        if size < _MIN_CHUNK or size & 15 or pos + size > end:
+            break
+        prev_pos, prev_size = pos, size
+        pos += size
+    return addrs, sizes
 
 
 def _walk_mmapped(
     layout: Layout, snap: Snapshot, start: int, end: int, wanted: list[int]
 ) -> list[tuple[int, int]]:
+    """mmapped chunks of an anonymous mapping, up to its last page of interest.
+
+    At a region boundary (the mapping start, or the end of a chunk or arena) a pymalloc arena
+    is skipped whole; elsewhere (after re-synchronising) pool by pool, so the walk never
+    overshoots the end of an arena it entered in the middle.
+    """
     out: list[tuple[int, int]] = []
     pos = start
+    at_boundary = True
     stop = wanted[-1] + PAGE
     k = 0  # index of the next wanted page at or after pos
     while pos < stop:
         try:
-            step = _mmapped_chunk(layout, snap, pos, end)
+            size, pool = _mmapped_chunk(snap, pos, end), _pool_at(layout, snap, pos, end)
         except Unmapped:
-            step = 0
-        if step > 0:
-            out.append((pos, step))
-            pos += step
-        elif step < 0:  # a pymalloc arena: skip it whole
-            pos += -step
+            size, pool = 0, 0
+        if size:
+            out.append((pos, size))
+            pos += size
+            at_boundary = True
+        elif pool and at_boundary:
+            pos = min(pos + layout.arena_size, end)
+        elif pool:
+            pos = pool + layout.pool_size
         else:
             while k < len(wanted) and wanted[k] <= pos:
                 k += 1
             if k == len(wanted):
                 break
             pos = wanted[k]
+            at_boundary = False
     return out
 
 
-def _mmapped_chunk(layout: Layout, snap: Snapshot, pos: int, end: int) -> int:
-    """Size of an mmapped chunk at `pos`, -arena size for a pymalloc arena, else 0."""
+def _mmapped_chunk(snap: Snapshot, pos: int, end: int) -> int:
+    """Size of the mmapped chunk starting at `pos`, or 0."""
     word = snap.u64(pos + 8)
     size = word & ~_FLAGS
     if word & _FLAGS == _IS_MMAPPED and size >= PAGE and size % PAGE == 0 and pos + size <= end:
         return size
+    return 0
+
+
+def _pool_at(layout: Layout, snap: Snapshot, pos: int, end: int) -> int:
+    """Address of a pymalloc pool header at the first pool boundary from `pos`, or 0."""
     pool = (pos + layout.pool_size - 1) & ~(layout.pool_size - 1)
-    if pool + 48 <= end:
-        szidx = snap.u64(pool + 32) >> 32
-        maxnext = snap.u64(pool + 40) >> 32
-        if szidx < 32 and maxnext == layout.pool_size - (szidx + 1) * 16:
-            return -min(layout.arena_size, end - pos)
+    if pool + layout.pool_size > end:
+        return 0
+    szidx = snap.u64(pool + 32) >> 32
+    maxnext = snap.u64(pool + 40) >> 32
+    if szidx < 32 and maxnext == layout.pool_size - (szidx + 1) * 16:
+        return pool
     return 0

@@ -46,6 +46,8 @@ def mapped_mask(maps: list[MapEntry], ptrs: U64) -> BOOL:
 
 def _runs(values: U64) -> tuple[I64, I64]:
     """Start index and length of each run of equal neighbours."""
+    if not len(values):
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
     heads = np.flatnonzero(np.concatenate(([True], values[1:] != values[:-1])))
     lengths = np.diff(np.append(heads, len(values)))
     return heads, lengths

@@ -19,7 +19,7 @@ import numpy as np
 import numpy.typing as npt
 
 from memscope.cow.cpython import Layout
-from memscope.cow.heap_snapshot import WORDS_PER_PAGE, Snapshot
+from memscope.cow.heap_snapshot import WORDS_PER_PAGE, Snapshot, writable_regions
 from memscope.cow.memreader import PAGE
 from memscope.procfs import MapEntry
 
@@ -61,8 +61,8 @@ class PoolBlocks:
 
 
 def anon_rw_mask(maps: list[MapEntry], addrs: U64, span: int) -> npt.NDArray[np.bool_]:
-    """Which [addr, addr+span) ranges lie inside one anonymous read-write mapping."""
-    anon = sorted((m.start, m.end) for m in maps if not m.path and m.perms.startswith("rw"))
+    """Which [addr, addr+span) ranges lie inside anonymous read-write memory."""
+    anon = [(lo, hi) for path, lo, hi in writable_regions(maps) if not path]
     if not anon:
         return np.zeros(len(addrs), dtype=np.bool_)
     starts = np.array([s for s, _ in anon], dtype=np.uint64)

@@ -15,8 +15,9 @@ import numpy as np
 import numpy.typing as npt
 
 from memscope.cow.memreader import PAGE, MemReader, Unmapped
+from memscope.procfs import MapEntry
 
-__all__ = ["WORDS_PER_PAGE", "Snapshot"]
+__all__ = ["WORDS_PER_PAGE", "Snapshot", "writable_regions"]
 
 U64 = npt.NDArray[np.uint64]
 I64 = npt.NDArray[np.int64]
@@ -97,19 +98,28 @@ class Snapshot:
         vals[~valid] = 0
         return vals, valid
 
-    def page(self, page: int) -> bytes | None:
-        """One page as bytes (None if unreadable): for sequential walks in Python."""
+    @property
+    def held(self) -> dict[int, int]:
+        """Row of each page of the caller's snapshot, by address."""
+        if self._index is None:
+            self._index = {int(a): i for i, a in enumerate(self.addrs.tolist())}
+        return self._index
+
+    def page(self, page: int, ahead: int = 1) -> bytes | None:
+        """One page as bytes (None if unreadable): for sequential walks in Python.
+
+        On a miss, `ahead` pages from `page` on are read with one call and kept.
+        """
         if page not in self._page_cache:
-            if self._index is None:
-                self._index = {int(a): i for i, a in enumerate(self.addrs.tolist())}
-            row = self._index.get(page)
+            row = self.held.get(page)
             if row is not None:
                 self._page_cache[page] = self.data[row].tobytes()
             else:
-                try:
-                    self._page_cache[page] = self.reader.read(page, PAGE)
-                except Unmapped:
-                    self._page_cache[page] = None
+                run = np.uint64(page) + np.arange(max(ahead, 1), dtype=np.uint64) * np.uint64(PAGE)
+                data, valid = self.reader.read_pages(run)
+                for i, addr in enumerate(run.tolist()):
+                    if addr not in self.held:
+                        self._page_cache[addr] = data[i].tobytes() if valid[i] else None
         return self._page_cache[page]
 
     def u64(self, addr: int) -> int:
@@ -119,3 +129,20 @@ class Snapshot:
         if content is None:
             raise Unmapped(addr)
         return int.from_bytes(content[addr - page : addr - page + 8], "little")
+
+
+def writable_regions(maps: list[MapEntry]) -> list[tuple[str, int, int]]:
+    """`[heap]` and anonymous read-write mappings, adjacent ones merged.
+
+    One allocation can span several mappings: numpy, for one, madvises the huge-page-aligned
+    part of its buffers, which splits the mapping of a single mmapped chunk.
+    """
+    out: list[tuple[str, int, int]] = []
+    for m in sorted(maps, key=lambda m: m.start):
+        if not m.perms.startswith("rw") or (m.path and m.path != "[heap]"):
+            continue
+        if out and out[-1][0] == m.path and out[-1][2] == m.start:
+            out[-1] = (m.path, out[-1][1], m.end)
+        else:
+            out.append((m.path, m.start, m.end))
+    return out

@@ -108,8 +108,9 @@ class MemReader:
             valid[s : s + full] = True
             s += full
             addr += full * PAGE
-            if s < e and got % PAGE == 0:
-                # The page at `addr` is unreadable (EIO / short read): skip it.
+            if s < e:
+                # The page at `addr` could not be read whole (EIO, short read): skip it.
+                data[s] = 0
                 s += 1
                 addr += PAGE
 

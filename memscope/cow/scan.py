@@ -12,7 +12,8 @@ says why objects were not attributed (unsupported interpreter, no ptrace access)
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -20,6 +21,7 @@ from memscope.cow._model import CowScan, HeapMap, PageClass
 from memscope.cow.causes import attribute
 from memscope.cow.classify import (
     bytes_by_kind,
+    class_counts,
     classify,
     detect_mode,
     mapping_kind,
@@ -29,6 +31,7 @@ from memscope.cow.cpython import Target, detect_target
 from memscope.cow.heap import parse_heap
 from memscope.cow.memreader import MemReader
 from memscope.cow.pagemap import (
+    I64,
     PAGE_SIZE,
     U8,
     U64,
@@ -58,37 +61,39 @@ def scan_process(
     `objects=False` skips heap parsing (page classes and causes only).
     """
     procfs = procfs if procfs is not None else ProcFS()
-    t0 = time.perf_counter()
+    timer = _Timer()
     regions = private_writable(procfs.maps(pid))
-    addrs, region_index = page_addresses(regions)
-    child = decode_pagemap(addrs, read_pagemap(procfs, pid, regions))
-    parent = decode_pagemap(addrs, read_pagemap(procfs, parent_pid, regions))
     scanned_at = clock()
-    used_mode = mode or detect_mode(child)
-    classes = classify(child, parent, used_mode)
-    counts = np.bincount(classes, minlength=len(PageClass)) * PAGE_SIZE
-    copied = addrs[classes == PageClass.COPIED]
+    pages_of = _classify_pages(procfs, pid, parent_pid, regions, mode)
+    used_mode, copied = pages_of.mode, pages_of.copied
+    counts = pages_of.counts.sum(axis=0) * PAGE_SIZE
+    timer.lap("pagemap")
 
     target_text, heap, pool_size = "", None, 0
     try:
         pages, ok = read_pages(procfs, pid, copied)
+        timer.lap("read_child")
         parent_pages, parent_ok = read_pages(procfs, parent_pid, copied)
         ok &= parent_ok
-        target = detect_target(pid, procfs)
+        timer.lap("read_parent")
+        target = _target(pid, procfs, regions)
         target_text = target.describe()
         if objects and target.supported:
-            heap = _parse(target, procfs, pid, copied[ok], pages[ok])
+            heap, why = _parse(target, procfs, pid, copied[ok], pages[ok])
+            target_text += why
             pool_size = 16384 if target.minor >= (3, 10) else 4096
         elif not objects:
             target_text += " (object attribution skipped)"
+        timer.lap("heap")
     except AccessDenied as exc:
         pages = parent_pages = np.zeros((len(copied), PAGE_SIZE), dtype=np.uint8)
         ok = np.zeros(len(copied), dtype=np.bool_)
         target_text = f"page-level only: {exc}"
     result = attribute(copied, pages, parent_pages, ok, heap, pool_size)
+    timer.lap("attribute")
 
-    present = np.sort(addrs[child.present & ~child.swapped])
-    kinds = _kinds(procfs, pid, regions, heap, present)
+    kinds = _kinds(procfs, pid, regions, heap)
+    timer.lap("kinds")
     return CowScan(
         pid=pid,
         parent_pid=parent_pid,
@@ -99,26 +104,118 @@ def scan_process(
         shared_bytes=int(counts[PageClass.SHARED]),
         new_private_bytes=int(counts[PageClass.NEW_PRIVATE]),
         swapped_bytes=int(counts[PageClass.SWAPPED]),
-        by_kind=bytes_by_kind(classes, region_index, kinds),
+        by_kind=bytes_by_kind(pages_of.counts, kinds),
         by_type=result.by_type,
         by_cause=result.by_cause,
         by_type_cause=result.by_type_cause,
         target=target_text,
-        duration_s=time.perf_counter() - t0,
+        duration_s=timer.total(),
+        timings=timer.laps,
     )
 
 
-def _parse(target: Target, procfs: ProcFS, pid: int, addrs: U64, pages: U8) -> HeapMap:
-    with MemReader(pid, procfs) as reader:
-        return parse_heap(target, reader, addrs, pages)
+# Pagemaps are read and classified this many pages (4 GiB of address space) at a time, so
+# a process with huge sparse writable mappings does not need arrays as large as its VA.
+CHUNK_PAGES = 1 << 20
+
+
+@dataclass
+class _Pages:
+    mode: str
+    counts: I64  # pages per (region, PageClass)
+    copied: U64  # addresses of the copied pages, sorted
+
+
+def _chunks(regions: Sequence[MapEntry], limit: int) -> Iterator[tuple[list[MapEntry], I64]]:
+    """Groups of region pieces of at most `limit` pages, with each piece's region index."""
+    group: list[MapEntry] = []
+    owners: list[int] = []
+    size = 0
+    for i, r in enumerate(regions):
+        start = r.start
+        while start < r.end:
+            take = min(r.end - start, (limit - size) * PAGE_SIZE)
+            group.append(replace(r, start=start, end=start + take))
+            owners.append(i)
+            size += take // PAGE_SIZE
+            start += take
+            if size >= limit:
+                yield group, np.array(owners, dtype=np.int64)
+                group, owners, size = [], [], 0
+    if group:
+        yield group, np.array(owners, dtype=np.int64)
+
+
+def _classify_pages(
+    procfs: ProcFS, pid: int, parent_pid: int, regions: Sequence[MapEntry], mode: str | None
+) -> _Pages:
+    """Both pagemaps over `regions`, classified chunk by chunk (numpy within a chunk)."""
+    counts = np.zeros((len(regions), len(PageClass)), dtype=np.int64)
+    copied: list[U64] = []
+    for pieces, owner in _chunks(regions, CHUNK_PAGES):
+        addrs, piece_index = page_addresses(pieces)
+        child = decode_pagemap(addrs, read_pagemap(procfs, pid, pieces))
+        parent = decode_pagemap(addrs, read_pagemap(procfs, parent_pid, pieces))
+        if mode is None and bool(child.present.any()):
+            mode = detect_mode(child)  # the first chunk with present pages decides
+        classes = classify(child, parent, mode or "exclusive-bit")
+        region_index = owner[piece_index]
+        counts += class_counts(classes, region_index, len(regions))
+        copied.append(addrs[classes == PageClass.COPIED])
+    all_copied = np.concatenate(copied) if copied else np.zeros(0, dtype=np.uint64)
+    return _Pages(mode or "exclusive-bit", counts, all_copied)
+
+
+class _Timer:
+    def __init__(self) -> None:
+        self.start = self.last = time.perf_counter()
+        self.laps: dict[str, float] = {}
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        self.laps[name] = now - self.last
+        self.last = now
+
+    def total(self) -> float:
+        return time.perf_counter() - self.start
+
+
+# Interpreter detection parses the ELF image (~30 ms); forked workers share their parent's
+# image at the same addresses, so the result is reused for every process mapping it there.
+_TARGETS: dict[tuple[tuple[int, str], ...], Target] = {}
+
+
+def _target(pid: int, procfs: ProcFS, regions: Sequence[MapEntry]) -> Target:
+    key = tuple((r.start, r.path) for r in regions if "python" in r.path.rsplit("/", 1)[-1])
+    cached = _TARGETS.get(key) if key else None
+    if cached is not None:
+        return replace(cached, pid=pid)
+    target = detect_target(pid, procfs)
+    if key:
+        if len(_TARGETS) >= 64:
+            _TARGETS.clear()
+        _TARGETS[key] = target
+    return target
+
+
+def _parse(
+    target: Target, procfs: ProcFS, pid: int, addrs: U64, pages: U8
+) -> tuple[HeapMap | None, str]:
+    """The heap map, or None and why: a target changing under the parser can break a
+    read or a layout check; its pages are still classified and given causes."""
+    try:
+        with MemReader(pid, procfs) as reader:
+            return parse_heap(target, reader, addrs, pages), ""
+    except (ValueError, LookupError) as exc:
+        return None, f" (objects not attributed: {exc})"
 
 
 def _kinds(
-    procfs: ProcFS, pid: int, regions: Sequence[MapEntry], heap: HeapMap | None, present: U64
+    procfs: ProcFS, pid: int, regions: Sequence[MapEntry], heap: HeapMap | None
 ) -> list[str]:
     """Kind of each region; pymalloc when a pool header is found at its start or the heap
     parser validated a pool header inside it."""
-    pymalloc = probe_pymalloc(procfs, pid, regions, present)
+    pymalloc = probe_pymalloc(procfs, pid, regions)
     if heap is not None and len(heap.allocator_ranges):
         heads = np.sort(heap.allocator_ranges[:, 0])
         for i, r in enumerate(regions):

@@ -97,7 +97,7 @@ def _advice(s: Summary) -> Text | None:
     for i, item in enumerate(items, 1):
         pids = ", ".join(str(p) for p in item["pids"][:8])
         text.append(f"  {i}. {item['title']} (workers {pids})\n")
-        text.append(f"     {item['recipe']}\n")
+        text.append(f"     {item['text']}\n")
     return text
 
 

@@ -264,7 +264,8 @@ def test_cow_metrics_read_from_cow_scans_table(recordings: dict[str, Recorded],
     src.backup(dst)
     src.close()
     workers = [r[0] for r in dst.execute("SELECT id FROM processes WHERE role = 'worker'")]
-    dst.execute("CREATE TABLE cow_scans (id INTEGER PRIMARY KEY, process_id INTEGER NOT NULL,"
+    dst.execute("CREATE TABLE IF NOT EXISTS cow_scans (id INTEGER PRIMARY KEY,"
+                " process_id INTEGER NOT NULL,"
                 " pid INTEGER NOT NULL, parent_pid INTEGER NOT NULL, t REAL NOT NULL,"
                 " mode TEXT NOT NULL, inherited_bytes INTEGER NOT NULL,"
                 " copied_bytes INTEGER NOT NULL, shared_bytes INTEGER NOT NULL,"

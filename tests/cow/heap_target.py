@@ -11,6 +11,8 @@ import json
 import os
 import sys
 
+import numpy
+
 
 class Record:
     def __init__(self, i):
@@ -18,13 +20,20 @@ class Record:
         self.b = "r"
 
 
+class Outer:
+    class Inner:
+        pass
+
+
 def main():
     n_ints, n_records, out = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
     ints = list(range(1000, 1000 + n_ints))
     records = [Record(i) for i in range(n_records)]
+    inners = [Outer.Inner() for _ in range(10)]
     table = {i: i * 2 for i in range(100000)}
     blob = b"x" * (3 << 20)
     buf = bytearray(b"y" * (2 << 20))
+    numbers = numpy.arange(1 << 20, dtype=numpy.int64)
     pid = os.fork()
     if pid:
         os.waitpid(pid, 0)
@@ -41,11 +50,14 @@ def main():
         "pid": os.getpid(),
         "version": list(sys.version_info[:3]),
         "records": len(records),
+        "inners": len(inners),
         "record_size": sys.getsizeof(records[0]),
         "blob": id(blob),
         "blob_size": sys.getsizeof(blob),
         "table": id(table),
         "bytearray": id(buf),
+        "ndarray_data": numbers.__array_interface__["data"][0],
+        "ndarray_bytes": numbers.nbytes,
         "ints_list": id(ints),
         "total": total,
     }

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from memscope.cow.cpython import Target
-from memscope.cow.heap import BUFFER, parse_heap
+from memscope.cow.heap import BUFFER, UnsupportedTarget, parse_heap
 from memscope.cow.memreader import PAGE, MemReader
 from memscope.procfs import MapEntry, ProcFS, parse_maps
 from tests.cow._heap_helpers import bytes_by_type_in_pages
@@ -78,6 +78,26 @@ def test_parse_captured_pages(capture: dict[str, np.ndarray]) -> None:
     assert len(int_pages) > 0
     by_type = bytes_by_type_in_pages(heap, int_pages)
     assert by_type["int"] >= 0.9 * len(int_pages) * PAGE
-    # Pool headers are reported as allocator metadata, 48 bytes each.
-    ranges = heap.allocator_ranges
-    assert ((ranges[:, 1] - ranges[:, 0]) == 48).sum() >= 1
+    # Every validated pool's header is reported as allocator metadata, 48 bytes each.
+    assert heap.pool_size == (4096 if version < (3, 10) else 16384)
+    assert len(heap.pools) > 0
+    headers = heap.allocator_ranges[
+        (heap.allocator_ranges[:, 1] - heap.allocator_ranges[:, 0]) == 48
+    ]
+    assert np.isin(heap.pools, headers[:, 0]).all()
+
+
+def test_no_pages_no_rows(capture: dict[str, np.ndarray]) -> None:
+    reader = ReplayReader({}, parse_maps(capture["maps"].tobytes()))
+    version = tuple(int(x) for x in capture["version"])
+    target = Target(0, "cpython", (version[0], version[1], version[2]), supported=True)
+    heap = parse_heap(target, reader, np.zeros(0, np.uint64), np.zeros((0, PAGE), np.uint8))
+    assert len(heap.start) == 0
+    assert heap.type_names == [BUFFER]
+
+
+def test_unsupported_target_is_refused() -> None:
+    target = Target(0, "cpython", (3, 13, 0), free_threaded=True, reason="free-threaded build")
+    reader = ReplayReader({}, [])
+    with pytest.raises(UnsupportedTarget, match="free-threaded"):
+        parse_heap(target, reader, np.zeros(0, np.uint64), np.zeros((0, PAGE), np.uint8))

@@ -1,7 +1,7 @@
 """Heap parsing of real forked workers, on every pyenv CPython.
 
 GIVEN a parent that preloads 2M ints in a list, 300k `Record` instances, a 100k-entry dict,
-3 MiB of bytes and a 2 MiB bytearray, then forks a worker that iterates the ints and runs
+3 MiB of bytes, a 2 MiB bytearray and an 8 MiB numpy array, then forks a worker that iterates the ints and runs
 gc.collect(); WHEN its pages are parsed from outside; THEN the objects come out typed, at the
 addresses and counts the worker itself reported.
 """
@@ -94,6 +94,10 @@ def test_records_are_qualified_counted_and_at_their_ids(worker: Worker, copied: 
     assert copied.heap.gc_tracked[rows].all()
 
 
+def test_nested_classes_by_qualified_name(worker: Worker, everything: Parsed) -> None:
+    assert len(everything.rows_of("__main__.Outer.Inner")) == worker.truth["inners"]
+
+
 def test_free_blocks_are_not_objects(copied: Parsed) -> None:
     heap = copied.heap
     assert len(np.unique(heap.block_start)) == len(heap.block_start)
@@ -114,3 +118,10 @@ def test_large_objects_and_buffers_in_malloc_chunks(worker: Worker, everything: 
     assert list_items >= N_INTS * 8  # the 2M-item array of the int list
     assert heap.block_size[everything.rows_of("bytearray", buffers=True)].sum() >= 2 << 20
     assert heap.block_size[everything.rows_of("dict", buffers=True)].sum() >= 100_000 * 16
+    # numpy's data buffer (a malloc chunk) belongs to the ndarray that points at it.
+    data = np.uint64(int(worker.truth["ndarray_data"]))  # type: ignore[call-overload]
+    row = np.searchsorted(heap.block_start, data, side="right") - 1
+    assert heap.block_start[row] <= data < heap.block_start[row] + np.uint64(heap.block_size[row])
+    assert heap.type_names[heap.type_index[row]] == "numpy.ndarray"
+    assert heap.is_buffer[row]
+    assert heap.block_size[row] >= int(worker.truth["ndarray_bytes"])  # type: ignore[call-overload]

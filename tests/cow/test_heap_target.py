@@ -129,6 +129,8 @@ def test_elf_symbols_of_shared_and_static_images() -> None:
     assert "Py_Version" in exe.symbols
     with pytest.raises(ElfError):
         parse_elf(b"#!/bin/sh\n" * 10, {"x"})
+    with pytest.raises(ElfError):
+        parse_elf(LIB38.read_bytes()[:100], {"x"})
 
 
 def test_describe_names_the_build() -> None:

@@ -136,9 +136,8 @@ def test_gc_collect_over_instances_copies_their_pages_via_gc(version: str) -> No
     top = named[0]
     assert top.type == "__main__.Item"
     assert 290_000 <= top.objects <= 310_000
-    # On 3.8-3.10 the instances share pages with their dicts' value arrays (same size
-    # class, owners not in the copied pages: "buffer"), so Item is a bit under half.
-    assert top.bytes >= 0.40 * scan.copied_bytes
+    # (their instance dicts' value arrays on 3.8-3.10 count as theirs: owned buffers)
+    assert top.bytes >= 0.80 * scan.copied_bytes
     assert cause_bytes(scan, top.type, "gc", "transient_gc") >= 0.95 * top.bytes
     freeze = [a for a in advise([scan]) if a.kind == "gc-freeze"]
     assert freeze

@@ -13,7 +13,13 @@ import numpy as np
 import pytest
 
 from memscope.cow._model import PageClass
-from memscope.cow.classify import bytes_by_kind, classify, detect_mode, mapping_kind
+from memscope.cow.classify import (
+    bytes_by_kind,
+    class_counts,
+    classify,
+    detect_mode,
+    mapping_kind,
+)
 from memscope.cow.pagemap import (
     decode_pagemap,
     page_addresses,
@@ -92,7 +98,7 @@ def test_root_capture_reads_pfns_and_both_modes_agree_on_anon_copies(
     blind = classify(blind_child, blind_parent, "exclusive-bit")
     assert np.array_equal(blind == PageClass.COPIED, by_bit == PageClass.COPIED)
     kinds = [mapping_kind(r, False) for r in regions]
-    by_kind = bytes_by_kind(by_pfn, region_index, kinds)
+    by_kind = bytes_by_kind(class_counts(by_pfn, region_index, len(regions)), kinds)
     assert by_kind["anon"]["copied"] >= 32 * MiB  # malloc mmap'd the bytearray's buffer
     assert "stack" in by_kind
     assert "library-data" in by_kind
@@ -131,3 +137,20 @@ def test_classes_on_crafted_entries() -> None:
     assert classify(c, p, "exclusive-bit").tolist() == [int(x[3]) for x in cases]
     with pytest.raises(ValueError, match="unknown COW scan mode"):
         classify(c, p, "guess")
+
+
+def test_chunked_classification_equals_one_pass(capture: dict[str, np.ndarray]) -> None:
+    """scan.py classifies huge mappings in chunks: pieces of a region keep its index."""
+    from memscope.cow.scan import _chunks
+
+    regions = private_writable(parse_maps(capture["maps"].tobytes()))
+    addrs, region_index = page_addresses(regions)
+    for limit in (1, 7, 1000, 1 << 20):
+        got_addrs, got_index = [], []
+        for pieces, owner in _chunks(regions, limit):
+            a, piece_index = page_addresses(pieces)
+            assert len(a) <= limit
+            got_addrs.append(a)
+            got_index.append(owner[piece_index])
+        assert np.array_equal(np.concatenate(got_addrs), addrs)
+        assert np.array_equal(np.concatenate(got_index), region_index)

@@ -48,8 +48,16 @@ class ElfImage:
 def parse_elf(data: bytes, wanted: set[str]) -> ElfImage:
     """Parse `data` (a whole ELF file) and return the symbols named in `wanted`.
 
-    Symbols from .symtab (local ones included, e.g. `version.0`) win over .dynsym.
+    Symbols from .symtab (local ones included, e.g. `version.0`) win over .dynsym. A file
+    that is cut short or inconsistent raises ElfError.
     """
+    try:
+        return _parse(data, wanted)
+    except struct.error as exc:
+        raise ElfError(f"truncated ELF file: {exc}") from None
+
+
+def _parse(data: bytes, wanted: set[str]) -> ElfImage:
     if len(data) < 64 or data[:4] != b"\x7fELF":
         raise ElfError("not an ELF file")
     if data[4] != 2 or data[5] != 1:

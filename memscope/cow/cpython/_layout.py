@@ -38,6 +38,7 @@ class Layout:
     # as a negative offset from the object; 0 when values live inline or there is none.
     values_pointer: int
     tagged_values: bool  # 3.12: low bit 1 marks a values pointer
+    ht_qualname: int  # PyHeapTypeObject.ht_qualname (measured: id() of __qualname__ in the type)
 
     pool_header: int = 48  # sizeof(struct pool_header), already 16-aligned
     alignment: int = 16  # pymalloc ALIGNMENT (3.8+)
@@ -95,4 +96,5 @@ def layout_for(minor: tuple[int, int]) -> Layout:
         dict_keys_new=minor >= (3, 11),
         values_pointer={(3, 11): 32, (3, 12): 24}.get(minor, 0),
         tagged_values=minor == (3, 12),
+        ht_qualname={(3, 9): 856, (3, 12): 872, (3, 13): 872}.get(minor, 864),
     )

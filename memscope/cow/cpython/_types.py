@@ -83,8 +83,15 @@ class TypeResolver:
         if not raw or len(raw) > _MAX_NAME or not all(32 < b < 127 for b in raw):
             return None
         name = raw.decode("ascii")
-        if flags & TPFLAGS.HEAPTYPE and "." not in name and tp_dict:
-            module = self._dict_str(tp_dict, "__module__")
+        if flags & TPFLAGS.HEAPTYPE and "." not in name:
+            # A class: tp_name is its bare name; use __qualname__ and __module__.
+            try:
+                qualname = self.read_str(self.reader.read_u64(addr + lay.ht_qualname))
+            except Unmapped:
+                qualname = None
+            if qualname and qualname.rsplit(".", 1)[-1] == name:
+                name = qualname
+            module = self._dict_str(tp_dict, "__module__") if tp_dict else None
             if module and module != "builtins":
                 name = f"{module}.{name}"
         return TypeInfo(
@@ -151,10 +158,8 @@ class TypeResolver:
             return []
         items = []
         for i in range(nentries):
-            k, v = (
-                struct.unpack_from("<QQ", table, i * width + key_at)[0],
-                struct.unpack_from("<Q", table, i * width + value_at)[0],
-            )
+            (k,) = struct.unpack_from("<Q", table, i * width + key_at)
+            (v,) = struct.unpack_from("<Q", table, i * width + value_at)
             if k and v:
                 items.append((k, v))
         return items
