@@ -15,8 +15,13 @@ import sys
 
 def _memscope_boot():
     here = os.path.dirname(os.path.abspath(__file__))
-    real = os.path.realpath(here)
-    sys.path[:] = [p for p in sys.path if os.path.realpath(p or os.curdir) != real]
+    try:
+        real = os.path.realpath(here)
+        sys.path[:] = [
+            p for p in sys.path if not isinstance(p, str) or os.path.realpath(p or ".") != real
+        ]
+    except Exception:
+        pass
     if os.environ.get("MEMSCOPE_AGENT") != "1":
         return
     if sys.implementation.name != "cpython" or sys.version_info < (3, 8):
