@@ -8,7 +8,9 @@ import click
 
 from memscope.cli._cow import cow_options, cow_scheduler
 from memscope.cli._options import recording_options
+from memscope.cli._sites import SitesRequest, sites_options, sites_session
 from memscope.cli.report import print_summary
+from memscope.inject.attach import detach_agents, inject
 from memscope.live import live_display, live_option
 from memscope.metrics.cli import metrics_hooks, serve_metrics_option
 from memscope.procfs import ProcFS
@@ -21,8 +23,9 @@ __all__ = ["command"]
 @click.argument("pid", type=click.IntRange(min=1))
 @live_option
 @recording_options
-@cow_options
 @serve_metrics_option
+@cow_options
+@sites_options
 @click.option("-q", "--quiet", is_flag=True, help="Do not print the summary at the end.")
 def command(
     pid: int,
@@ -31,11 +34,18 @@ def command(
     duration: float | None,
     quiet: bool,
     cow_interval: float | None,
+    trace_sites: int | None,
+    trace_workers: bool,
+    leak_census: bool,
 ) -> None:
     """Record PID and all its descendants until Ctrl-C, --duration, or PID's exit.
 
     Attaching only reads /proc: the target is not stopped, traced or changed. Reading
     another user's process needs root or CAP_SYS_PTRACE.
+
+    --trace-sites is the exception: it injects memscope's agent into PID (sys.remote_exec on
+    CPython 3.14+, gdb on 3.8-3.13), which traces allocations until memscope detaches.
+    Sites exist only for allocations made after the attach.
 
     \b
     Examples:
@@ -48,19 +58,29 @@ def command(
     path = output or default_output(cmdline[0] if cmdline else "process", pid)
     stopping: list[int] = []
     click.echo(f"memscope: attached to {pid}, recording to {path} (Ctrl-C to stop)", err=True)
-    with (
-        signals_to(stopping.append, (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)),
-        live_display() as on_tick,
-        cow_scheduler(cow_interval) as scheduler,
-    ):
-        record(
-            pid,
-            SessionOptions(output=path, interval=interval, duration=duration, procfs=procfs,
-                           hooks=[*metrics_hooks(), scheduler]),
-            {"mode": "attach", "command": cmdline},
-            should_stop=lambda: bool(stopping),
-            on_tick=on_tick,
-        )
+    with signals_to(stopping.append, (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)), \
+            live_display() as on_tick, cow_scheduler(cow_interval) as scheduler, \
+            sites_session(SitesRequest(trace_sites, trace_workers, leak_census)) as sites:
+        if sites.run_dir is not None:
+            inject(pid, sites.run_dir, sites.frames, sites.trace_workers, procfs=procfs)
+            click.echo(
+                f"memscope: agent injected into {pid}; allocation sites are recorded from now"
+                " on (earlier allocations have none)",
+                err=True,
+            )
+        try:
+            record(
+                pid,
+                SessionOptions(output=path, interval=interval, duration=duration, procfs=procfs,
+                               hooks=[*metrics_hooks(), scheduler, *sites.hooks]),
+                {"mode": "attach", "command": cmdline},
+                should_stop=lambda: bool(stopping),
+                on_tick=on_tick,
+                finalize=lambda writer, _sampler: sites.close(writer),
+            )
+        finally:
+            if sites.run_dir is not None:
+                detach_agents(sites.run_dir)
     if not quiet:
         print_summary(path)
     click.echo(f"memscope: recording saved to {path}", err=True)

@@ -7,14 +7,17 @@ import os
 import signal
 import subprocess
 import sys
+from dataclasses import dataclass
 
 import click
 
 from memscope.cli._cow import cow_options, cow_scheduler
 from memscope.cli._options import recording_options
+from memscope.cli._sites import SitesRequest, sites_options, sites_session
 from memscope.cli.check import CheckRequest, check_options
 from memscope.cli.report import print_summary
 from memscope.errors import CommandNotFound, MemscopeError
+from memscope.inject import agent_env
 from memscope.live import live_display, live_option
 from memscope.metrics.cli import metrics_hooks, serve_metrics_option
 from memscope.recording import RecordingWriter
@@ -36,14 +39,14 @@ def exit_status(returncode: int) -> int:
     return 128 - returncode if returncode < 0 else returncode
 
 
-def spawn(argv: list[str]) -> subprocess.Popen[bytes]:
+def spawn(argv: list[str], env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
     """Start the command in its own process group (as `timeout` does).
 
     A terminal's Ctrl-C then reaches memscope alone, which forwards it once to the whole
     group, so the command sees exactly the signals it would have seen without memscope.
     """
     try:
-        return subprocess.Popen(argv, preexec_fn=os.setpgrp)
+        return subprocess.Popen(argv, preexec_fn=os.setpgrp, env=env)
     except FileNotFoundError:
         raise CommandNotFound(f"command not found: {argv[0]}") from None
     except PermissionError:
@@ -58,9 +61,10 @@ def spawn(argv: list[str]) -> subprocess.Popen[bytes]:
 )
 @live_option
 @recording_options
-@cow_options
 @serve_metrics_option
 @check_options
+@cow_options
+@sites_options
 @click.option("-q", "--quiet", is_flag=True, help="Do not print the summary at the end.")
 @click.argument(
     "argv", nargs=-1, required=True, type=click.UNPROCESSED, metavar="-- COMMAND [ARGS]..."
@@ -71,8 +75,11 @@ def command(
     interval: float,
     duration: float | None,
     quiet: bool,
-    cow_interval: float | None,
     check: CheckRequest | None,
+    cow_interval: float | None,
+    trace_sites: int | None,
+    trace_workers: bool,
+    leak_census: bool,
 ) -> None:
     """Run COMMAND and record the memory of its whole process tree.
 
@@ -93,13 +100,20 @@ def command(
         args = args[1:]
     if not args:
         raise click.UsageError("missing COMMAND after --")
+    extras = _Extras(cow_interval, SitesRequest(trace_sites, trace_workers, leak_census))
     if check is None:
-        sys.exit(_record(args, output, interval, duration, quiet, cow_interval)[1])
-    runs = [_record(args, path, interval, duration, quiet, cow_interval)
+        sys.exit(_record(args, output, interval, duration, quiet, extras)[1])
+    runs = [_record(args, path, interval, duration, quiet, extras)
             for path in (check.outputs(output) if output else [None] * check.repeat)]
     verdict = check.judge([path for path, _, _ in runs])
     # A broken rule decides; else a command that failed on its own (not stopped by --duration).
     sys.exit(verdict or next((code for _, code, stopped in runs if code and not stopped), 0))
+
+
+@dataclass(frozen=True)
+class _Extras:
+    cow_interval: float | None
+    sites: SitesRequest
 
 
 def _record(
@@ -108,12 +122,24 @@ def _record(
     interval: float,
     duration: float | None,
     quiet: bool,
-    cow_interval: float | None,
+    extras: _Extras,
 ) -> tuple[str, int, bool]:
     """Run the command once, recording it: (recording path, exit status, whether --duration
     ended the command)."""
-    proc = spawn(args)
+    stack = contextlib.ExitStack()
+    sites = stack.enter_context(sites_session(extras.sites))
+    try:
+        env = None
+        if sites.run_dir is not None:
+            env = agent_env(os.environ, sites.run_dir, sites.frames, sites.trace_workers)
+        proc = spawn(args, env)
+        scheduler = stack.enter_context(cow_scheduler(extras.cow_interval))
+    except BaseException:
+        stack.close()
+        raise
     path = output or default_output(args[0], proc.pid)
+    options = SessionOptions(output=path, interval=interval, duration=duration,
+                             hooks=[*metrics_hooks(), scheduler, *sites.hooks])
     click.echo(f"memscope: recording {' '.join(args)} (pid {proc.pid}) to {path}", err=True)
 
     def forward(signum: int) -> None:
@@ -137,15 +163,10 @@ def _record(
         if root.record_id >= 0:
             writer.mark_exited(root.record_id, sampler.clock(), proc.returncode)
         writer.set_meta(exit_code=code)
+        sites.close(writer)
 
     try:
-        with (
-            signals_to(forward, FORWARDED),
-            live_display() as on_tick,
-            cow_scheduler(cow_interval) as scheduler,
-        ):
-            options = SessionOptions(output=path, interval=interval, duration=duration,
-                                     hooks=[*metrics_hooks(), scheduler])
+        with stack, signals_to(forward, FORWARDED), live_display() as on_tick:
             record(
                 proc.pid,
                 options,

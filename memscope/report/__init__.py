@@ -5,6 +5,7 @@ from memscope.report import (  # noqa: F401  (registers the formats and sections
     csv_report,
     html,
     json_report,
+    leak_section,
     mprof,
     prometheus,
     text,

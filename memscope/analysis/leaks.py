@@ -1,0 +1,247 @@
+"""Leak verdicts: a robust growth estimate of each process's USS, with confidence, compared with
+its siblings, plus the sites or types that grow. Pure functions of arrays and mappings.
+
+Method (per process, samples after warm-up):
+- slope: Theil–Sen (median of pairwise slopes), robust to the step-wise growth of allocator
+  arenas and to outliers (breakdown point ~29%);
+- confidence: one-sided Mann–Kendall test of an upward trend, Φ(z) with the tie-corrected
+  variance of Kendall's S; the slope's confidence interval is Sen's (ranks of the pairwise
+  slopes at ±z·sqrt(var S)/2);
+- verdict: `insufficient-data` with fewer than `min_samples` samples or less than
+  `min_span_s` seconds after warm-up; `leak` when the lower bound of the interval is above zero,
+  the slope is at least `min_rate` bytes/s and the fitted growth over the window is at least
+  `min_growth` bytes (fewer are a few pages of noise); otherwise `stable`. The slowest leak a
+  window of W seconds can show is therefore max(min_rate, min_growth / W).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+__all__ = [
+    "Growing",
+    "Growth",
+    "LeakOptions",
+    "LeakResult",
+    "compare_siblings",
+    "growing_from_series",
+    "leak_verdict",
+    "theil_sen",
+    "warmup_start",
+]
+
+F64 = npt.NDArray[np.float64]
+_MAX_POINTS = 400  # pairwise slopes are O(n²): thin longer series evenly
+
+
+@dataclass(frozen=True)
+class LeakOptions:
+    warmup_s: float = 1.0  # ignore at least this long after the first sample
+    warmup_fraction: float = 0.1  # ... or this fraction of the span, whichever is longer
+    min_samples: int = 8
+    min_span_s: float = 5.0
+    min_rate: float = 1024.0  # bytes/s: slower growth is reported `stable`
+    min_growth: float = 256 * 1024  # bytes over the window: less is page-level noise
+    level: float = 0.95  # confidence level of the interval and of the verdict
+
+
+@dataclass(frozen=True)
+class Growth:
+    slope: float  # bytes per second
+    intercept: float
+    lo: float  # Sen confidence interval of the slope at `level`
+    hi: float
+    confidence: float  # one-sided Mann–Kendall: probability-like evidence of growth, 0..1
+    n: int
+    span_s: float
+
+
+@dataclass(frozen=True)
+class Growing:
+    name: str  # "file:line" or a type name
+    kind: str  # "site" | "type"
+    bytes: int  # growth over the observed window
+    bytes_per_s: float
+
+
+@dataclass(frozen=True)
+class LeakResult:
+    verdict: str  # "leak" | "stable" | "insufficient-data"
+    growth: Growth | None
+    growing: tuple[Growing, ...] = ()
+    siblings: int = 0
+    sibling_median_bytes_per_s: float | None = None
+    series: str = "uss"  # the memory series the slope was fitted to
+
+    @property
+    def slope_bytes_per_s(self) -> float | None:
+        return None if self.growth is None else self.growth.slope
+
+    def to_json(self) -> dict[str, Any]:
+        g = self.growth
+        return {
+            "verdict": self.verdict,
+            "series": self.series,
+            "slope_bytes_per_s": None if g is None else round(g.slope, 3),
+            "confidence": None if g is None else round(g.confidence, 4),
+            "ci_bytes_per_s": None if g is None else [round(g.lo, 3), round(g.hi, 3)],
+            "samples": 0 if g is None else g.n,
+            "window_s": 0.0 if g is None else round(g.span_s, 3),
+            "siblings": {
+                "count": self.siblings,
+                "median_bytes_per_s": self.sibling_median_bytes_per_s,
+            },
+            "growing": [
+                {x.kind: x.name, "bytes": x.bytes, "bytes_per_s": round(x.bytes_per_s, 3)}
+                for x in self.growing
+            ],
+        }
+
+
+def _phi(z: float) -> float:
+    return 0.5 * (1.0 + math.erf(z / math.sqrt(2.0)))
+
+
+def _z(level: float) -> float:
+    lo, hi = 0.0, 10.0  # invert Φ by bisection (two-sided interval at `level`)
+    target = 1.0 - (1.0 - level) / 2.0
+    for _ in range(60):
+        mid = (lo + hi) / 2.0
+        lo, hi = (mid, hi) if _phi(mid) < target else (lo, mid)
+    return (lo + hi) / 2.0
+
+
+def _thin(t: F64, y: F64) -> tuple[F64, F64]:
+    if len(t) <= _MAX_POINTS:
+        return t, y
+    idx = np.unique(np.linspace(0, len(t) - 1, _MAX_POINTS).round().astype(np.int64))
+    return t[idx], y[idx]
+
+
+def theil_sen(t: Sequence[float] | F64, y: Sequence[float] | F64, level: float = 0.95) -> Growth:
+    """Theil–Sen slope of y(t) with Sen's interval and the Mann–Kendall confidence."""
+    ta, ya = _thin(np.asarray(t, dtype=np.float64), np.asarray(y, dtype=np.float64))
+    n = len(ta)
+    if n < 2:
+        raise ValueError("theil_sen needs at least two points")
+    i, j = np.triu_indices(n, k=1)
+    dt = ta[j] - ta[i]
+    dy = ya[j] - ya[i]
+    ok = dt > 0
+    slopes = np.sort(dy[ok] / dt[ok])
+    if not len(slopes):
+        raise ValueError("theil_sen needs two distinct times")
+    slope = float(np.median(slopes))
+    intercept = float(np.median(ya - slope * ta))
+    s = float(np.sign(dy[ok]).sum())
+    _, ties = np.unique(ya, return_counts=True)
+    var = (n * (n - 1) * (2 * n + 5) - float((ties * (ties - 1) * (2 * ties + 5)).sum())) / 18.0
+    if var <= 0:
+        return Growth(slope, intercept, slope, slope, 0.5, n, float(ta[-1] - ta[0]))
+    z = (s - math.copysign(1.0, s)) / math.sqrt(var) if s else 0.0
+    c = _z(level) * math.sqrt(var)
+    m = len(slopes)
+    lo_i = int(max(0, math.floor((m - c) / 2.0)))
+    hi_i = int(min(m - 1, math.ceil((m + c) / 2.0)))
+    return Growth(
+        slope, intercept, float(slopes[lo_i]), float(slopes[hi_i]), _phi(z), n,
+        float(ta[-1] - ta[0]),
+    )
+
+
+def warmup_start(t: Sequence[float], options: LeakOptions | None = None) -> float:
+    """Time from which samples count (first sample + warm-up)."""
+    opts = options or LeakOptions()
+    if not len(t):
+        return 0.0
+    t0, t1 = float(min(t)), float(max(t))
+    return t0 + max(opts.warmup_s, opts.warmup_fraction * (t1 - t0))
+
+
+def leak_verdict(
+    t: Sequence[float] | F64,
+    uss: Sequence[float] | F64,
+    options: LeakOptions | None = None,
+    growing: Sequence[Growing] = (),
+    series: str = "uss",
+) -> LeakResult:
+    """Verdict for one process from its (time, bytes) samples; see the module docstring."""
+    opts = options or LeakOptions()
+    ta = np.asarray(t, dtype=np.float64)
+    ya = np.asarray(uss, dtype=np.float64)
+    keep = np.isfinite(ta) & np.isfinite(ya)
+    ta, ya = ta[keep], ya[keep]
+    if len(ta):
+        order = np.argsort(ta, kind="stable")
+        ta, ya = ta[order], ya[order]
+        warm = max(opts.warmup_s, opts.warmup_fraction * float(ta[-1] - ta[0]))
+        after = ta >= ta[0] + warm
+        ta, ya = ta[after], ya[after]
+    if len(ta) < max(2, opts.min_samples) or float(ta[-1] - ta[0]) < opts.min_span_s:
+        g = theil_sen(ta, ya, opts.level) if len(ta) >= 2 and ta[-1] > ta[0] else None
+        return LeakResult("insufficient-data", g, tuple(growing), series=series)
+    g = theil_sen(ta, ya, opts.level)
+    grown = g.slope * g.span_s
+    verdict = (
+        "leak" if g.lo > 0 and g.slope >= opts.min_rate and grown >= opts.min_growth else "stable"
+    )
+    return LeakResult(verdict, g, tuple(growing), series=series)
+
+
+def compare_siblings(
+    results: Mapping[int, LeakResult], groups: Mapping[int, int]
+) -> dict[int, LeakResult]:
+    """Attach, to each result, how many siblings (same group key, e.g. parent pid) it has and
+    their median slope (siblings with a growth estimate only)."""
+    by_group: dict[int, list[int]] = {}
+    for key in results:
+        if key in groups:
+            by_group.setdefault(groups[key], []).append(key)
+    out = dict(results)
+    for members in by_group.values():
+        for key in members:
+            others = [
+                s for k in members
+                if k != key and (s := results[k].slope_bytes_per_s) is not None
+            ]
+            r = results[key]
+            out[key] = LeakResult(
+                r.verdict, r.growth, r.growing, len(members) - 1,
+                float(np.median(others)) if others else None, r.series,
+            )
+    return out
+
+
+def growing_from_series(
+    series: Sequence[tuple[float, Mapping[str, int]]],
+    kind: str,
+    top: int = 10,
+    min_bytes: int = 1,
+) -> list[Growing]:
+    """What grows across snapshots [(t, {name: bytes})] (type census or traced sites):
+    growth over the window and a Theil–Sen rate when there are 3+ snapshots."""
+    if len(series) < 2:
+        return []
+    series = sorted(series, key=lambda s: s[0])
+    names = set().union(*(m.keys() for _, m in series))
+    t = np.asarray([s[0] for s in series], dtype=np.float64)
+    span = float(t[-1] - t[0])
+    if span <= 0:
+        return []
+    out = []
+    for name in names:
+        y = np.asarray([m.get(name, 0) for _, m in series], dtype=np.float64)
+        grew = int(y[-1] - y[0])
+        if grew < min_bytes:
+            continue
+        rate = theil_sen(t, y).slope if len(series) >= 3 else grew / span
+        if rate > 0:
+            out.append(Growing(name, kind, grew, rate))
+    out.sort(key=lambda g: (-g.bytes_per_s, g.name))
+    return out[:top]

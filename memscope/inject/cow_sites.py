@@ -1,0 +1,72 @@
+"""COW to sites for live workers: parse the objects in a worker's copied pages and resolve their
+allocation sites through the tracing origin's agent (see memscope.inject.sites)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from memscope.cow._model import HeapMap, PageClass
+from memscope.cow.classify import classify, detect_mode
+from memscope.cow.cpython import Target, detect_target
+from memscope.cow.heap import parse_heap
+from memscope.cow.memreader import MemReader
+from memscope.cow.pagemap import (
+    decode_pagemap,
+    page_addresses,
+    private_writable,
+    read_pagemap,
+    read_pages,
+)
+from memscope.inject.errors import AgentError
+from memscope.inject.sites import SiteBytes, heap_sites, sum_sites
+from memscope.procfs import ProcFS
+
+__all__ = ["WorkerSites", "copied_heap", "tree_sites"]
+
+
+@dataclass(frozen=True)
+class WorkerSites:
+    pid: int
+    copied_bytes: int  # bytes of copied pages
+    sites: list[SiteBytes]  # bytes of the blocks overlapping those pages, by site
+    error: str = ""
+
+
+def copied_heap(
+    pid: int, parent_pid: int, procfs: ProcFS | None = None, target: Target | None = None
+) -> tuple[HeapMap, npt.NDArray[np.uint64]]:
+    """Objects in the pages `pid` has copied from `parent_pid`, and those pages' addresses."""
+    procfs = procfs if procfs is not None else ProcFS()
+    regions = private_writable(procfs.maps(pid))
+    addrs, _ = page_addresses(regions)
+    child = decode_pagemap(addrs, read_pagemap(procfs, pid, regions))
+    parent = decode_pagemap(addrs, read_pagemap(procfs, parent_pid, regions))
+    copied = addrs[classify(child, parent, detect_mode(child)) == PageClass.COPIED]
+    pages, ok = read_pages(procfs, pid, copied)
+    target = target if target is not None else detect_target(pid, procfs)
+    with MemReader(pid, procfs) as reader:
+        heap = parse_heap(target, reader, copied[ok], pages[ok])
+    return heap, copied
+
+
+def tree_sites(
+    run_dir: str, workers: dict[int, int], procfs: ProcFS | None = None, top: int = 20
+) -> tuple[list[WorkerSites], list[SiteBytes]]:
+    """Sites of the copied memory of each worker ({pid: parent pid}) and summed over them.
+
+    A worker whose scan or resolution fails gets an `error` and no sites; the others go on."""
+    out: list[WorkerSites] = []
+    for pid, ppid in sorted(workers.items()):
+        try:
+            heap, copied = copied_heap(pid, ppid, procfs)
+            sites = heap_sites(run_dir, pid, heap, copied, top=10**9)
+            out.append(WorkerSites(pid, len(copied) * 4096, sites))
+        except (AgentError, OSError, ValueError) as exc:
+            out.append(WorkerSites(pid, 0, [], str(exc)))
+    total = sum_sites([w.sites for w in out], top)
+    return [WorkerSites(w.pid, w.copied_bytes, w.sites[:top], w.error) for w in out], total
+
+

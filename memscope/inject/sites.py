@@ -1,0 +1,205 @@
+"""COW to sites: name the lines that allocated the objects in a worker's copied pages.
+
+Every object in a copied page was allocated before the fork, by the tracing ancestor (the
+process whose agent started tracemalloc; forked workers detach from tracing and remember it as
+`origin_pid`), at the same virtual address. The heap parser gives allocator block starts, which
+are exactly the pointers tracemalloc keys its traces by (for GC objects the PyGC_Head, on 3.11+
+the pre-header words before it; for malloc'd blocks the user pointer). memscope sends those
+addresses to the origin's agent, which looks each one up without touching the object.
+
+Limitation: the origin answers with its *current* traces. A block the origin freed after the
+fork and reused for another allocation reports the new allocation's site; a block it freed
+reports `<untraced>`.
+"""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from memscope.cow._model import HeapMap
+from memscope.inject.channel import AgentClient
+from memscope.inject.errors import AgentError
+
+__all__ = [
+    "UNTRACED",
+    "Resolution",
+    "SiteBytes",
+    "bytes_in_pages",
+    "heap_sites",
+    "origin_pid",
+    "resolve_addresses",
+    "sites_by_bytes",
+    "sum_sites",
+]
+
+UNTRACED = "<untraced>"
+_CHUNK = 50000
+_PAGE = 4096
+
+Frames = list[tuple[str, int]]
+
+
+@dataclass(frozen=True)
+class SiteBytes:
+    site: str  # "file:line" of the most recent frame, or UNTRACED
+    bytes: int
+    objects: int
+    traceback: tuple[tuple[str, int], ...] = field(default=())  # most recent first
+
+
+@dataclass
+class Resolution:
+    tracebacks: list[Frames]
+    index: npt.NDArray[np.int64]  # per address: index into tracebacks, -1 untraced
+
+
+def origin_pid(run_dir: str, pid: int, timeout: float = 5.0) -> int:
+    """The pid whose agent holds the traces describing `pid`'s inherited heap."""
+    with AgentClient.for_pid(run_dir, pid, timeout) as c:
+        info = c.request("ping")
+    tracing = info.get("tracing")
+    if not isinstance(tracing, dict) or not isinstance(tracing.get("origin_pid"), int):
+        raise AgentError(f"agent of pid {pid} sent no tracing origin")
+    if tracing["origin_pid"] <= 0:
+        raise AgentError(f"pid {pid} was not started with --trace-sites (no tracing origin)")
+    return int(tracing["origin_pid"])
+
+
+def _frames(raw: Any) -> Frames:
+    if not isinstance(raw, list):
+        raise AgentError("malformed traceback from agent")
+    out: Frames = []
+    for fr in raw:
+        if (not isinstance(fr, list) or len(fr) != 2 or not isinstance(fr[0], str)
+                or not isinstance(fr[1], int)):
+            raise AgentError("malformed traceback frame from agent")
+        out.append((fr[0], fr[1]))
+    return out
+
+
+def resolve_addresses(
+    client: AgentClient, addrs: npt.NDArray[np.uint64], max_frames: int = 64
+) -> Resolution:
+    """Ask a tracing agent for the traceback of each block start, in chunks."""
+    tracebacks: list[Frames] = []
+    seen: dict[tuple[tuple[str, int], ...], int] = {}
+    index = np.full(len(addrs), -1, dtype=np.int64)
+    for lo in range(0, len(addrs), _CHUNK):
+        part = np.ascontiguousarray(addrs[lo : lo + _CHUNK], dtype="<u8")
+        ans = client.request(
+            "resolve",
+            addrs_b64=base64.b64encode(part.tobytes()).decode("ascii"),
+            max_frames=max_frames,
+        )
+        tbs = ans.get("tracebacks")
+        local = _indexes(ans, len(part))
+        if not isinstance(tbs, list):
+            raise AgentError("malformed resolve answer from agent")
+        remap = []
+        for raw in tbs:
+            key = tuple(_frames(raw))
+            if key not in seen:
+                seen[key] = len(tracebacks)
+                tracebacks.append(list(key))
+            remap.append(seen[key])
+        if len(local) and (local.max() >= len(remap) or local.min() < -1):
+            raise AgentError("resolve answer indexes a missing traceback")
+        table = np.asarray([*remap, -1], dtype=np.int64)
+        index[lo : lo + len(part)] = table[local]  # -1 maps to the trailing -1
+    return Resolution(tracebacks, index)
+
+
+def _indexes(ans: dict[str, Any], n: int) -> npt.NDArray[np.int64]:
+    raw = ans.get("index_b64")
+    if not isinstance(raw, str):
+        raise AgentError("malformed resolve answer from agent: no index_b64")
+    try:
+        data = base64.b64decode(raw, validate=True)
+    except ValueError:
+        raise AgentError("malformed resolve answer from agent: bad base64") from None
+    if len(data) != 4 * n:
+        raise AgentError(f"resolve answer has {len(data) // 4} indexes for {n} addresses")
+    return np.frombuffer(data, dtype="<i4").astype(np.int64)
+
+
+def sites_by_bytes(
+    nbytes: npt.NDArray[np.int64], res: Resolution, top: int = 20, by: str = "line"
+) -> list[SiteBytes]:
+    """Group bytes by allocation site: by="line" (most recent frame) or "traceback"."""
+    keys: list[tuple[tuple[str, int], ...]] = []
+    key_of_tb: list[int] = []
+    key_index: dict[tuple[tuple[str, int], ...], int] = {}
+    for tb in res.tracebacks:
+        k = tuple(tb[:1]) if by == "line" else tuple(tb)
+        if k not in key_index:
+            key_index[k] = len(keys)
+            keys.append(tuple(tb))
+        key_of_tb.append(key_index[k])
+    lut = np.asarray([*key_of_tb, len(keys)], dtype=np.int64)  # untraced -> last bucket
+    bucket = lut[res.index]
+    sizes = np.bincount(bucket, weights=nbytes, minlength=len(keys) + 1)
+    counts = np.bincount(bucket, minlength=len(keys) + 1)
+    out = []
+    for b in np.argsort(-sizes, kind="stable"):
+        if counts[b] == 0:
+            continue
+        if b == len(keys):
+            out.append(SiteBytes(UNTRACED, int(sizes[b]), int(counts[b])))
+        else:
+            tb = keys[b]
+            out.append(SiteBytes(f"{tb[0][0]}:{tb[0][1]}", int(sizes[b]), int(counts[b]), tb))
+    return out[:top]
+
+
+def bytes_in_pages(
+    starts: npt.NDArray[np.uint64], sizes: npt.NDArray[np.int64], pages: npt.NDArray[np.uint64]
+) -> npt.NDArray[np.int64]:
+    """Bytes of each block [start, start+size) that lie inside the given 4 KiB pages."""
+    pages = np.sort(pages.astype(np.uint64))
+    if not len(pages):
+        return np.zeros(len(starts), dtype=np.int64)
+
+    def below(x: npt.NDArray[np.uint64]) -> npt.NDArray[np.int64]:
+        p = x & ~np.uint64(_PAGE - 1)
+        k = np.searchsorted(pages, p)
+        hit = (k < len(pages)) & (pages[np.minimum(k, len(pages) - 1)] == p)
+        partial = np.where(hit, (x - p).astype(np.int64), 0)
+        return np.asarray(k.astype(np.int64) * _PAGE + partial, dtype=np.int64)
+
+    ends = starts + sizes.astype(np.uint64)
+    return below(ends) - below(starts)
+
+
+def heap_sites(
+    run_dir: str,
+    pid: int,
+    heap: HeapMap,
+    pages: npt.NDArray[np.uint64],
+    top: int = 20,
+    max_frames: int = 64,
+) -> list[SiteBytes]:
+    """Bytes of `pages` (e.g. the copied ones) by allocation site of the blocks in them."""
+    starts, first = np.unique(heap.block_start, return_index=True)
+    sizes = bytes_in_pages(starts, heap.block_size[first].astype(np.int64), pages)
+    origin = origin_pid(run_dir, pid)
+    with AgentClient.for_pid(run_dir, origin, timeout=30.0) as c:
+        res = resolve_addresses(c, starts, max_frames)
+    return sites_by_bytes(sizes, res, top)
+
+
+def sum_sites(per_worker: list[list[SiteBytes]], top: int = 20) -> list[SiteBytes]:
+    """Sum per-worker site lists (rows with the same site add up)."""
+    acc: dict[str, list[Any]] = {}
+    for rows in per_worker:
+        for r in rows:
+            a = acc.setdefault(r.site, [0, 0, r.traceback])
+            a[0] += r.bytes
+            a[1] += r.objects
+    out = [SiteBytes(s, b, n, tb) for s, (b, n, tb) in acc.items()]
+    out.sort(key=lambda r: -r.bytes)
+    return out[:top]

@@ -1,0 +1,77 @@
+"""Leak and COW-sites sections of the text report; importing this module registers them
+(and the summary extension that computes their data)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+
+from memscope.analysis.summary import SUMMARY_EXTENSIONS, Summary
+from memscope.leaks.summary import add_leaks
+from memscope.report.text import TEXT_SECTIONS
+from memscope.units import format_bytes
+
+__all__ = ["cow_sites_section", "leak_section"]
+
+
+def _rate(v: float | None) -> str:
+    if v is None:
+        return "-"
+    return ("-" if v < 0 else "") + format_bytes(int(abs(v))) + "/s"
+
+
+def _siblings(sib: dict[str, Any]) -> str:
+    if not sib["count"]:
+        return "-"
+    return f"{sib['count']} (median {_rate(sib['median_bytes_per_s'])})"
+
+
+def leak_section(s: Summary) -> RenderableType | None:
+    rows = [(p, p.extra["leak"]) for p in s.processes if "leak" in p.extra]
+    if not rows:
+        return None
+    table = Table(title="Leaks: USS growth after warm-up (Theil–Sen)", title_justify="left")
+    for col in ("pid", "role", "verdict", "rate", "95% interval", "confidence", "siblings"):
+        table.add_column(col, justify="left" if col in ("role", "verdict") else "right")
+    table.add_column("growing (site or type)")
+    for p, leak in rows:
+        ci = leak["ci_bytes_per_s"]
+        sib = leak["siblings"]
+        growing = ", ".join(
+            f"{g.get('site') or g.get('type')} +{_rate(g['bytes_per_s'])}"
+            for g in leak["growing"][:3]
+        )
+        table.add_row(
+            str(p.pid),
+            p.role,
+            leak["verdict"],
+            _rate(leak["slope_bytes_per_s"]),
+            "-" if ci is None else f"{_rate(ci[0])} .. {_rate(ci[1])}",
+            "-" if leak["confidence"] is None else f"{leak['confidence']:.2f}",
+            _siblings(sib),
+            Text(growing or "-"),
+        )
+    return table
+
+
+def cow_sites_section(s: Summary) -> RenderableType | None:
+    total = s.extra.get("cow_sites")
+    if not total:
+        return None
+    table = Table(title="Copied memory by allocation site (all workers)", title_justify="left")
+    for col in ("site", "copied", "objects", "workers"):
+        table.add_column(col, justify="left" if col == "site" else "right")
+    for r in total[:10]:
+        table.add_row(Text(r["site"]), format_bytes(r["bytes"]), f"{r['objects']:,}",
+                      str(r["workers"]))
+    return Group(table)
+
+
+if add_leaks not in SUMMARY_EXTENSIONS:
+    SUMMARY_EXTENSIONS.append(add_leaks)
+for _section in (cow_sites_section, leak_section):
+    if _section not in TEXT_SECTIONS:
+        TEXT_SECTIONS.append(_section)
