@@ -7,6 +7,9 @@ so full rollups (pss, uss, swap, ...) are rationed by a CPU budget: a token buck
 rollup at once; otherwise the stalest process goes first. With the default 5 % of one core and
 0.2 s ticks, a 64-worker tree of 100 MiB workers gets a full sample per process about once a
 second and everyone gets counters every tick.
+
+CPU is measured on the sampler's own thread (time.thread_time): features that work on threads
+of their own under budgets of their own (COW scans, the leak census) are not charged here.
 """
 
 from __future__ import annotations
@@ -71,7 +74,7 @@ class Sampler:
         *,
         budget: float = 0.05,
         clock: Clock = time.time,
-        cpu_clock: Clock = time.process_time,
+        cpu_clock: Clock = time.thread_time,
         hooks: Sequence[TickHook] = (),
         flush_every: float = 0.5,
         max_staleness: float = 10.0,
