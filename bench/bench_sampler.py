@@ -76,6 +76,9 @@ def bench_tree(mib: int, workers: int, repeat: int, soak: float) -> dict[str, fl
         # Default mode: budgeted sampler at 0.2 s for `soak` seconds.
         writer = RecordingWriter(os.path.join(tmp, "soak.memscope"), {"mode": "bench"})
         soak_sampler = Sampler(procfs, ProcessTree(procfs, proc.pid), writer)
+        c_birth = time.process_time()
+        soak_sampler.tick()  # births: every process gets its first rollup at once
+        birth_cpu = time.process_time() - c_birth
         end = time.monotonic() + soak
         c0 = time.process_time()
         w0 = time.monotonic()
@@ -90,8 +93,34 @@ def bench_tree(mib: int, workers: int, repeat: int, soak: float) -> dict[str, fl
     out = {f"{k}_wall": v[0] for k, v in results.items()}
     out.update({f"{k}_cpu": v[1] for k, v in results.items()})
     out["soak_cpu_fraction"] = cpu_fraction
+    out["birth_cpu"] = birth_cpu
     out["soak_rollups_per_s"] = full_per_s
     return out
+
+
+def memory_flatness(ticks: int) -> tuple[int, int]:
+    """memscope's own RSS after 100 ticks and after `ticks` ticks (8-worker tree, no sleep)."""
+    proc, _ = spawn_tree(20, 8)
+    tmp = tempfile.mkdtemp()
+    me = psutil.Process()
+    try:
+        procfs = ProcFS()
+        writer = RecordingWriter(os.path.join(tmp, "long.memscope"), {"mode": "bench"})
+        sampler = Sampler(procfs, ProcessTree(procfs, proc.pid), writer, budget=1e9)
+        early = 0
+        for i in range(ticks):
+            sampler.tick()
+            if i == 99:
+                sampler.flush()
+                early = me.memory_info().rss
+        sampler.flush()
+        late = me.memory_info().rss
+        writer.close()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait()
+        shutil.rmtree(tmp)
+    return early, late
 
 
 def main() -> None:
@@ -100,11 +129,12 @@ def main() -> None:
     parser.add_argument("--mib", type=int, default=100, help="MiB mapped by every process")
     parser.add_argument("--repeat", type=int, default=30)
     parser.add_argument("--soak", type=float, default=20.0)
+    parser.add_argument("--long-ticks", type=int, default=5000)
     args = parser.parse_args()
     print(f"# tree sample cost, {args.mib} MiB per process, median of {args.repeat}")
     print("| workers | floor | memscope | psutil | smem | memscope/floor | psutil/floor |"
-          " smem/floor | default-mode CPU (1 core) | full rollups/s |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+          " smem/floor | first tick (births) | default mode, steady CPU (1 core) | full rollups/s |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for w in args.workers:
         r = bench_tree(args.mib, w, args.repeat, args.soak)
         fl = r["floor_wall"]
@@ -113,10 +143,15 @@ def main() -> None:
             f"| {w} | {fl * 1e3:.2f} ms | {r['memscope_wall'] * 1e3:.2f} ms |"
             f" {r['psutil_wall'] * 1e3:.2f} ms | {'-' if smem is None else f'{smem * 1e3:.0f} ms'} |"
             f" {r['memscope_wall'] / fl:.2f}x | {r['psutil_wall'] / fl:.2f}x |"
-            f" {'-' if smem is None else f'{smem / fl:.1f}x'} | {r['soak_cpu_fraction']:.1%} |"
+            f" {'-' if smem is None else f'{smem / fl:.1f}x'} | {r['birth_cpu'] * 1e3:.0f} ms |"
+            f" {r['soak_cpu_fraction']:.1%} |"
             f" {r['soak_rollups_per_s']:.0f} |",
             flush=True,
         )
+    early, late = memory_flatness(args.long_ticks)
+    print(f"\nmemscope's own RSS, 9-process tree, full rollups every tick: {early / 2**20:.1f} MiB"
+          f" after 100 ticks, {late / 2**20:.1f} MiB after {args.long_ticks} ticks"
+          f" ({args.long_ticks * 9} samples streamed to the file)")
 
 
 if __name__ == "__main__":
