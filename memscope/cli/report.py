@@ -8,6 +8,7 @@ import sys
 import tempfile
 
 import click
+from rich.console import Console
 
 from memscope.analysis.summary import build_summary
 from memscope.errors import InputError, RecordingError
@@ -23,7 +24,8 @@ def write_report(path: str, fmt: str, out_path: str | None) -> None:
     rec = open_recording(path)
     try:
         try:
-            data = ReportData(build_summary(rec), rec)
+            with Console(stderr=True).status(f"reading {path}…"):  # a spinner on terminals
+                data = ReportData(build_summary(rec), rec)
         except sqlite3.DatabaseError as exc:
             raise RecordingError(f"{path}: recording is corrupt or truncated ({exc})") from None
         if out_path is None or out_path == "-":
@@ -40,7 +42,8 @@ def write_report(path: str, fmt: str, out_path: str | None) -> None:
             umask = os.umask(0)
             os.umask(umask)
             os.fchmod(fd, 0o666 & ~umask)
-            with os.fdopen(fd, "w", encoding="utf-8") as out:
+            with os.fdopen(fd, "w", encoding="utf-8") as out, \
+                    Console(stderr=True).status(f"writing {out_path}…"):
                 reporter.render(data, out)
             os.replace(tmp, out_path)
         except BaseException:

@@ -43,7 +43,9 @@ def command(pid: int, parent_pid: int | None, mode: str | None, as_json: bool) -
     procfs = ProcFS()
     try:
         ppid = parent_pid if parent_pid is not None else procfs.stat(pid).ppid
-        scan = scan_process(pid, ppid, procfs, mode=mode)
+        # A spinner on a terminal: a scan of a large heap takes a second or more.
+        with Console(stderr=True).status(f"scanning {pid} against its parent {ppid}…"):
+            scan = scan_process(pid, ppid, procfs, mode=mode)
     except ProcessGone as exc:
         raise TargetError(f"no process with PID {exc.pid} (or it exited during the scan)") from None
     except AccessDenied as exc:
