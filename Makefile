@@ -3,18 +3,21 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install demo test lint targets
+.PHONY: install install-test demo test lint targets
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
 install: $(BIN)/python
-	$(BIN)/pip install -q -e '.[test]'
+	$(BIN)/pip install -q -e '.[html]'
+
+install-test: $(BIN)/python
+	$(BIN)/pip install -q -e '.[test,html]'
 
 demo: install
 	$(BIN)/memscope demo
 
-lint: install
+lint: install-test
 	$(BIN)/ruff check memscope tests fixtures bench
 	$(BIN)/mypy
 
