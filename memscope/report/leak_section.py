@@ -33,6 +33,12 @@ def leak_section(s: Summary) -> RenderableType | None:
     rows = [(p, p.extra["leak"]) for p in s.processes if "leak" in p.extra]
     if not rows:
         return None
+    if all(leak["verdict"] == "insufficient-data" for _, leak in rows):
+        # One line instead of a table of dashes (short runs, such as the demo).
+        return Text(
+            f"Leaks: not enough samples after warm-up to judge any of the {len(rows)}"
+            " processes (record longer; JSON has the per-process details)"
+        )
     table = Table(title="Leaks: USS growth after warm-up (Theil–Sen)", title_justify="left")
     for col in ("pid", "role", "verdict", "rate", "95% interval", "confidence", "siblings"):
         table.add_column(col, justify="left" if col in ("role", "verdict") else "right")
