@@ -11,6 +11,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
+from memscope.analysis.totals import load_columns, tree_sums
 from memscope.recording import ProcessRow, Recording
 
 __all__ = [
@@ -146,36 +149,14 @@ def _process_stats(rec: Recording) -> dict[int, dict[str, Any]]:
 
 
 def _totals(rec: Recording) -> Totals:
-    last_pss: dict[int, int] = {}
-    best_pss = best_rss = 0
-    best_pss_t: float | None = None
-    best_rss_t: float | None = None
-    cur_t: float | None = None
-    tick_rss = 0
-    tick_members: list[int] = []
-
-    def close_tick() -> None:
-        nonlocal best_pss, best_rss, best_pss_t, best_rss_t
-        if cur_t is None:
-            return
-        pss = sum(last_pss.get(p, 0) for p in tick_members)
-        if pss > best_pss:
-            best_pss, best_pss_t = pss, cur_t
-        if tick_rss > best_rss:
-            best_rss, best_rss_t = tick_rss, cur_t
-
-    for pid, t, rss, pss in rec.conn.execute(
-        "SELECT process_id, t, rss, pss FROM samples ORDER BY t, process_id"
-    ):
-        if t != cur_t:
-            close_tick()
-            cur_t, tick_rss, tick_members = t, 0, []
-        tick_rss += rss or 0
-        tick_members.append(pid)
-        if pss is not None:
-            last_pss[pid] = pss
-    close_tick()
-    return Totals(best_pss, best_pss_t, best_rss, best_rss_t)
+    process_id, t, values = load_columns(rec, ("rss", "pss"))
+    ticks, sums = tree_sums(process_id, t, values)
+    if ticks.size == 0:
+        return Totals(0, None, 0, None)
+    ipss, irss = int(np.argmax(sums["pss"])), int(np.argmax(sums["rss"]))
+    return Totals(
+        int(sums["pss"][ipss]), float(ticks[ipss]), int(sums["rss"][irss]), float(ticks[irss])
+    )
 
 
 def _sampler(rec: Recording, duration: float) -> SamplerStats:

@@ -18,6 +18,7 @@ import numpy as np
 import numpy.typing as npt
 
 from memscope.analysis.summary import Summary
+from memscope.analysis.totals import load_columns, tree_sums
 from memscope.recording import Recording
 
 __all__ = [
@@ -62,18 +63,10 @@ class Samples:
 
 def load_samples(rec: Recording) -> Samples:
     """One query; NULL becomes NaN (rollup columns are NULL on counter-only ticks)."""
-    rows = rec.conn.execute(
-        "SELECT process_id, t, IFNULL(rss, -1), IFNULL(pss, -1), IFNULL(uss, -1),"
-        " IFNULL(shared_clean + shared_dirty, -1), IFNULL(swap, -1)"
-        " FROM samples ORDER BY process_id, t"
-    ).fetchall()
-    arr = np.array(rows, dtype=np.float64).reshape(len(rows), 2 + len(SERIES))
-    values = {}
-    for i, name in enumerate(SERIES):
-        col = arr[:, 2 + i]
-        col[col < 0] = np.nan
-        values[name] = col
-    return Samples(arr[:, 0].astype(np.int64), arr[:, 1], values)
+    process_id, t, values = load_columns(
+        rec, SERIES, {"shared": "shared_clean + shared_dirty"}
+    )
+    return Samples(process_id, t, values)
 
 
 def envelope(columns: I64, values: F64, buckets: int) -> F64:
@@ -156,24 +149,12 @@ def _cow_timeline(extra: dict[str, Any]) -> tuple[F64, dict[str, F64]] | None:
 
 
 def _totals(grid: Grid, samples: Samples) -> dict[str, Any] | None:
-    """ΣRSS per tick, and ΣPSS/ΣUSS summing each live process's latest rollup (as summary.py)."""
+    """ΣRSS, ΣPSS and ΣUSS per tick, each live process's latest rollup carried forward."""
     if samples.t.size == 0:
         return None
-    pid = samples.process_id
-    new_proc = np.r_[True, pid[1:] != pid[:-1]]
-    sums: dict[str, F64] = {}
-    ticks, tick_idx = np.unique(samples.t, return_inverse=True)
-    for name in ("rss", "pss", "uss"):
-        v = samples.values[name]
-        idx: I64 = np.arange(v.size)
-        # Forward fill within each process: the latest valid sample at or before each row,
-        # kept only if it belongs to the same process (is not before the process's first row).
-        last = np.maximum.accumulate(np.where(np.isnan(v), -1, idx))
-        starts = np.maximum.accumulate(np.where(new_proc, idx, 0))
-        filled = np.where(last >= starts, v[np.clip(last, 0, None)], 0.0)
-        sums[name] = np.bincount(
-            tick_idx.ravel(), weights=filled, minlength=ticks.size
-        ).astype(np.float64)
+    ticks, sums = tree_sums(
+        samples.process_id, samples.t, {k: samples.values[k] for k in ("rss", "pss", "uss")}
+    )
     named = {f"total_{k}": v for k, v in sums.items() if np.any(v > 0)}
     return _series_block(grid, ticks, named)
 
