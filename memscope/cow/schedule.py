@@ -56,11 +56,9 @@ class _State:
 def minor_faults(procfs: ProcFS, pid: int) -> int | None:
     """Field 10 of /proc/PID/stat (minflt), or None when the process is gone."""
     try:
-        raw = procfs.read(pid, "stat")
+        return procfs.stat(pid).minflt
     except (ProcessGone, AccessDenied):
         return None
-    fields = raw[raw.rfind(b")") + 2 :].split()
-    return int(fields[7]) if len(fields) > 7 else None
 
 
 def _default_scanner(pid: int, ppid: int, procfs: ProcFS) -> CowScan:

@@ -123,6 +123,7 @@ class Stat:
     comm: str
     state: str
     ppid: int
+    minflt: int  # minor faults (a copy-on-write break is one)
     utime_ticks: int
     stime_ticks: int
     num_threads: int
@@ -262,6 +263,7 @@ def parse_stat(data: bytes) -> Stat:
         comm=comm,
         state=rest[0].decode(),
         ppid=int(rest[1]),
+        minflt=int(rest[7]),
         utime_ticks=int(rest[11]),
         stime_ticks=int(rest[12]),
         num_threads=int(rest[17]),

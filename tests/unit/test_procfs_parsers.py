@@ -72,16 +72,16 @@ def test_stat_of_hostile_name() -> None:
 @pytest.mark.parametrize(
     ("raw", "comm"),
     [
-        (b"7 ()) R 1 7 7 0 -1 0 0 0 0 0 3 4 0 0 20 0 2 0 555 0 9", ")"),
-        (b"7 (a b) (c) R 1 7 7 0 -1 0 0 0 0 0 3 4 0 0 20 0 2 0 555 0 9", "a b) (c"),
-        (b"7 (\xff\xfe) R 1 7 7 0 -1 0 0 0 0 0 3 4 0 0 20 0 2 0 555 0 9", "\ufffd\ufffd"),
+        (b"7 ()) R 1 7 7 0 -1 0 42 0 0 0 3 4 0 0 20 0 2 0 555 0 9", ")"),
+        (b"7 (a b) (c) R 1 7 7 0 -1 0 42 0 0 0 3 4 0 0 20 0 2 0 555 0 9", "a b) (c"),
+        (b"7 (\xff\xfe) R 1 7 7 0 -1 0 42 0 0 0 3 4 0 0 20 0 2 0 555 0 9", "\ufffd\ufffd"),
     ],
 )
 def test_stat_survives_parentheses_spaces_and_bytes(raw: bytes, comm: str) -> None:
     st = parse_stat(raw)
     assert st.comm == comm
-    assert (st.ppid, st.utime_ticks, st.stime_ticks, st.num_threads, st.start_ticks) == (
-        1, 3, 4, 2, 555)
+    assert (st.ppid, st.minflt, st.utime_ticks, st.stime_ticks, st.num_threads, st.start_ticks) == (
+        1, 42, 3, 4, 2, 555)
     assert st.exit_code is None  # short line: no field 52
 
 
