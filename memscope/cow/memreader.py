@@ -23,8 +23,7 @@ from types import TracebackType
 import numpy as np
 import numpy.typing as npt
 
-from memscope.procfs import MapEntry, ProcessGone, ProcFS
-from memscope.procfs._reader import _boundary
+from memscope.procfs import MapEntry, ProcessGone, ProcFS, boundary
 
 __all__ = ["PAGE", "USER_END", "MemReader", "Unmapped"]
 
@@ -47,7 +46,7 @@ class MemReader:
     def __init__(self, pid: int, procfs: ProcFS | None = None) -> None:
         self.pid = pid
         self.procfs = procfs if procfs is not None else ProcFS()
-        with _boundary(pid, "mem"):
+        with boundary(pid, "mem"):
             self._fd = os.open(self.procfs.path(pid, "mem"), os.O_RDONLY | os.O_CLOEXEC)
         self._cache: dict[int, bytes | None] = {}
         self._maps: list[MapEntry] | None = None
@@ -120,7 +119,7 @@ class MemReader:
         if not 0 < addr < USER_END - len(buf):
             return 0
         while total < len(buf):
-            with _boundary(self.pid, "mem"):
+            with boundary(self.pid, "mem"):
                 try:
                     got = os.preadv(self._fd, [buf[total:]], addr + total)
                 except OSError as exc:

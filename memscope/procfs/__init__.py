@@ -22,6 +22,7 @@ from memscope.procfs._reader import (
     ProcFile,
     ProcFS,
     ProcfsError,
+    boundary,
 )
 
 __all__ = [
@@ -37,6 +38,7 @@ __all__ = [
     "Stat",
     "Statm",
     "Status",
+    "boundary",
     "parse_maps",
     "parse_smaps",
     "parse_smaps_rollup",

@@ -27,7 +27,15 @@ from memscope.procfs._parsers import (
     sum_rollups,
 )
 
-__all__ = ["AccessDenied", "ProcFS", "ProcFile", "ProcessGone", "ProcessHandle", "ProcfsError"]
+__all__ = [
+    "AccessDenied",
+    "ProcFS",
+    "ProcFile",
+    "ProcessGone",
+    "ProcessHandle",
+    "ProcfsError",
+    "boundary",
+]
 
 _GONE = {errno.ENOENT, errno.ESRCH}
 _DENIED = {errno.EACCES, errno.EPERM}
@@ -48,7 +56,8 @@ class AccessDenied(ProcfsError):
 
 
 @contextmanager
-def _boundary(pid: int, what: str) -> Iterator[None]:
+def boundary(pid: int, what: str) -> Iterator[None]:
+    """Translate OS errors of reading `what` of process `pid`: the one place it is done."""
     try:
         yield
     except OSError as exc:
@@ -92,7 +101,7 @@ class ProcFile:
 
     def readinto(self, buf: memoryview, offset: int) -> int:
         done = 0
-        with _boundary(self.pid, self.name):
+        with boundary(self.pid, self.name):
             while done < len(buf):
                 try:
                     n = os.preadv(self._fd, [buf[done:]], offset + done)
@@ -127,7 +136,7 @@ class ProcFS:
 
     def read(self, pid: int, name: str) -> bytes:
         """Read a whole /proc/PID/NAME file, translating errors at this one boundary."""
-        with _boundary(pid, name):
+        with boundary(pid, name):
             return _read_fd(os.open(self.path(pid, name), os.O_RDONLY | os.O_CLOEXEC))
 
     def open(self, pid: int) -> ProcessHandle:
@@ -135,7 +144,7 @@ class ProcFS:
 
     def open_file(self, pid: int, name: str) -> ProcFile:
         """Open /proc/PID/NAME for reads at offsets (pagemap, mem); use as a context manager."""
-        with _boundary(pid, name):
+        with boundary(pid, name):
             fd = os.open(self.path(pid, name), os.O_RDONLY | os.O_CLOEXEC)
         return ProcFile(pid, name, fd)
 
@@ -184,7 +193,7 @@ class ProcFS:
         """Target of /proc/PID/exe, or None when unreadable: kernel threads, other users'
         processes, zombies, and processes that exit while we look."""
         try:
-            with _boundary(pid, "exe"):
+            with boundary(pid, "exe"):
                 return os.readlink(self.path(pid, "exe"))
         except ProcfsError:
             return None
@@ -201,7 +210,7 @@ class ProcessHandle:
     def __init__(self, procfs: ProcFS, pid: int) -> None:
         self.procfs = procfs
         self.pid = pid
-        with _boundary(pid, "directory"):
+        with boundary(pid, "directory"):
             self._dirfd: int | None = os.open(
                 f"{procfs.root}/{pid}", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
             )
@@ -209,7 +218,7 @@ class ProcessHandle:
     def read(self, name: str) -> bytes:
         if self._dirfd is None:
             raise ProcessGone(self.pid, f"process {self.pid} handle is closed")
-        with _boundary(self.pid, name):
+        with boundary(self.pid, name):
             return _read_fd(os.open(name, os.O_RDONLY | os.O_CLOEXEC, dir_fd=self._dirfd))
 
     def statm(self) -> Statm:

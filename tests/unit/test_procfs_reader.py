@@ -10,8 +10,7 @@ import time
 
 import pytest
 
-from memscope.procfs import AccessDenied, ProcessGone, ProcFS, parse_smaps_rollup
-from memscope.procfs._reader import _boundary
+from memscope.procfs import AccessDenied, ProcessGone, ProcFS, boundary, parse_smaps_rollup
 from tests.conftest import CAPTURED_PROC
 
 PARENT, CHILD, HOSTILE, GRANDCHILD = 14337, 14339, 14340, 14341
@@ -39,12 +38,12 @@ def test_missing_process_is_gone() -> None:
      (errno.EPERM, AccessDenied), (errno.EIO, ProcessGone)],
 )
 def test_boundary_translates_errno(code: int, error: type[Exception]) -> None:
-    with pytest.raises(error), _boundary(42, "smaps_rollup"):
+    with pytest.raises(error), boundary(42, "smaps_rollup"):
         raise OSError(code, os.strerror(code))
 
 
 def test_other_os_errors_are_not_hidden() -> None:
-    with pytest.raises(OSError, match="No space"), _boundary(42, "stat"):
+    with pytest.raises(OSError, match="No space"), boundary(42, "stat"):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
 
