@@ -37,7 +37,9 @@ def cli() -> None:
     Examples:
       memscope run -- gunicorn --preload -w 8 app:app
       memscope attach 4242 --duration 60
-      memscope report memscope-gunicorn-4242.memscope --format json
+      memscope report memscope-gunicorn-4242.memscope --format html -o report.html
+      memscope scan 4243                      # one worker's copied pages, types, causes
+      memscope check run.memscope -r 'worker.uss.peak <= 200MiB'
       memscope demo
 
     Exit codes: 0 ok (run: the command's own status), 1 a check limit was exceeded,

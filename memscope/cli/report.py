@@ -75,5 +75,7 @@ def command(path: str, fmt: str, output: str | None) -> None:
     Examples:
       memscope report run.memscope
       memscope report run.memscope --format json -o run.json
+      memscope report run.memscope --format html -o report.html
+      memscope report run.memscope --format prometheus -o /var/lib/node_exporter/memscope.prom
     """
     write_report(path, fmt, output)
