@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sqlite3
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -15,13 +16,20 @@ from types import FrameType
 from typing import Any
 
 from memscope import __version__
-from memscope.errors import TargetError
+from memscope.errors import RecordingError, TargetError
 from memscope.procfs import AccessDenied, ProcessGone, ProcFS
 from memscope.recording import RecordingWriter
 from memscope.sampler import Sampler, TickHook
 from memscope.tree import ProcessTree
 
-__all__ = ["SessionOptions", "check_target", "default_output", "record", "signals_to"]
+__all__ = [
+    "SessionOptions",
+    "check_output",
+    "check_target",
+    "default_output",
+    "record",
+    "signals_to",
+]
 
 _PTRACE_HINT = (
     "run memscope as the same user as the target, or grant CAP_SYS_PTRACE"
@@ -42,6 +50,17 @@ class SessionOptions:
 def default_output(name: str, pid: int) -> str:
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in os.path.basename(name))[:40]
     return f"memscope-{safe or 'process'}-{pid}.memscope"
+
+
+def check_output(path: str) -> None:
+    """Raise RecordingError unless a recording can be created at `path` (before starting)."""
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        raise RecordingError(f"{path}: directory {directory} does not exist")
+    if not os.access(directory, os.W_OK | os.X_OK):
+        raise RecordingError(f"{path}: cannot create files in {directory}")
+    if os.path.isdir(path):
+        raise RecordingError(f"{path}: is a directory")
 
 
 def check_target(procfs: ProcFS, pid: int) -> None:
@@ -88,6 +107,23 @@ def record(
     procfs = options.procfs
     tree = ProcessTree(procfs, root_pid, exclude={os.getpid()})
     started = time.time()
+    try:
+        return _record(tree, options, meta, started, should_stop, on_tick, finalize)
+    except sqlite3.Error as exc:  # disk full, file removed or locked under us, ...
+        raise RecordingError(f"{options.output}: cannot write the recording ({exc})") from None
+
+
+def _record(
+    tree: ProcessTree,
+    options: SessionOptions,
+    meta: dict[str, Any],
+    started: float,
+    should_stop: Callable[[], bool],
+    on_tick: Callable[[Sampler], None] | None,
+    finalize: Callable[[RecordingWriter, Sampler], None] | None,
+) -> Sampler:
+    procfs = options.procfs
+    root_pid = tree.root.pid
     writer = RecordingWriter(
         options.output,
         {

@@ -14,7 +14,14 @@ from memscope.inject.attach import detach_agents, inject
 from memscope.live import live_display, live_option
 from memscope.metrics.cli import metrics_hooks, serve_metrics_option
 from memscope.procfs import ProcFS
-from memscope.session import SessionOptions, check_target, default_output, record, signals_to
+from memscope.session import (
+    SessionOptions,
+    check_output,
+    check_target,
+    default_output,
+    record,
+    signals_to,
+)
 
 __all__ = ["command"]
 
@@ -56,6 +63,7 @@ def command(
     check_target(procfs, pid)
     cmdline = procfs.cmdline(pid) if procfs.exists(pid) else []
     path = output or default_output(cmdline[0] if cmdline else "process", pid)
+    check_output(path)
     stopping: list[int] = []
     click.echo(f"memscope: attached to {pid}, recording to {path} (Ctrl-C to stop)", err=True)
     with signals_to(stopping.append, (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)), \

@@ -22,7 +22,13 @@ from memscope.live import live_display, live_option
 from memscope.metrics.cli import metrics_hooks, serve_metrics_option
 from memscope.recording import RecordingWriter
 from memscope.sampler import Sampler
-from memscope.session import SessionOptions, default_output, record, signals_to
+from memscope.session import (
+    SessionOptions,
+    check_output,
+    default_output,
+    record,
+    signals_to,
+)
 
 __all__ = ["command", "exit_status", "spawn"]
 
@@ -126,6 +132,7 @@ def _record(
 ) -> tuple[str, int, bool]:
     """Run the command once, recording it: (recording path, exit status, whether --duration
     ended the command)."""
+    check_output(output or default_output(args[0], 0))  # before anything starts
     stack = contextlib.ExitStack()
     sites = stack.enter_context(sites_session(extras.sites))
     try:

@@ -129,3 +129,32 @@ def test_denied_access_has_a_hint() -> None:
     assert "permission denied reading process" in one_error_line(done.stderr)
     assert "CAP_SYS_PTRACE" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_unwritable_output_fails_before_the_command_starts(tmp_path: os.PathLike[str]) -> None:
+    marker = os.path.join(str(tmp_path), "started")
+    code, out = invoke("run", "-o", os.path.join(str(tmp_path), "no", "such", "dir", "r.memscope"),
+                       "--", "touch", marker)
+    assert code == 2
+    assert "does not exist" in one_error_line(out)
+    assert not os.path.exists(marker)  # the command never ran
+
+
+def test_recording_error_mid_run_is_one_line(
+    tmp_path: os.PathLike[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN a disk that fills up after a few ticks
+    ticks = []
+
+    def add_tick(self: RecordingWriter, *args: object) -> None:
+        ticks.append(args)
+        if len(ticks) > 3:
+            raise sqlite3.OperationalError("database or disk is full")
+
+    monkeypatch.setattr(RecordingWriter, "add_tick", add_tick)
+    path = os.path.join(str(tmp_path), "r.memscope")
+    code, out = invoke("run", "-q", "-o", path, "--", "sleep", "5")
+    # THEN one line, exit 2, and the command was stopped rather than orphaned
+    assert code == 2
+    assert "cannot write the recording (database or disk is full)" in one_error_line(out)
+    assert len(ticks) == 4
