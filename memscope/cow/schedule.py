@@ -225,6 +225,9 @@ class CowScheduler:
             m for m in workers
             if m.key not in self._inflight and (requested or self._due(m, faults[m.pid], now))
         ]
+        # Stalest first (never scanned before all), so with one scan at a time no worker
+        # waits behind siblings that keep coming due again.
+        due.sort(key=lambda m: self._last_scan(m.key))
         started = time.perf_counter()
         for member in due:
             if not requested:
@@ -243,6 +246,10 @@ class CowScheduler:
                 _run_job(job, self.scanner)
                 self._charge(ctx, job.cpu)
                 self._finish(ctx, job)
+
+    def _last_scan(self, key: tuple[int, int]) -> float:
+        state = self._state.get(key)
+        return float("-inf") if state is None or state.last_t is None else state.last_t
 
     def _finish(self, ctx: TickContext, job: _Job) -> None:
         self._inflight.discard(job.key)

@@ -188,3 +188,40 @@ def test_threaded_scans_land_at_a_later_tick_and_are_charged(
     assert sched.scans == 1
     assert ctx.own_budget_cpu >= 0.0
     assert sched.tokens <= sched.burst
+
+
+def test_one_scan_at_a_time_goes_round_robin(tmp_path: Path) -> None:
+    # GIVEN three workers due every second and room for one scan per tick
+    children = [subprocess.Popen(["sleep", "60"]) for _ in range(3)]
+    writer = RecordingWriter(str(tmp_path / "rr.memscope"), {})
+    try:
+        me = os.getpid()
+        members = []
+        for pid, ppid in [(me, os.getppid())] + [(c.pid, me) for c in children]:
+            m = Member(pid=pid, start_ticks=ProcFS().stat(pid).start_ticks, ppid=ppid,
+                       role="worker", parent_key=None)
+            m.record_id = writer.add_process(pid=pid, start_ticks=m.start_ticks, ppid=ppid,
+                                             parent_id=None, role="worker", cmdline=[],
+                                             exe=None, python_version=None, started_at=0.0)
+            members.append(m)
+        ctx = TickContext(0.0, members, members[0], writer, ProcFS(), {})
+        clock = Clock()
+        scanner = Scanner(clock)
+
+        def slow_scan(pid: int, ppid: int, procfs: ProcFS) -> CowScan:
+            time.sleep(0.02)
+            return scanner(pid, ppid, procfs)
+
+        sched = CowScheduler(interval=1.0, clock=clock, scanner=slow_scan, threaded=False,
+                             tick_slice=0.01)
+        for _ in range(9):
+            sched(ctx)
+            clock.now += 1.0
+        # THEN every worker got its turn three times, not the first one nine times
+        scanned = [pid for pid, _ in scanner.calls]
+        assert sorted(scanned) == sorted([c.pid for c in children] * 3)
+    finally:
+        for c in children:
+            c.kill()
+            c.wait()
+        writer.close()
