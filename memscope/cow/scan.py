@@ -79,7 +79,15 @@ def scan_process(
         target = _target(pid, procfs, regions)
         target_text = target.describe()
         if objects and target.supported:
-            heap, why = _parse(target, procfs, pid, copied[ok], pages[ok])
+            # Boolean indexing copies: skip it when every page was read (the usual case).
+            all_ok = bool(ok.all())
+            heap, why = _parse(
+                target,
+                procfs,
+                pid,
+                copied if all_ok else copied[ok],
+                pages if all_ok else pages[ok],
+            )
             target_text += why
             pool_size = 16384 if target.minor >= (3, 10) else 4096
         elif not objects:
