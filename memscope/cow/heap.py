@@ -85,14 +85,12 @@ def parse_heap(
     types = _TypeTable(infos, row_slot)
     gc_tracked = _gc_tracked(types, obj_off, words)
     if len(chunks.addr):
-        order = np.argsort(start, kind="stable")  # two sorted runs: a merge
-        start, size, obj_off, gc_tracked = (
-            start[order],
-            size[order],
-            obj_off[order],
-            gc_tracked[order],
+        # Two sorted runs (pool blocks, then chunks): merge them by slices, not a sort.
+        pieces = _merge_pieces(pools.addr, start[len(pools.addr) :])
+        start, size, obj_off, gc_tracked, types.row_type = (
+            np.concatenate([a[lo:hi] for lo, hi in pieces])
+            for a in (start, size, obj_off, gc_tracked, types.row_type)
         )
-        types.row_type = types.row_type[order]
     is_buffer = types.row_type == 0
     obj_start = start + obj_off.astype(np.uint64)
     type_index = types.name_index[types.row_type]
@@ -116,6 +114,25 @@ def parse_heap(
         pools=pools.pool_addrs,
         pool_size=layout.pool_size,
     )
+
+
+def _merge_pieces(a: U64, b: U64) -> list[tuple[int, int]]:
+    """Index ranges of concat(a, b) (a, b sorted) whose concatenation is sorted.
+
+    Chunks (b) come in a few groups between pool blocks (a), so there are few pieces.
+    """
+    ins = np.searchsorted(a, b)
+    at, first, count = np.unique(ins, return_index=True, return_counts=True)
+    pieces: list[tuple[int, int]] = []
+    prev = 0
+    for pos, lo, n in zip(at.tolist(), first.tolist(), count.tolist(), strict=True):
+        if pos > prev:
+            pieces.append((prev, pos))
+        pieces.append((len(a) + lo, len(a) + lo + n))
+        prev = pos
+    if prev < len(a):
+        pieces.append((prev, len(a)))
+    return pieces
 
 
 def _word_getter(pools: PoolBlocks, chunks: Chunks, snap: Snapshot) -> WordGetter:
