@@ -148,9 +148,10 @@ def _word_getter(pools: PoolBlocks, chunks: Chunks, snap: Snapshot) -> WordGette
         if not len(chunk_words):
             return pools.words(snap, k, rows)
         if rows is None:
-            return np.concatenate(
-                (pools.words(snap, k, None), chunk_words[:, min(k, WINDOW_WORDS - 1)])
-            )
+            out = np.empty(npool + len(chunk_words), dtype=np.uint64)
+            pools.words(snap, k, None, out=out[:npool])
+            out[npool:] = chunk_words[:, min(k, WINDOW_WORDS - 1)]
+            return out
         in_pool = rows < npool
         out = np.empty(len(rows), dtype=np.uint64)
         out[in_pool] = pools.words(snap, k, rows[in_pool])

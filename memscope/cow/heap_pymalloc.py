@@ -35,28 +35,36 @@ class PoolBlocks:
 
     addr: U64  # block start
     size: I64  # block size
-    pool: I64  # index of the block's pool in pool_addrs (empty when all_flat)
-    offset: I64  # offset of the block in its pool (empty when all_flat)
     widx: I64  # word index of the block in the snapshot's array, -1 if its pool is split
-    all_flat: bool  # no pool is split
+    split: I64  # rows whose pool is split (widx -1), sorted
+    split_pool: I64  # for those rows: index of the block's pool in pool_addrs
+    split_offset: I64  # for those rows: offset of the block in its pool
     pool_addrs: U64  # valid pools (headers are allocator metadata)
     page_code: I64  # (pools, pages per pool): Snapshot codes of each pool page
     free_addr: U64  # free blocks on a free list that overlap the pages (first word: link)
 
-    def words(self, snap: Snapshot, k: int, rows: I64 | None = None) -> U64:
-        """k-th word of the blocks `rows` (None: all), for k inside the blocks."""
+    def words(
+        self, snap: Snapshot, k: int, rows: I64 | None = None, out: U64 | None = None
+    ) -> U64:
+        """k-th word of the blocks `rows` (None: all), for k inside the blocks (into `out`)."""
         widx = self.widx if rows is None else self.widx[rows]
+        if out is None:
+            out = np.empty(len(widx), dtype=np.uint64)
         # Callers only read words inside the block, so the index stays in the array; rows of
-        # split pools (widx -1) read a wrong word here and are redone below.
-        out = snap.main_words[widx + k]
-        if self.all_flat:
+        # split pools (widx -1) read a wrong word here and are redone below. Indexing a view
+        # shifted by k saves adding k to every index.
+        np.take(snap.main_words[k:], widx, out=out, mode="clip")
+        if not len(self.split):
             return out
-        split = np.flatnonzero(widx < 0)
+        if rows is None:
+            split, j = self.split, np.arange(len(self.split))
+        else:
+            split = np.flatnonzero(widx < 0)
+            j = np.searchsorted(self.split, rows[split])
         if len(split):
-            rows = split if rows is None else rows[split]
-            off = self.offset[rows] + 8 * k
+            off = self.split_offset[j] + 8 * k
             page = np.minimum(off // PAGE, self.page_code.shape[1] - 1)
-            out[split] = snap.gather(self.page_code[self.pool[rows], page], (off % PAGE) // 8)
+            out[split] = snap.gather(self.page_code[self.split_pool[j], page], (off % PAGE) // 8)
         return out
 
 
@@ -156,17 +164,22 @@ def find_pool_blocks(layout: Layout, snap: Snapshot) -> PoolBlocks:
     # Word index in the snapshot: for a flat pool, pool's first row * 512 + offset / 8.
     widx = np.repeat(np.where(flat, page_code[:, 0] * WORDS_PER_PAGE, -(1 << 40)), used)
     widx += offset >> 3
-    all_flat = bool(flat.all())
-    if not all_flat:
-        widx[widx < 0] = -1
+    free_addr = addr[free]
+    # Split pools are rare: keep pool and offset for their blocks only.
+    split_src = np.flatnonzero(widx < 0) if not flat.all() else np.zeros(0, dtype=np.int64)
+    split_src = split_src[keep[split_src]]
+    if not keep.all():  # drop free blocks (and blocks outside the pages) in one mask
+        addr, block_size, widx = addr[keep], block_size[keep], widx[keep]
+    split = np.flatnonzero(widx < 0) if len(split_src) else split_src
+    widx[split] = -1
     return PoolBlocks(
-        addr=addr[keep],
-        size=block_size[keep],
-        pool=pool_of[keep] if not all_flat else pool_of[:0],
-        offset=offset[keep] if not all_flat else offset[:0],
-        widx=widx[keep],
-        all_flat=all_flat,
+        addr=addr,
+        size=block_size,
+        widx=widx,
+        split=split,
+        split_pool=pool_of[split_src],
+        split_offset=offset[split_src],
         pool_addrs=bases,
         page_code=page_code,
-        free_addr=addr[free],
+        free_addr=free_addr,
     )
