@@ -28,7 +28,7 @@ import numpy as np
 from memscope.cow._model import HeapMap, TypeBytes
 from memscope.cow.pagemap import BOOL, I64, PAGE_SIZE, U8, U64
 
-__all__ = ["CAUSES", "UNATTRIBUTED", "CauseResult", "attribute"]
+__all__ = ["CAUSES", "UNATTRIBUTED", "CauseResult", "PageDiff", "attribute", "attribute_diff"]
 
 # Order is the priority of word causes (higher index wins for a page).
 _WORD_CAUSES = ("gc", "refcount", "allocator", "data")
@@ -63,21 +63,56 @@ def attribute(
     pool_size: int = 0,
 ) -> CauseResult:
     """Causes and types of the copied pages at sorted `addrs` ((n, 4096) contents each)."""
+    return attribute_diff(addrs, PageDiff.of(child, parent, ok), ok, heap, pool_size)
+
+
+@dataclass
+class PageDiff:
+    """Where child and parent pages differ: per page, and the differing u64 words."""
+
+    differ: BOOL  # per page (False where a page was not read)
+    page: I64  # differing words: page index
+    word: I64  # and word index in the page (0..511)
+
+    @staticmethod
+    def of(child: U8, parent: U8, ok: BOOL, first: int = 0) -> PageDiff:
+        """Compare (n, 4096) pages; `first` is added to the page indexes."""
+        n = len(ok)
+        cw = child.reshape(n, PAGE_SIZE).view(np.uint64)
+        pw = parent.reshape(n, PAGE_SIZE).view(np.uint64)
+        # Whole pages first; words only on the (few) pages that differ.
+        differ = (cw != pw).any(axis=1) & ok
+        rows = np.flatnonzero(differ)
+        pi, wi = np.nonzero(cw[rows] != pw[rows])
+        return PageDiff(differ, rows[pi] + first, wi.astype(np.int64))
+
+    @staticmethod
+    def concat(parts: list[PageDiff]) -> PageDiff:
+        if not parts:
+            none = np.zeros(0, dtype=np.int64)
+            return PageDiff(np.zeros(0, dtype=np.bool_), none, none)
+        return PageDiff(
+            np.concatenate([p.differ for p in parts]),
+            np.concatenate([p.page for p in parts]),
+            np.concatenate([p.word for p in parts]),
+        )
+
+
+def attribute_diff(
+    addrs: U64, diff: PageDiff, ok: BOOL, heap: HeapMap | None, pool_size: int = 0
+) -> CauseResult:
+    """`attribute` from a precomputed diff (the scanner compares as it reads the parent)."""
     n = len(addrs)
-    cw = child.reshape(n, PAGE_SIZE).view(np.uint64)
-    pw = parent.reshape(n, PAGE_SIZE).view(np.uint64)
-    # Whole pages first; words only on the (few) pages that differ.
-    page_diff = (cw != pw).any(axis=1) & ok
+    page_diff = diff.differ & ok
     page_cause = np.full(n, _UNREAD, dtype=np.uint8)
     if heap is None:
         page_cause[ok] = np.where(page_diff[ok], _WRITE, _TRANSIENT)
         return _summarise(page_cause, _Coverage.empty(n, 0), [])
 
     obj = _Objects(heap)
-    differing = np.flatnonzero(page_diff)
-    pi, wi = np.nonzero(cw[differing] != pw[differing])
-    pi = differing[pi]
-    waddr = addrs[pi] + wi.astype(np.uint64) * np.uint64(8)
+    mine = page_diff[diff.page]
+    pi = diff.page[mine]
+    waddr = addrs[pi] + diff.word[mine].astype(np.uint64) * np.uint64(8)
     word_cause = _word_causes(waddr, obj, heap.allocator_ranges, pool_size)
     strongest = np.full(n, -1, dtype=np.int64)
     if len(pi):
