@@ -117,16 +117,16 @@ def find_pool_blocks(layout: Layout, snap: Snapshot) -> PoolBlocks:
     page_code, page_ok = snap.ensure(all_pages)
     page_code = page_code.reshape(npools, ppp)
     # 3. Blocks below nextoffset, minus the free chain (walked for all pools at once).
+    # Block i of the table (pool p) starts at i * size[p] + (base[p] + hdr - first[p] *
+    # size[p]): one multiply-add gives every address, and offsets are never materialised.
     first = np.zeros(npools + 1, dtype=np.int64)
     np.cumsum(used, out=first[1:])
-    pool_of = np.repeat(np.arange(npools, dtype=np.int64), used)
-    block_size = np.repeat(size, used)
-    offset = np.arange(int(first[-1]), dtype=np.int64)
-    offset -= np.repeat(first[:-1], used)
-    offset *= block_size
-    offset += hdr
-    free = np.zeros(len(offset), dtype=np.bool_)
     base_i = bases.astype(np.int64)
+    block_size = np.repeat(size, used)
+    addr = np.arange(int(first[-1]), dtype=np.int64)
+    addr *= block_size
+    addr += np.repeat(base_i + hdr - first[:-1] * size, used)
+    free = np.zeros(len(addr), dtype=np.bool_)
     live = np.flatnonzero(freeblock != 0)
     off = fb_off[valid][live]
     for _ in range(pool // layout.alignment):
@@ -151,34 +151,37 @@ def find_pool_blocks(layout: Layout, snap: Snapshot) -> PoolBlocks:
     whole = np.asarray((in_snap & page_ok.reshape(npools, ppp)).all(axis=1), dtype=np.bool_)
     if not whole.all():
         # Blocks of partly held pools: keep those overlapping a held, readable page.
-        part = np.flatnonzero(~whole[pool_of])
-        p_pool, p_off = pool_of[part], offset[part]
+        part = np.flatnonzero(np.repeat(~whole, used))
+        p_pool = np.searchsorted(first, part, side="right") - 1
+        p_off = addr[part] - base_i[p_pool]
         wanted = in_snap & page_ok.reshape(npools, ppp)
         first_page, last_page = p_off // PAGE, (p_off + block_size[part] - 1) // PAGE
         readable = page_ok.reshape(npools, ppp)[p_pool, first_page]
         overlaps = (wanted[p_pool, first_page] | wanted[p_pool, last_page]) & readable
         keep[part[~overlaps]] = False
         free[part[~overlaps]] = False
-    addr = np.repeat(bases, used)
-    addr += offset.astype(np.uint64)
-    # Word index in the snapshot: for a flat pool, pool's first row * 512 + offset / 8.
-    widx = np.repeat(np.where(flat, page_code[:, 0] * WORDS_PER_PAGE, -(1 << 40)), used)
-    widx += offset >> 3
-    free_addr = addr[free]
+    # Word index in the snapshot: for a flat pool, its first row * 512 + offset / 8, that is
+    # addr / 8 + (first row * 512 - base / 8); negative for the blocks of split pools.
+    shift = np.where(flat, page_code[:, 0] * WORDS_PER_PAGE - (base_i >> 3), -(1 << 60))
+    widx = addr >> 3
+    widx += np.repeat(shift, used)
+    free_addr = addr[free].view(np.uint64)
     # Split pools are rare: keep pool and offset for their blocks only.
     split_src = np.flatnonzero(widx < 0) if not flat.all() else np.zeros(0, dtype=np.int64)
     split_src = split_src[keep[split_src]]
+    split_pool = np.searchsorted(first, split_src, side="right") - 1
+    split_offset = addr[split_src] - base_i[split_pool]
     if not keep.all():  # drop free blocks (and blocks outside the pages) in one mask
         addr, block_size, widx = addr[keep], block_size[keep], widx[keep]
     split = np.flatnonzero(widx < 0) if len(split_src) else split_src
     widx[split] = -1
     return PoolBlocks(
-        addr=addr,
+        addr=addr.view(np.uint64),
         size=block_size,
         widx=widx,
         split=split,
-        split_pool=pool_of[split_src],
-        split_offset=offset[split_src],
+        split_pool=split_pool.astype(np.int64),
+        split_offset=split_offset,
         pool_addrs=bases,
         page_code=page_code,
         free_addr=free_addr,
