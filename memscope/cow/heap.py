@@ -179,10 +179,17 @@ class _TypeTable:
 
 def _gc_tracked(types: _TypeTable, obj_off: I64, words: WordGetter) -> npt.NDArray[np.bool_]:
     """GC type and a non-NULL _gc_next (untracked objects have _gc_next == 0)."""
-    is_gc = (types.flags[types.row_type] & np.uint64(TPFLAGS.HAVE_GC)) != 0
+    # A block is typed only where the type's pre-header equals the object's offset, so the
+    # offset of a typed block follows from its slot: one gather of a small code per block.
+    is_gc = (types.flags & np.uint64(TPFLAGS.HAVE_GC)) != 0
+    pre = np.array([0] + [t.preheader for t in types.infos], dtype=np.int64)
+    code = np.where(is_gc, pre // 16, 0).astype(np.int8)  # 1: GC head at -16, 2: at -32
     out = np.zeros(len(obj_off), dtype=np.bool_)
+    if not code.any():
+        return out
+    block_code = code[types.row_type]
     for off in (16, 32):
-        rows = np.flatnonzero(is_gc & (obj_off == off))
+        rows = np.flatnonzero(block_code == off // 16)
         out[rows] = words((off - 16) // 8, rows) != 0
     return out
 

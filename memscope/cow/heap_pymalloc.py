@@ -68,6 +68,19 @@ class PoolBlocks:
         return out
 
 
+def _compact(keep: npt.NDArray[np.bool_], *arrays: I64) -> list[I64]:
+    """`a[keep]` for each array. Usually only a few free blocks are dropped: then the kept
+    stretches are copied as slices, which is cheaper than a boolean mask per array."""
+    drop = np.flatnonzero(~keep)
+    if not len(drop):
+        return list(arrays)
+    if len(drop) > 1024:
+        return [a[keep] for a in arrays]
+    bounds = zip([0, *(drop + 1).tolist()], [*drop.tolist(), len(keep)], strict=True)
+    pieces = [(lo, hi) for lo, hi in bounds if hi > lo] or [(0, 0)]
+    return [np.concatenate([a[lo:hi] for lo, hi in pieces]) for a in arrays]
+
+
 def anon_rw_mask(maps: list[MapEntry], addrs: U64, span: int) -> npt.NDArray[np.bool_]:
     """Which [addr, addr+span) ranges lie inside anonymous read-write memory."""
     anon = [(lo, hi) for path, lo, hi in writable_regions(maps) if not path]
@@ -171,8 +184,7 @@ def find_pool_blocks(layout: Layout, snap: Snapshot) -> PoolBlocks:
     split_src = split_src[keep[split_src]]
     split_pool = np.searchsorted(first, split_src, side="right") - 1
     split_offset = addr[split_src] - base_i[split_pool]
-    if not keep.all():  # drop free blocks (and blocks outside the pages) in one mask
-        addr, block_size, widx = addr[keep], block_size[keep], widx[keep]
+    addr, block_size, widx = _compact(keep, addr, block_size, widx)
     split = np.flatnonzero(widx < 0) if len(split_src) else split_src
     widx[split] = -1
     return PoolBlocks(
