@@ -222,7 +222,7 @@ def _coverage(addrs: U64, obj: _Objects, ntypes: int) -> _Coverage:
     run_found = run_page < n
     run_found[run_found] = addrs[run_page[run_found]] == run_first[run_found]
     # Simple: the block lies inside one copied page.
-    simple = (obj.block_start ^ (obj.block_end - np.uint64(1))) < _PAGE
+    simple = obj.block_end <= first + _PAGE
     if not run_found.all():
         simple &= np.repeat(run_found, np.diff(np.append(run_start, nb)))
     all_simple = bool(simple.all())
