@@ -28,7 +28,7 @@ import numpy as np
 from memscope.cow._model import HeapMap, TypeBytes
 from memscope.cow.pagemap import BOOL, I64, PAGE_SIZE, U8, U64
 
-__all__ = ["CAUSES", "UNATTRIBUTED", "CauseResult", "attribute"]
+__all__ = ["CAUSES", "UNATTRIBUTED", "CauseResult", "PageDiff", "attribute", "attribute_diff"]
 
 # Order is the priority of word causes (higher index wins for a page).
 _WORD_CAUSES = ("gc", "refcount", "allocator", "data")
@@ -63,33 +63,65 @@ def attribute(
     pool_size: int = 0,
 ) -> CauseResult:
     """Causes and types of the copied pages at sorted `addrs` ((n, 4096) contents each)."""
+    return attribute_diff(addrs, PageDiff.of(child, parent, ok), ok, heap, pool_size)
+
+
+@dataclass
+class PageDiff:
+    """Where child and parent pages differ: per page, and the differing u64 words."""
+
+    differ: BOOL  # per page (False where a page was not read)
+    page: I64  # differing words: page index
+    word: I64  # and word index in the page (0..511)
+
+    @staticmethod
+    def of(child: U8, parent: U8, ok: BOOL, first: int = 0) -> PageDiff:
+        """Compare (n, 4096) pages; `first` is added to the page indexes."""
+        n = len(ok)
+        cw = child.reshape(n, PAGE_SIZE).view(np.uint64)
+        pw = parent.reshape(n, PAGE_SIZE).view(np.uint64)
+        # Whole pages first; words only on the (few) pages that differ.
+        differ = (cw != pw).any(axis=1) & ok
+        rows = np.flatnonzero(differ)
+        pi, wi = np.nonzero(cw[rows] != pw[rows])
+        return PageDiff(differ, rows[pi] + first, wi.astype(np.int64))
+
+    @staticmethod
+    def concat(parts: list[PageDiff]) -> PageDiff:
+        if not parts:
+            none = np.zeros(0, dtype=np.int64)
+            return PageDiff(np.zeros(0, dtype=np.bool_), none, none)
+        return PageDiff(
+            np.concatenate([p.differ for p in parts]),
+            np.concatenate([p.page for p in parts]),
+            np.concatenate([p.word for p in parts]),
+        )
+
+
+def attribute_diff(
+    addrs: U64, diff: PageDiff, ok: BOOL, heap: HeapMap | None, pool_size: int = 0
+) -> CauseResult:
+    """`attribute` from a precomputed diff (the scanner compares as it reads the parent)."""
     n = len(addrs)
-    cw = child.reshape(n, PAGE_SIZE).view(np.uint64)
-    pw = parent.reshape(n, PAGE_SIZE).view(np.uint64)
-    diff = (cw != pw) & ok[:, None]
-    page_diff = diff.any(axis=1)
+    page_diff = diff.differ & ok
     page_cause = np.full(n, _UNREAD, dtype=np.uint8)
     if heap is None:
         page_cause[ok] = np.where(page_diff[ok], _WRITE, _TRANSIENT)
-        return _summarise(page_cause, _no_objects(n), [], n)
+        return _summarise(page_cause, _Coverage.empty(n, 0), [])
 
     obj = _Objects(heap)
-    differing = np.flatnonzero(page_diff)
-    pi, wi = np.nonzero(diff[differing])
-    pi = differing[pi]
-    waddr = addrs[pi] + wi.astype(np.uint64) * np.uint64(8)
+    mine = page_diff[diff.page]
+    pi = diff.page[mine]
+    waddr = addrs[pi] + diff.word[mine].astype(np.uint64) * np.uint64(8)
     word_cause = _word_causes(waddr, obj, heap.allocator_ranges, pool_size)
     strongest = np.full(n, -1, dtype=np.int64)
     if len(pi):
         np.maximum.at(strongest, pi, word_cause)
-    overlap = _overlaps(addrs, obj)
-    holds_gc = np.zeros(n, dtype=np.bool_)
-    tracked = obj.gc_tracked if overlap.identity else obj.gc_tracked[overlap.obj]
-    holds_gc[overlap.page[tracked]] = True
-    page_cause[ok & page_diff] = strongest[ok & page_diff]
+    cover = _coverage(addrs, obj, len(heap.type_names))
+    page_cause[page_diff] = strongest[page_diff]
     identical = ok & ~page_diff
-    page_cause[identical] = np.where(holds_gc[identical], _T_GC, _T_REF)
-    return _summarise(page_cause, overlap, heap.type_names, n, obj)
+    page_cause[identical] = np.where(cover.gc_pages[identical], _T_GC, _T_REF)
+    return _summarise(page_cause, cover, heap.type_names)
 
 
 class _Objects:
@@ -107,7 +139,8 @@ class _Objects:
             size, start, tidx = heap.block_size, heap.start, heap.type_index
             gc, buf = heap.gc_tracked, heap.is_buffer
         self.block_start = bs
-        self.block_end = bs + size.astype(np.uint64)
+        self.size = size.astype(np.int64, copy=False)
+        self.block_end = bs + self.size.astype(np.uint64)
         self.start = start.astype(np.uint64, copy=False)
         self.type_index = tidx.astype(np.int64, copy=False)
         self.gc_tracked = gc.astype(np.bool_, copy=False)
@@ -148,96 +181,114 @@ def _word_causes(waddr: U64, obj: _Objects, alloc: U64, pool_size: int) -> I64:
 
 
 @dataclass
-class _Overlap:
-    obj: I64  # object row (sorted order)
-    page: I64  # page index
-    nbytes: I64  # bytes of the object's block inside the page
-    identity: bool = False  # obj is every row in order, once (each block in one copied page)
+class _Coverage:
+    """What the parsed blocks put in the copied pages, aggregated.
 
-
-def _no_objects(n: int) -> _Overlap:
-    empty = np.zeros(0, dtype=np.int64)
-    return _Overlap(empty, empty, empty)
-
-
-def _overlaps(addrs: U64, obj: _Objects) -> _Overlap:
-    """Every (object, copied page) pair that overlaps, with the bytes of the overlap.
-
-    Most blocks lie inside one page: they take one searchsorted; only blocks spanning pages
-    (large buffers, blocks across a page boundary) are expanded page by page.
+    Entries are (type, page, bytes) with repeats allowed: one per run of blocks of one type
+    inside one page, one per (block, page) for blocks that span pages.
     """
-    if len(obj.block_start) == 0 or len(addrs) == 0:
-        return _no_objects(len(addrs))
-    mask = ~(_PAGE - np.uint64(1))
-    first = obj.block_start & mask
-    last = (obj.block_end - np.uint64(1)) & mask
-    # Blocks are sorted, so their first pages come in runs: look up each run once.
-    change = np.flatnonzero(first[1:] != first[:-1]) + 1
-    run_start = np.concatenate(([0], change)).astype(np.int64)
-    run_len = np.diff(np.concatenate((run_start, [len(first)]))).astype(np.int64)
-    p0 = np.repeat(np.searchsorted(addrs, first[run_start]).astype(np.int64), run_len)
-    single = first == last
-    n = len(addrs)
-    found = addrs[np.minimum(p0, n - 1)] == first
-    found &= p0 < n
-    size = (obj.block_end - obj.block_start).astype(np.int64)
-    keep1 = single & found
-    if bool(keep1.all()):  # every block inside one copied page
-        return _Overlap(np.arange(len(first), dtype=np.int64), p0, size, identity=True)
-    rows1 = np.flatnonzero(keep1)
-    page1 = p0[keep1]
-    bytes1 = size[keep1]
 
-    multi = np.flatnonzero(~single)
-    p1 = np.searchsorted(addrs, last[multi], side="right").astype(np.int64)
-    count = np.maximum(p1 - p0[multi], 0)
+    type_index: I64
+    page: I64
+    nbytes: I64
+    objects: I64  # per type: live objects (not buffers) overlapping a copied page
+    gc_pages: BOOL  # per page: holds a GC-tracked object
+
+    @staticmethod
+    def empty(n: int, ntypes: int) -> _Coverage:
+        none = np.zeros(0, dtype=np.int64)
+        objects = np.zeros(ntypes, dtype=np.int64)
+        return _Coverage(none, none, none, objects, np.zeros(n, dtype=np.bool_))
+
+
+def _coverage(addrs: U64, obj: _Objects, ntypes: int) -> _Coverage:
+    """The blocks' bytes in the sorted copied pages `addrs`, by type and page.
+
+    Blocks are sorted, so the blocks inside one page come in runs: each run is looked up
+    once and summed with reduceat. Only blocks that span pages or start outside the copied
+    pages (few: big buffers, blocks across a page boundary) are expanded page by page.
+    """
+    n, nb = len(addrs), len(obj.block_start)
+    out = _Coverage.empty(n, ntypes)
+    if nb == 0 or n == 0:
+        return out
+    first = obj.block_start & ~(_PAGE - np.uint64(1))
+    edge = np.empty(nb, dtype=np.bool_)
+    edge[0] = True
+    np.not_equal(first[1:], first[:-1], out=edge[1:])
+    run_start = np.flatnonzero(edge)
+    run_first = first[run_start]
+    run_page = np.searchsorted(addrs, run_first).astype(np.int64)
+    run_found = run_page < n
+    run_found[run_found] = addrs[run_page[run_found]] == run_first[run_found]
+    # Simple: the block lies inside one copied page.
+    simple = obj.block_end <= first + _PAGE
+    if not run_found.all():
+        simple &= np.repeat(run_found, np.diff(np.append(run_start, nb)))
+    all_simple = bool(simple.all())
+    # Segments: runs of simple blocks of one page, one type and one buffer flag.
+    edge[1:] |= obj.type_index[1:] != obj.type_index[:-1]
+    edge[1:] |= obj.is_buffer[1:] != obj.is_buffer[:-1]
+    if not all_simple:
+        edge[1:] |= simple[1:] != simple[:-1]
+    segs = np.flatnonzero(edge)
+    keep = simple[segs]
+    nbytes = np.add.reduceat(obj.size, segs)[keep]
+    seg, count = segs[keep], np.diff(np.append(segs, nb))[keep]
+    seg_type = obj.type_index[seg]
+    seg_run = np.searchsorted(run_start, seg, side="right") - 1
+    live = ~obj.is_buffer[seg]
+    out.objects += np.bincount(seg_type[live], weights=count[live], minlength=ntypes).astype(
+        np.int64
+    )
+    tracked = obj.gc_tracked if all_simple else obj.gc_tracked & simple
+    out.gc_pages[run_page[np.logical_or.reduceat(tracked, run_start)]] = True
+    out.type_index, out.page, out.nbytes = seg_type, run_page[seg_run], nbytes
+    if not all_simple:
+        _add_spanning(out, addrs, obj, np.flatnonzero(~simple))
+    return out
+
+
+def _add_spanning(out: _Coverage, addrs: U64, obj: _Objects, multi: I64) -> None:
+    """Add blocks `multi` (spanning pages, or outside the copied pages) page by page."""
+    mask = ~(_PAGE - np.uint64(1))
+    start, end = obj.block_start[multi], obj.block_end[multi]
+    p0 = np.searchsorted(addrs, start & mask).astype(np.int64)
+    p1 = np.searchsorted(addrs, (end - np.uint64(1)) & mask, side="right").astype(np.int64)
+    count = np.maximum(p1 - p0, 0)
     rows = np.repeat(multi, count)
     offsets = np.repeat(np.cumsum(count) - count, count)
-    page = np.repeat(p0[multi], count) + (np.arange(len(rows), dtype=np.int64) - offsets)
+    page = np.repeat(p0, count) + (np.arange(len(rows), dtype=np.int64) - offsets)
     lo = np.maximum(obj.block_start[rows], addrs[page])
     hi = np.minimum(obj.block_end[rows], addrs[page] + _PAGE)
-    nbytes = (hi.astype(np.int64) - lo.astype(np.int64))
+    nbytes = hi.astype(np.int64) - lo.astype(np.int64)
     keep = nbytes > 0
-    return _Overlap(
-        np.concatenate((rows1, rows[keep])),
-        np.concatenate((page1, page[keep])),
-        np.concatenate((bytes1, nbytes[keep])),
-    )
+    rows, page, nbytes = rows[keep], page[keep], nbytes[keep]
+    out.type_index = np.concatenate((out.type_index, obj.type_index[rows]))
+    out.page = np.concatenate((out.page, page))
+    out.nbytes = np.concatenate((out.nbytes, nbytes))
+    seen = np.unique(rows)
+    seen = seen[~obj.is_buffer[seen]]
+    out.objects += np.bincount(obj.type_index[seen], minlength=len(out.objects))
+    out.gc_pages[page[obj.gc_tracked[rows]]] = True
 
 
-def _summarise(
-    page_cause: U8,
-    overlap: _Overlap,
-    type_names: list[str],
-    n: int,
-    obj: _Objects | None = None,
-) -> CauseResult:
+def _summarise(page_cause: U8, cover: _Coverage, type_names: list[str]) -> CauseResult:
     nc = len(CAUSES)
     cause = page_cause.astype(np.int64)
     by_cause_pages = np.bincount(cause, minlength=nc)
     by_cause = {c: int(by_cause_pages[i]) * PAGE_SIZE for i, c in enumerate(CAUSES)}
     names = [*type_names, UNATTRIBUTED]
     un = len(type_names)
-    if obj is None:
-        types = np.zeros(0, dtype=np.int64)
-    else:
-        types = obj.type_index if overlap.identity else obj.type_index[overlap.obj]
     parsed = np.bincount(
-        types * nc + cause[overlap.page], weights=overlap.nbytes, minlength=un * nc
+        cover.type_index * nc + cause[cover.page], weights=cover.nbytes, minlength=un * nc
     ).reshape(un, nc)
     # Blocks are disjoint (pool blocks, malloc chunks), so per cause the bytes no block
     # covers are the cause's pages less the parsed bytes in them.
     leftover = np.maximum(by_cause_pages * PAGE_SIZE - parsed.sum(axis=0), 0)
     table = np.vstack((parsed, leftover[None, :]))
     objects = np.zeros(len(names), dtype=np.int64)
-    if obj is not None and len(overlap.obj):
-        if overlap.identity:
-            seen = ~obj.is_buffer
-        else:
-            seen = np.zeros(len(obj.type_index), dtype=np.bool_)
-            seen[overlap.obj] = True
-            seen &= ~obj.is_buffer
-        objects[:un] = np.bincount(obj.type_index[seen], minlength=un)[:un]
+    objects[:un] = cover.objects[:un]
     totals = table.sum(axis=1)
     by_type: list[TypeBytes] = []
     by_type_cause: dict[str, dict[str, int]] = {}

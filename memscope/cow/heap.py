@@ -75,24 +75,23 @@ def parse_heap(
     snap = Snapshot(reader, page_addrs, page_bytes)
     pools = find_pool_blocks(layout, snap)
     chunks = find_chunks(layout, snap, pools.pool_addrs)
-    # One table of blocks: pymalloc blocks (in address order), then malloc chunks (user data
-    # at chunk+16). Rows are put in address order at the end.
-    start = np.concatenate((pools.addr, chunks.addr + np.uint64(16)))
-    size = np.concatenate((pools.size, chunks.size - 16))
+    # One table of blocks: malloc chunks (user data at chunk+16), then pymalloc blocks (each
+    # in address order). Rows are put in address order at the end; `[heap]` usually lies
+    # below the pymalloc arenas, and then they already are.
+    start = np.concatenate((chunks.addr + np.uint64(16), pools.addr))
+    size = np.concatenate((chunks.size - 16, pools.size))
     words = _word_getter(pools, chunks, snap)
     resolver = TypeResolver(layout, reader)
     row_slot, obj_off, infos = locate_objects(resolver, reader.maps(), size, words)
     types = _TypeTable(infos, row_slot)
     gc_tracked = _gc_tracked(types, obj_off, words)
-    if len(chunks.addr):
-        order = np.argsort(start, kind="stable")  # two sorted runs: a merge
-        start, size, obj_off, gc_tracked = (
-            start[order],
-            size[order],
-            obj_off[order],
-            gc_tracked[order],
+    # Two sorted runs (chunks, then pool blocks): merge them by slices, not a sort.
+    pieces = _merge_pieces(start[: len(chunks.addr)], pools.addr)
+    if len(chunks.addr) and pieces != [(0, len(start))]:
+        start, size, obj_off, gc_tracked, types.row_type = (
+            np.concatenate([a[lo:hi] for lo, hi in pieces])
+            for a in (start, size, obj_off, gc_tracked, types.row_type)
         )
-        types.row_type = types.row_type[order]
     is_buffer = types.row_type == 0
     obj_start = start + obj_off.astype(np.uint64)
     type_index = types.name_index[types.row_type]
@@ -118,9 +117,33 @@ def parse_heap(
     )
 
 
+def _merge_pieces(a: U64, b: U64) -> list[tuple[int, int]]:
+    """Index ranges of concat(a, b) (a: chunks, b: pool blocks, both sorted) whose
+    concatenation is sorted. Chunks come in a few groups between pool blocks: few pieces."""
+    ins = np.searchsorted(b, a)  # where each chunk goes among the pool blocks
+    at, first, count = np.unique(ins, return_index=True, return_counts=True)
+    pieces: list[tuple[int, int]] = []
+    prev = 0
+    for pos, lo, n in zip(at.tolist(), first.tolist(), count.tolist(), strict=True):
+        if pos > prev:
+            pieces.append((len(a) + prev, len(a) + pos))
+        pieces.append((lo, lo + n))
+        prev = pos
+    if prev < len(b):
+        pieces.append((len(a) + prev, len(a) + len(b)))
+    # Adjacent ranges (chunks all below the pools: [(0, nc), (nc, n)]) join into one.
+    merged: list[tuple[int, int]] = []
+    for lo, hi in pieces:
+        if merged and merged[-1][1] == lo:
+            merged[-1] = (merged[-1][0], hi)
+        else:
+            merged.append((lo, hi))
+    return merged
+
+
 def _word_getter(pools: PoolBlocks, chunks: Chunks, snap: Snapshot) -> WordGetter:
-    """words(k, rows): k-th word of blocks (pool blocks first, then chunks), read in place."""
-    npool = len(pools.addr)
+    """words(k, rows): k-th word of blocks (chunks first, then pool blocks), read in place."""
+    nchunk = len(chunks.addr)
     user = chunks.addr + np.uint64(16)
     chunk_words, _ = snap.words(
         (user[:, None] + (np.arange(WINDOW_WORDS, dtype=np.uint64) * np.uint64(8))).ravel()
@@ -130,14 +153,16 @@ def _word_getter(pools: PoolBlocks, chunks: Chunks, snap: Snapshot) -> WordGette
     def words(k: int, rows: I64 | None) -> U64:
         if not len(chunk_words):
             return pools.words(snap, k, rows)
+        column = min(k, WINDOW_WORDS - 1)
         if rows is None:
-            return np.concatenate(
-                (pools.words(snap, k, None), chunk_words[:, min(k, WINDOW_WORDS - 1)])
-            )
-        in_pool = rows < npool
+            out = np.empty(nchunk + len(pools.addr), dtype=np.uint64)
+            out[:nchunk] = chunk_words[:, column]
+            pools.words(snap, k, None, out=out[nchunk:])
+            return out
+        in_chunk = rows < nchunk
         out = np.empty(len(rows), dtype=np.uint64)
-        out[in_pool] = pools.words(snap, k, rows[in_pool])
-        out[~in_pool] = chunk_words[rows[~in_pool] - npool, min(k, WINDOW_WORDS - 1)]
+        out[in_chunk] = chunk_words[rows[in_chunk], column]
+        out[~in_chunk] = pools.words(snap, k, rows[~in_chunk] - nchunk)
         return out
 
     return words
@@ -161,10 +186,17 @@ class _TypeTable:
 
 def _gc_tracked(types: _TypeTable, obj_off: I64, words: WordGetter) -> npt.NDArray[np.bool_]:
     """GC type and a non-NULL _gc_next (untracked objects have _gc_next == 0)."""
-    is_gc = (types.flags[types.row_type] & np.uint64(TPFLAGS.HAVE_GC)) != 0
+    # A block is typed only where the type's pre-header equals the object's offset, so the
+    # offset of a typed block follows from its slot: one gather of a small code per block.
+    is_gc = (types.flags & np.uint64(TPFLAGS.HAVE_GC)) != 0
+    pre = np.array([0] + [t.preheader for t in types.infos], dtype=np.int64)
+    code = np.where(is_gc, pre // 16, 0).astype(np.int8)  # 1: GC head at -16, 2: at -32
     out = np.zeros(len(obj_off), dtype=np.bool_)
+    if not code.any():
+        return out
+    block_code = code[types.row_type]
     for off in (16, 32):
-        rows = np.flatnonzero(is_gc & (obj_off == off))
+        rows = np.flatnonzero(block_code == off // 16)
         out[rows] = words((off - 16) // 8, rows) != 0
     return out
 

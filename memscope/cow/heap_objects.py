@@ -44,11 +44,15 @@ def mapped_mask(maps: list[MapEntry], ptrs: U64) -> BOOL:
     return ok & (ptrs < ends[i])
 
 
-def _runs(values: U64) -> tuple[I64, I64]:
-    """Start index and length of each run of equal neighbours."""
+def _runs(values: U64, size: I64) -> tuple[I64, I64]:
+    """Start index and length of each run of neighbours with equal values and sizes."""
     if not len(values):
         return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
-    heads = np.flatnonzero(np.concatenate(([True], values[1:] != values[:-1])))
+    edge = np.empty(len(values), dtype=np.bool_)
+    edge[0] = True
+    np.not_equal(values[1:], values[:-1], out=edge[1:])
+    edge[1:] |= size[1:] != size[:-1]
+    heads = np.flatnonzero(edge)
     lengths = np.diff(np.append(heads, len(values)))
     return heads, lengths
 
@@ -85,7 +89,7 @@ def locate_objects(
         cand = words(off // 8 + 1, rows)
         # Without a plausible refcount there is no candidate (0 is never a type).
         cand[refcnt - np.uint64(1) >= _MAX_REFCNT] = 0
-        heads, lengths = _runs(cand)
+        heads, lengths = _runs(cand, rsize)
         run_values = cand[heads]
         uniq = np.unique(run_values)
         sane = (uniq & np.uint64(7) == 0) & (uniq > np.uint64(4096)) & (uniq < np.uint64(USER_END))
@@ -102,11 +106,16 @@ def locate_objects(
         pre = np.array([-1] + [t.preheader for t in types], dtype=np.int64)  # by slot
         fits = np.array([0] + [t.preheader + t.basicsize for t in types], dtype=np.int64)
         run_slot = uniq_slot[np.searchsorted(uniq, run_values)]
-        row_slot = np.repeat(run_slot, lengths)
-        # Plausible refcount, a type with this pre-header whose fixed part fits the block.
-        ok = np.repeat(pre[run_slot] == off, lengths) & (fits[row_slot] <= rsize)
-        hit = np.flatnonzero(ok) if rows is None else rows[ok]
-        slot[hit] = row_slot[ok]
-        obj_off[hit] = off
-        todo = np.flatnonzero(~ok) if rows is None else rows[~ok]
+        # Plausible refcount, a type with this pre-header whose fixed part fits the block
+        # (a run has one size, so this is decided per run).
+        run_ok = (pre[run_slot] == off) & (fits[run_slot] <= rsize[heads])
+        ok = np.repeat(run_ok, lengths)
+        if rows is None:
+            slot = np.repeat(np.where(run_ok, run_slot, 0), lengths)
+            obj_off = np.repeat(np.where(run_ok, off, 0), lengths)
+            todo = np.flatnonzero(~ok)
+        else:
+            slot[rows[ok]] = np.repeat(run_slot[run_ok], lengths[run_ok])
+            obj_off[rows[ok]] = off
+            todo = rows[~ok]
     return slot, obj_off, types

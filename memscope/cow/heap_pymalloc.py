@@ -35,29 +35,50 @@ class PoolBlocks:
 
     addr: U64  # block start
     size: I64  # block size
-    pool: I64  # index of the block's pool in pool_addrs (empty when all_flat)
-    offset: I64  # offset of the block in its pool (empty when all_flat)
     widx: I64  # word index of the block in the snapshot's array, -1 if its pool is split
-    all_flat: bool  # no pool is split
+    split: I64  # rows whose pool is split (widx -1), sorted
+    split_pool: I64  # for those rows: index of the block's pool in pool_addrs
+    split_offset: I64  # for those rows: offset of the block in its pool
     pool_addrs: U64  # valid pools (headers are allocator metadata)
     page_code: I64  # (pools, pages per pool): Snapshot codes of each pool page
     free_addr: U64  # free blocks on a free list that overlap the pages (first word: link)
 
-    def words(self, snap: Snapshot, k: int, rows: I64 | None = None) -> U64:
-        """k-th word of the blocks `rows` (None: all), for k inside the blocks."""
+    def words(
+        self, snap: Snapshot, k: int, rows: I64 | None = None, out: U64 | None = None
+    ) -> U64:
+        """k-th word of the blocks `rows` (None: all), for k inside the blocks (into `out`)."""
         widx = self.widx if rows is None else self.widx[rows]
+        if out is None:
+            out = np.empty(len(widx), dtype=np.uint64)
         # Callers only read words inside the block, so the index stays in the array; rows of
-        # split pools (widx -1) read a wrong word here and are redone below.
-        out = snap.main_words[widx + k]
-        if self.all_flat:
+        # split pools (widx -1) read a wrong word here and are redone below. Indexing a view
+        # shifted by k saves adding k to every index.
+        np.take(snap.main_words[k:], widx, out=out, mode="clip")
+        if not len(self.split):
             return out
-        split = np.flatnonzero(widx < 0)
+        if rows is None:
+            split, j = self.split, np.arange(len(self.split))
+        else:
+            split = np.flatnonzero(widx < 0)
+            j = np.searchsorted(self.split, rows[split])
         if len(split):
-            rows = split if rows is None else rows[split]
-            off = self.offset[rows] + 8 * k
+            off = self.split_offset[j] + 8 * k
             page = np.minimum(off // PAGE, self.page_code.shape[1] - 1)
-            out[split] = snap.gather(self.page_code[self.pool[rows], page], (off % PAGE) // 8)
+            out[split] = snap.gather(self.page_code[self.split_pool[j], page], (off % PAGE) // 8)
         return out
+
+
+def _compact(keep: npt.NDArray[np.bool_], *arrays: I64) -> list[I64]:
+    """`a[keep]` for each array. Usually only a few free blocks are dropped: then the kept
+    stretches are copied as slices, which is cheaper than a boolean mask per array."""
+    drop = np.flatnonzero(~keep)
+    if not len(drop):
+        return list(arrays)
+    if len(drop) > 1024:
+        return [a[keep] for a in arrays]
+    bounds = zip([0, *(drop + 1).tolist()], [*drop.tolist(), len(keep)], strict=True)
+    pieces = [(lo, hi) for lo, hi in bounds if hi > lo] or [(0, 0)]
+    return [np.concatenate([a[lo:hi] for lo, hi in pieces]) for a in arrays]
 
 
 def anon_rw_mask(maps: list[MapEntry], addrs: U64, span: int) -> npt.NDArray[np.bool_]:
@@ -109,16 +130,16 @@ def find_pool_blocks(layout: Layout, snap: Snapshot) -> PoolBlocks:
     page_code, page_ok = snap.ensure(all_pages)
     page_code = page_code.reshape(npools, ppp)
     # 3. Blocks below nextoffset, minus the free chain (walked for all pools at once).
+    # Block i of the table (pool p) starts at i * size[p] + (base[p] + hdr - first[p] *
+    # size[p]): one multiply-add gives every address, and offsets are never materialised.
     first = np.zeros(npools + 1, dtype=np.int64)
     np.cumsum(used, out=first[1:])
-    pool_of = np.repeat(np.arange(npools, dtype=np.int64), used)
-    block_size = np.repeat(size, used)
-    offset = np.arange(int(first[-1]), dtype=np.int64)
-    offset -= np.repeat(first[:-1], used)
-    offset *= block_size
-    offset += hdr
-    free = np.zeros(len(offset), dtype=np.bool_)
     base_i = bases.astype(np.int64)
+    block_size = np.repeat(size, used)
+    addr = np.arange(int(first[-1]), dtype=np.int64)
+    addr *= block_size
+    addr += np.repeat(base_i + hdr - first[:-1] * size, used)
+    free = np.zeros(len(addr), dtype=np.bool_)
     live = np.flatnonzero(freeblock != 0)
     off = fb_off[valid][live]
     for _ in range(pool // layout.alignment):
@@ -143,30 +164,37 @@ def find_pool_blocks(layout: Layout, snap: Snapshot) -> PoolBlocks:
     whole = np.asarray((in_snap & page_ok.reshape(npools, ppp)).all(axis=1), dtype=np.bool_)
     if not whole.all():
         # Blocks of partly held pools: keep those overlapping a held, readable page.
-        part = np.flatnonzero(~whole[pool_of])
-        p_pool, p_off = pool_of[part], offset[part]
+        part = np.flatnonzero(np.repeat(~whole, used))
+        p_pool = np.searchsorted(first, part, side="right") - 1
+        p_off = addr[part] - base_i[p_pool]
         wanted = in_snap & page_ok.reshape(npools, ppp)
         first_page, last_page = p_off // PAGE, (p_off + block_size[part] - 1) // PAGE
         readable = page_ok.reshape(npools, ppp)[p_pool, first_page]
         overlaps = (wanted[p_pool, first_page] | wanted[p_pool, last_page]) & readable
         keep[part[~overlaps]] = False
         free[part[~overlaps]] = False
-    addr = np.repeat(bases, used)
-    addr += offset.astype(np.uint64)
-    # Word index in the snapshot: for a flat pool, pool's first row * 512 + offset / 8.
-    widx = np.repeat(np.where(flat, page_code[:, 0] * WORDS_PER_PAGE, -(1 << 40)), used)
-    widx += offset >> 3
-    all_flat = bool(flat.all())
-    if not all_flat:
-        widx[widx < 0] = -1
+    # Word index in the snapshot: for a flat pool, its first row * 512 + offset / 8, that is
+    # addr / 8 + (first row * 512 - base / 8); negative for the blocks of split pools.
+    shift = np.where(flat, page_code[:, 0] * WORDS_PER_PAGE - (base_i >> 3), -(1 << 60))
+    widx = addr >> 3
+    widx += np.repeat(shift, used)
+    free_addr = addr[free].view(np.uint64)
+    # Split pools are rare: keep pool and offset for their blocks only.
+    split_src = np.flatnonzero(widx < 0) if not flat.all() else np.zeros(0, dtype=np.int64)
+    split_src = split_src[keep[split_src]]
+    split_pool = np.searchsorted(first, split_src, side="right") - 1
+    split_offset = addr[split_src] - base_i[split_pool]
+    addr, block_size, widx = _compact(keep, addr, block_size, widx)
+    split = np.flatnonzero(widx < 0) if len(split_src) else split_src
+    widx[split] = -1
     return PoolBlocks(
-        addr=addr[keep],
-        size=block_size[keep],
-        pool=pool_of[keep] if not all_flat else pool_of[:0],
-        offset=offset[keep] if not all_flat else offset[:0],
-        widx=widx[keep],
-        all_flat=all_flat,
+        addr=addr.view(np.uint64),
+        size=block_size,
+        widx=widx,
+        split=split,
+        split_pool=split_pool.astype(np.int64),
+        split_offset=split_offset,
         pool_addrs=bases,
         page_code=page_code,
-        free_addr=addr[free],
+        free_addr=free_addr,
     )

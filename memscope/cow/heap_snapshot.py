@@ -51,7 +51,6 @@ class Snapshot:
         self._x_addrs = np.zeros(0, dtype=np.uint64)
         self._x_words = np.zeros(0, dtype=np.uint64)
         self._x_valid = np.zeros(0, dtype=np.bool_)
-        self._index: dict[int, int] | None = None
         self._page_cache: dict[int, bytes | None] = {}
 
     def lookup(self, pages: U64) -> tuple[I64, BOOL]:
@@ -98,12 +97,11 @@ class Snapshot:
         vals[~valid] = 0
         return vals, valid
 
-    @property
-    def held(self) -> dict[int, int]:
-        """Row of each page of the caller's snapshot, by address."""
-        if self._index is None:
-            self._index = {int(a): i for i, a in enumerate(self.addrs.tolist())}
-        return self._index
+    def row(self, page: int) -> int | None:
+        """Row of `page` in the caller's snapshot, or None (a binary search: Python walks
+        visit few pages, so no dict of every page is built)."""
+        i = int(np.searchsorted(self.addrs, np.uint64(page)))
+        return i if i < len(self.addrs) and int(self.addrs[i]) == page else None
 
     def page(self, page: int, ahead: int = 1) -> bytes | None:
         """One page as bytes (None if unreadable): for sequential walks in Python.
@@ -111,14 +109,14 @@ class Snapshot:
         On a miss, `ahead` pages from `page` on are read with one call and kept.
         """
         if page not in self._page_cache:
-            row = self.held.get(page)
+            row = self.row(page)
             if row is not None:
                 self._page_cache[page] = self.data[row].tobytes()
             else:
                 run = np.uint64(page) + np.arange(max(ahead, 1), dtype=np.uint64) * np.uint64(PAGE)
                 data, valid = self.reader.read_pages(run)
                 for i, addr in enumerate(run.tolist()):
-                    if addr not in self.held:
+                    if self.row(addr) is None:
                         self._page_cache[addr] = data[i].tobytes() if valid[i] else None
         return self._page_cache[page]
 

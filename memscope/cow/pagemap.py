@@ -8,18 +8,19 @@ for /proc/PID/mem) straight into numpy buffers; decoding is vectorised, never a 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 
-from memscope.procfs import MapEntry, ProcessGone, ProcFS
+from memscope.procfs import MapEntry, ProcessGone, ProcFile, ProcFS
 
 __all__ = [
     "PAGE_SIZE",
     "PageTable",
     "decode_pagemap",
+    "iter_pages",
     "page_addresses",
     "private_writable",
     "read_pagemap",
@@ -129,21 +130,48 @@ def read_pages(procfs: ProcFS, pid: int, addrs: U64) -> tuple[U8, BOOL]:
     ok = np.zeros(n, dtype=np.bool_)
     if n == 0:
         return pages, ok
-    view = pages.reshape(-1).data
-    first, counts = runs(addrs)
     with procfs.open_file(pid, "mem") as f:
-        for i, c in zip(first.tolist(), counts.tolist(), strict=True):
-            lo = i * PAGE_SIZE
-            got = f.readinto(view[lo : lo + c * PAGE_SIZE], int(addrs[i]))
-            full = got // PAGE_SIZE
-            ok[i : i + full] = True
-            if full < c:  # a hole: read the rest page by page to skip only what is unmapped
-                for j in range(i + full, i + c):
-                    lo = j * PAGE_SIZE
-                    ok[j] = f.readinto(view[lo : lo + PAGE_SIZE], int(addrs[j])) == PAGE_SIZE
+        _read_into(f, addrs, pages, ok)
     if not ok.any() and not _alive(procfs, pid):
         raise ProcessGone(pid, f"process {pid} exited while reading its memory")
     return pages, ok
+
+
+def iter_pages(
+    procfs: ProcFS, pid: int, addrs: U64, chunk: int = 256
+) -> Iterator[tuple[int, U8, BOOL]]:
+    """`read_pages` in slices of `chunk` pages: (first index, pages, ok) per slice.
+
+    The slices share one buffer (valid until the next step), so a caller that only compares
+    pages needs neither a full-size array nor its page faults, and finds each slice in cache.
+    """
+    buf = np.empty((min(chunk, len(addrs)), PAGE_SIZE), dtype=np.uint8)
+    any_ok = False
+    with procfs.open_file(pid, "mem") as f:
+        for lo in range(0, len(addrs), chunk):
+            part = addrs[lo : lo + chunk]
+            pages, ok = buf[: len(part)], np.zeros(len(part), dtype=np.bool_)
+            _read_into(f, part, pages, ok)
+            pages[~ok] = 0
+            any_ok = any_ok or bool(ok.any())
+            yield lo, pages, ok
+    if len(addrs) and not any_ok and not _alive(procfs, pid):
+        raise ProcessGone(pid, f"process {pid} exited while reading its memory")
+
+
+def _read_into(f: ProcFile, addrs: U64, pages: U8, ok: BOOL) -> None:
+    """Read the sorted `addrs` into `pages`, one read per run; mark what was read in `ok`."""
+    view = pages.reshape(-1).data
+    first, counts = runs(addrs)
+    for i, c in zip(first.tolist(), counts.tolist(), strict=True):
+        lo = i * PAGE_SIZE
+        got = f.readinto(view[lo : lo + c * PAGE_SIZE], int(addrs[i]))
+        full = got // PAGE_SIZE
+        ok[i : i + full] = True
+        if full < c:  # a hole: read the rest page by page to skip only what is unmapped
+            for j in range(i + full, i + c):
+                lo = j * PAGE_SIZE
+                ok[j] = f.readinto(view[lo : lo + PAGE_SIZE], int(addrs[j])) == PAGE_SIZE
 
 
 def _alive(procfs: ProcFS, pid: int) -> bool:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from memscope.cow._model import CowScan, HeapMap, PageClass
-from memscope.cow.causes import attribute
+from memscope.cow.causes import PageDiff, attribute_diff
 from memscope.cow.classify import (
     bytes_by_kind,
     class_counts,
@@ -31,11 +31,13 @@ from memscope.cow.cpython import Target, detect_target
 from memscope.cow.heap import parse_heap
 from memscope.cow.memreader import MemReader
 from memscope.cow.pagemap import (
+    BOOL,
     I64,
     PAGE_SIZE,
     U8,
     U64,
     decode_pagemap,
+    iter_pages,
     page_addresses,
     private_writable,
     read_pagemap,
@@ -73,23 +75,30 @@ def scan_process(
     try:
         pages, ok = read_pages(procfs, pid, copied)
         timer.lap("read_child")
-        parent_pages, parent_ok = read_pages(procfs, parent_pid, copied)
-        ok &= parent_ok
+        diff = _compare_parent(procfs, parent_pid, copied, pages, ok)
         timer.lap("read_parent")
         target = _target(pid, procfs, regions)
         target_text = target.describe()
         if objects and target.supported:
-            heap, why = _parse(target, procfs, pid, copied[ok], pages[ok])
+            # Boolean indexing copies: skip it when every page was read (the usual case).
+            all_ok = bool(ok.all())
+            heap, why = _parse(
+                target,
+                procfs,
+                pid,
+                copied if all_ok else copied[ok],
+                pages if all_ok else pages[ok],
+            )
             target_text += why
             pool_size = 16384 if target.minor >= (3, 10) else 4096
         elif not objects:
             target_text += " (object attribution skipped)"
         timer.lap("heap")
     except AccessDenied as exc:
-        pages = parent_pages = np.zeros((len(copied), PAGE_SIZE), dtype=np.uint8)
         ok = np.zeros(len(copied), dtype=np.bool_)
+        diff = PageDiff.concat([])
         target_text = f"page-level only: {exc}"
-    result = attribute(copied, pages, parent_pages, ok, heap, pool_size)
+    result = attribute_diff(copied, diff, ok, heap, pool_size)
     timer.lap("attribute")
 
     kinds = _kinds(procfs, pid, regions, heap)
@@ -164,6 +173,19 @@ def _classify_pages(
         copied.append(addrs[classes == PageClass.COPIED])
     all_copied = np.concatenate(copied) if copied else np.zeros(0, dtype=np.uint64)
     return _Pages(mode or "exclusive-bit", counts, all_copied)
+
+
+def _compare_parent(
+    procfs: ProcFS, parent_pid: int, addrs: U64, pages: U8, ok: BOOL
+) -> PageDiff:
+    """Read the parent's pages at `addrs` slice by slice and diff them with the child's
+    `pages`; `ok` loses the pages the parent could not give."""
+    parts: list[PageDiff] = []
+    for lo, parent, parent_ok in iter_pages(procfs, parent_pid, addrs):
+        hi = lo + len(parent_ok)
+        ok[lo:hi] &= parent_ok
+        parts.append(PageDiff.of(pages[lo:hi], parent, ok[lo:hi], first=lo))
+    return PageDiff.concat(parts)
 
 
 class _Timer:
