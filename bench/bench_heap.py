@@ -28,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from memscope.cow.cpython import detect_target
 from memscope.cow.heap import parse_heap
 from memscope.cow.memreader import PAGE, MemReader
+from memscope.cow.pagemap import decode_pagemap, page_addresses, private_writable, read_pagemap
 from memscope.procfs import ProcFS
 
 WORKLOAD = """
@@ -62,17 +63,11 @@ os._exit(0)
 
 
 def copied_pages(procfs: ProcFS, pid: int) -> np.ndarray:
-    want = np.uint64((1 << 63) | (1 << 56))
-    found = []
-    with open(procfs.path(pid, "pagemap"), "rb") as f:
-        for m in procfs.maps(pid):
-            if not m.perms.startswith("rw") or (m.path and m.path != "[heap]"):
-                continue
-            f.seek(m.start // PAGE * 8)
-            entries = np.frombuffer(f.read((m.end - m.start) // PAGE * 8), dtype=np.uint64)
-            hit = np.flatnonzero(entries & want == want).astype(np.uint64)
-            found.append(np.uint64(m.start) + hit * np.uint64(PAGE))
-    return np.concatenate(found)
+    """Present, exclusive pages of the worker's private writable mappings (its copies)."""
+    regions = private_writable(procfs.maps(pid))
+    addrs, _ = page_addresses(regions)
+    table = decode_pagemap(addrs, read_pagemap(procfs, pid, regions))
+    return table.addrs[table.present & table.exclusive]
 
 
 def main() -> None:
