@@ -125,12 +125,9 @@ class MemscopeRecording:
         proc, self._proc = self._proc, None
         if proc is None:
             return self.path
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=_STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        from memscope.session import stop_process  # memscope loads only when a test uses it
+
+        stop_process(proc, signal.SIGINT, _STOP_TIMEOUT_S)
         if proc.returncode != 0:
             raise MeasurementImpossible(self._stderr(proc))
         assert proc.stderr is not None

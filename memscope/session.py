@@ -5,9 +5,11 @@ Shared by `run` (which owns the root process) and `attach` (which does not).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sqlite3
+import subprocess
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -29,6 +31,7 @@ __all__ = [
     "default_output",
     "record",
     "signals_to",
+    "stop_process",
 ]
 
 _PTRACE_HINT = (
@@ -50,6 +53,17 @@ class SessionOptions:
 def default_output(name: str, pid: int) -> str:
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in os.path.basename(name))[:40]
     return f"memscope-{safe or 'process'}-{pid}.memscope"
+
+
+def stop_process(proc: subprocess.Popen[Any], signum: int, grace_s: float) -> None:
+    """Send `signum`, wait up to `grace_s` seconds, then SIGKILL; the process is reaped."""
+    with contextlib.suppress(ProcessLookupError):
+        proc.send_signal(signum)
+    try:
+        proc.wait(timeout=grace_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 def check_output(path: str) -> None:

@@ -28,6 +28,7 @@ from memscope.session import (
     default_output,
     record,
     signals_to,
+    stop_process,
 )
 
 __all__ = ["command", "exit_status", "spawn"]
@@ -164,7 +165,7 @@ def _record(
         nonlocal stopped
         if proc.poll() is None:  # duration ended, or we are being torn down
             stopped = True
-            _terminate(proc)
+            stop_process(proc, signal.SIGTERM, _GRACE_S)
         code = exit_status(proc.wait())
         root = sampler.tree.root
         if root.record_id >= 0:
@@ -184,18 +185,9 @@ def _record(
             )
     finally:
         if proc.poll() is None:
-            _terminate(proc)
+            stop_process(proc, signal.SIGTERM, _GRACE_S)
     code = exit_status(proc.returncode)
     if not quiet:
         print_summary(path)
     click.echo(f"memscope: recording saved to {path}", err=True)
     return path, code, stopped and duration is not None
-
-
-def _terminate(proc: subprocess.Popen[bytes]) -> None:
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(timeout=_GRACE_S)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
