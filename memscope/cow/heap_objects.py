@@ -28,7 +28,8 @@ BOOL = npt.NDArray[np.bool_]
 # words(k, rows) -> the k-th 8-byte word of each block in `rows` (None: of every block)
 WordGetter = Callable[[int, "I64 | None"], U64]
 
-_MAX_REFCNT = np.uint64(1 << 40)  # also admits 3.12/3.13 immortal 0xFFFFFFFF
+# Admits 3.12/3.13 immortal 0xFFFFFFFF and 3.14+ 3 << 30 (after Layout.refcnt_mask).
+_MAX_REFCNT = np.uint64(1 << 40)
 
 
 def mapped_mask(maps: list[MapEntry], ptrs: U64) -> BOOL:
@@ -76,6 +77,7 @@ def locate_objects(
     types: list[TypeInfo] = []
     slot_of: dict[int, int] = {}  # type address -> slot (0: not a type)
     todo: I64 | None = None  # None: every block
+    mask = np.uint64(resolver.layout.refcnt_mask)
     for off in resolver.layout.object_offsets:
         if todo is None:
             rows: I64 | None = None
@@ -86,6 +88,8 @@ def locate_objects(
             if not len(todo):
                 break
         refcnt = words(off // 8, rows)
+        if mask != np.uint64(-1 & 0xFFFFFFFFFFFFFFFF):
+            refcnt &= mask
         cand = words(off // 8 + 1, rows)
         # Without a plausible refcount there is no candidate (0 is never a type).
         cand[refcnt - np.uint64(1) >= _MAX_REFCNT] = 0

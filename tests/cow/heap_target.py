@@ -11,7 +11,10 @@ import json
 import os
 import sys
 
-import numpy
+try:
+    import numpy
+except ImportError:  # CPython 3.15: no numpy wheels yet
+    numpy = None
 
 
 class Record:
@@ -33,7 +36,7 @@ def main():
     table = {i: i * 2 for i in range(100000)}
     blob = b"x" * (3 << 20)
     buf = bytearray(b"y" * (2 << 20))
-    numbers = numpy.arange(1 << 20, dtype=numpy.int64)
+    numbers = numpy.arange(1 << 20, dtype=numpy.int64) if numpy is not None else None
     pid = os.fork()
     if pid:
         os.waitpid(pid, 0)
@@ -56,8 +59,8 @@ def main():
         "blob_size": sys.getsizeof(blob),
         "table": id(table),
         "bytearray": id(buf),
-        "ndarray_data": numbers.__array_interface__["data"][0],
-        "ndarray_bytes": numbers.nbytes,
+        "ndarray_data": numbers.__array_interface__["data"][0] if numpy is not None else None,
+        "ndarray_bytes": numbers.nbytes if numpy is not None else None,
         "ints_list": id(ints),
         "total": total,
     }

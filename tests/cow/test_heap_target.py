@@ -111,7 +111,7 @@ def test_debug_build_from_name(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("version", "words"),
-    [((3, 14, 0), "untested"), ((3, 7, 16), "older"), ((3, 12, 1), "")],
+    [((3, 16, 0), "untested"), ((3, 7, 16), "older"), ((3, 12, 1), ""), ((3, 14, 10), ""), ((3, 15, 2), "")],
 )
 def test_supported_range(version: tuple[int, int, int], words: str) -> None:
     reason = _unsupported_reason(version, free_threaded=False, debug=False)
