@@ -5,7 +5,8 @@ GC), block+16 (after a PyGC_Head) or block+32 (3.11+: two pre-header words befor
 head). At each candidate offset the first word must look like a refcount and the second like
 a pointer into a readable mapping; the distinct candidate pointers (few: they are the types of
 real objects) are validated one by one as type objects, and a block is typed only when the
-type's own pre-header size equals the offset tried and its fixed size fits the block.
+type's own pre-header size equals the offset tried and its smallest instance fits the block
+(tp_basicsize, except str: a compact ASCII str is smaller than sizeof(PyUnicodeObject)).
 Smallest offset wins.
 """
 
@@ -108,7 +109,7 @@ def locate_objects(
                 slot_of[t] = len(types) if info is not None else 0
             uniq_slot[j] = slot_of[t]
         pre = np.array([-1] + [t.preheader for t in types], dtype=np.int64)  # by slot
-        fits = np.array([0] + [t.preheader + t.basicsize for t in types], dtype=np.int64)
+        fits = np.array([0] + [t.preheader + t.smallest for t in types], dtype=np.int64)
         run_slot = uniq_slot[np.searchsorted(uniq, run_values)]
         # Plausible refcount, a type with this pre-header whose fixed part fits the block
         # (a run has one size, so this is decided per run).
