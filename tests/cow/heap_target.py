@@ -17,6 +17,14 @@ except ImportError:  # CPython 3.15: no numpy wheels yet
     numpy = None
 
 
+class Probe:
+    """Its attribute name is an identifier of compiled code: interned, and immortal on 3.12+
+    (3.14+: the refcount word carries ob_flags in its top 16 bits, 0x10000c0000000)."""
+
+    def __init__(self):
+        self.memscope_attr_probe = 1
+
+
 class Record:
     def __init__(self, i):
         self.a = i
@@ -62,6 +70,7 @@ def main():
         "ndarray_data": numbers.__array_interface__["data"][0] if numpy is not None else None,
         "ndarray_bytes": numbers.nbytes if numpy is not None else None,
         "ints_list": id(ints),
+        "identifier": id(next(iter(vars(Probe())))),
         "total": total,
     }
     sys.stdout.write(json.dumps(truth) + "\n")

@@ -98,6 +98,16 @@ def test_nested_classes_by_qualified_name(worker: Worker, everything: Parsed) ->
     assert len(everything.rows_of("__main__.Outer.Inner")) == worker.truth["inners"]
 
 
+def test_immortal_heap_strings_are_typed(worker: Worker, everything: Parsed) -> None:
+    # An interned identifier lives in a pymalloc pool and is immortal on 3.12+; on 3.14+ its
+    # refcount word has flag bits above bit 48 (Layout.refcnt_mask).
+    heap = everything.heap
+    row = np.flatnonzero(heap.start == np.uint64(int(worker.truth["identifier"])))  # type: ignore[call-overload]
+    assert len(row) == 1
+    assert heap.type_names[heap.type_index[row[0]]] == "str"
+    assert not heap.is_buffer[row[0]]
+
+
 def test_free_blocks_are_not_objects(copied: Parsed) -> None:
     heap = copied.heap
     assert len(np.unique(heap.block_start)) == len(heap.block_start)
