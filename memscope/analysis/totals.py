@@ -20,23 +20,22 @@ I64 = npt.NDArray[np.int64]
 
 
 def load_columns(
-    rec: Recording, names: tuple[str, ...], expressions: dict[str, str] | None = None
+    rec: Recording, names: tuple[str, ...], sums: dict[str, tuple[str, ...]] | None = None
 ) -> tuple[I64, F64, dict[str, F64]]:
     """(process_id, t, {name: values}) sorted by (process_id, t); NULL becomes NaN.
 
-    A name is a samples column, or a key of `expressions` (name -> SQL over the columns)."""
-    exprs = expressions or {}
-    cols = ", ".join(f"IFNULL({exprs.get(n, n)}, -1)" for n in names)
-    rows = rec.conn.execute(
-        f"SELECT process_id, t, {cols} FROM samples ORDER BY process_id, t"
-    ).fetchall()
-    arr = np.array(rows, dtype=np.float64).reshape(len(rows), 2 + len(names))
+    A name is a samples column, or a key of `sums` (name -> the columns it adds up)."""
+    parts = sums or {}
+    stored = sorted({c for n in names for c in parts.get(n, (n,))})
+    cols = rec.columns(stored)
     values: dict[str, F64] = {}
-    for i, name in enumerate(names):
-        col = arr[:, 2 + i]
-        col[col < 0] = np.nan
-        values[name] = col
-    return arr[:, 0].astype(np.int64), arr[:, 1], values
+    for name in names:
+        terms = parts.get(name, (name,))
+        total = cols.values[terms[0]]
+        for term in terms[1:]:
+            total = total + cols.values[term]
+        values[name] = total
+    return cols.process_id, cols.t, values
 
 
 def forward_fill(process_id: I64, values: F64) -> F64:

@@ -62,9 +62,9 @@ class Samples:
 
 
 def load_samples(rec: Recording) -> Samples:
-    """One query; NULL becomes NaN (rollup columns are NULL on counter-only ticks)."""
+    """Vectorised; NULL becomes NaN (rollup columns are NULL on counter-only ticks)."""
     process_id, t, values = load_columns(
-        rec, SERIES, {"shared": "shared_clean + shared_dirty"}
+        rec, SERIES, {"shared": ("shared_clean", "shared_dirty")}
     )
     return Samples(process_id, t, values)
 
