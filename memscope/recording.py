@@ -22,6 +22,7 @@ from memscope.sample_store import CHUNK_DDL, CHUNK_ROWS, Chunker, SampleColumns,
 __all__ = [
     "APPLICATION_ID",
     "EXTENSION_DDL",
+    "REPORT_COLUMNS",
     "SAMPLE_COLUMNS",
     "SCHEMA_VERSION",
     "ProcessRow",
@@ -84,6 +85,10 @@ _CORE_DDL = [
     )""",
     *CHUNK_DDL,
 ]
+
+#: The sample columns reports read (summary, leaks, HTML charts), decoded together once.
+#: "shared" is shared_clean + shared_dirty (sample_store.DERIVED).
+REPORT_COLUMNS = ("rss", "pss", "uss", "shared", "swap", "rss_shared")
 
 #: DDL of tables owned by feature modules; every statement must be idempotent.
 EXTENSION_DDL: list[str] = []
@@ -244,6 +249,7 @@ class Recording:
         self.path = path
         self.conn = conn
         self.meta = meta
+        self._columns: SampleColumns | None = None
         self.processes = [
             ProcessRow(
                 id=r[0],
@@ -274,8 +280,19 @@ class Recording:
     def columns(
         self, names: Sequence[str] = SAMPLE_COLUMNS, process_id: int | None = None
     ) -> SampleColumns:
-        """Samples as numpy columns sorted by (process_id, t), NaN where not taken."""
-        return read_columns(self.conn, names, process_id)
+        """Samples as numpy columns sorted by (process_id, t), NaN where not taken.
+
+        The columns every report reads (REPORT_COLUMNS, all processes) are decoded once and
+        kept, read-only, for the life of this object."""
+        if process_id is not None or not set(names) <= set(REPORT_COLUMNS):
+            return read_columns(self.conn, names, process_id)
+        if self._columns is None:
+            self._columns = read_columns(self.conn, REPORT_COLUMNS)
+            for array in (self._columns.process_id, self._columns.t,
+                          *self._columns.values.values()):
+                array.flags.writeable = False
+        cached = self._columns
+        return SampleColumns(cached.process_id, cached.t, {n: cached.values[n] for n in names})
 
     def samples(self, process_id: int | None = None) -> Iterator[SampleRow]:
         """Samples in time order, for one process or for all: a Python object per row, so

@@ -93,13 +93,15 @@ class ChunkFields:
 
 
 def _segment_prefix_sums(deltas: I64, lengths: I64, order: int) -> I64:
-    """Prefix sums restarting at every segment (one segment per chunk), `order` times."""
+    """Prefix sums restarting at every segment (one per chunk), `order` times, one cumsum
+    each: the first delta of a segment is lowered by the sum of the segment before it."""
+    starts = (np.cumsum(lengths) - lengths)[lengths > 0]
     out = deltas
-    starts = np.cumsum(lengths) - lengths
     for _ in range(order):
-        total = np.cumsum(out, dtype=np.int64)
-        before = np.where(starts > 0, total[np.maximum(starts - 1, 0)], 0)
-        out = total - np.repeat(before, lengths)
+        adjusted = out.copy()
+        if starts.size > 1:
+            adjusted[starts[1:]] -= np.add.reduceat(out, starts)[:-1]
+        out = np.cumsum(adjusted, dtype=np.int64)
     return out
 
 
@@ -109,7 +111,7 @@ def decode_chunks(
     """Decode `blobs` (each holding t then the columns `names`), keeping the columns `wanted`."""
     index = {name: i + 1 for i, name in enumerate(names)}
     slots = [0] + [index[w] for w in wanted]
-    pieces: list[list[I64]] = [[] for _ in slots]
+    pieces: list[list[npt.NDArray[np.signedinteger[Any]]]] = [[] for _ in slots]
     masks: list[list[npt.NDArray[np.bool_] | None]] = [[] for _ in slots]
     counts: list[int] = []
     for blob in blobs:
@@ -117,7 +119,7 @@ def decode_chunks(
         n, fields = _HEADER.unpack_from(raw)
         counts.append(n)
         pos = _HEADER.size
-        found: dict[int, tuple[npt.NDArray[np.bool_] | None, I64]] = {}
+        found: dict[int, tuple[npt.NDArray[np.bool_] | None, npt.NDArray[Any]]] = {}
         for field in range(fields):
             flags, count = _FIELD.unpack_from(raw, pos)
             pos += _FIELD.size
@@ -130,7 +132,7 @@ def decode_chunks(
                 pos += nbytes
             dtype = _DTYPES[flags >> 4]
             if field in slots:
-                data = np.frombuffer(raw, dtype, count, pos).astype(np.int64)
+                data = np.frombuffer(raw, dtype, count, pos).copy()  # let `raw` go
                 found[field] = (mask, data)
             pos += count * dtype.itemsize
         for k, slot in enumerate(slots):
@@ -144,7 +146,9 @@ def decode_chunks(
             decoded.append(np.zeros(0))
             continue
         lengths = np.array([p.size for p in pieces[k]], dtype=np.int64)
-        ints = _segment_prefix_sums(np.concatenate(pieces[k]), lengths, _T_ORDER if k == 0 else 1)
+        deltas = np.concatenate(pieces[k]).astype(np.int64)
+        pieces[k] = []
+        ints = _segment_prefix_sums(deltas, lengths, _T_ORDER if k == 0 else 1)
         if k == 0:
             decoded.append(ints.view(np.float64))
             continue

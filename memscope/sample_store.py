@@ -14,6 +14,8 @@ recording, which has no chunks).
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import sqlite3
 import struct
 import zlib
@@ -27,10 +29,14 @@ import numpy.typing as npt
 from memscope.errors import RecordingError
 from memscope.sample_codec import decode_chunks, encode_chunk
 
-__all__ = ["CHUNK_DDL", "CHUNK_ROWS", "Chunker", "SampleColumns", "read_columns"]
+__all__ = ["CHUNK_DDL", "CHUNK_ROWS", "DERIVED", "Chunker", "SampleColumns", "read_columns"]
 
 #: Samples per chunk: ~100 s at the default 0.2 s interval.
 CHUNK_ROWS = 512
+#: Chunks decoded at once when reading.
+BATCH = 256
+#: Columns a reader may ask for that are sums of stored ones (NaN if a term is absent).
+DERIVED = {"shared": ("shared_clean", "shared_dirty")}
 CHUNK_DDL = [
     """CREATE TABLE IF NOT EXISTS sample_chunks (
         process_id INTEGER NOT NULL REFERENCES processes(id),
@@ -43,6 +49,8 @@ CHUNK_DDL = [
     "CREATE INDEX IF NOT EXISTS sample_chunks_by_process ON sample_chunks (process_id, t0)",
 ]
 
+_M_MMAP_THRESHOLD = -3
+_MALLOPT_DONE = False
 I64 = npt.NDArray[np.int64]
 F64 = npt.NDArray[np.float64]
 Row = tuple[Any, ...]
@@ -131,8 +139,10 @@ def _has_chunks(conn: sqlite3.Connection) -> bool:
 def _plain(
     conn: sqlite3.Connection, names: Sequence[str], where: str, params: tuple[Any, ...]
 ) -> tuple[I64, F64, dict[str, F64]]:
-    cols = "".join(f", IFNULL({n}, -1)" for n in names)
-    rows = conn.execute(f"SELECT process_id, t{cols} FROM samples{where}", params).fetchall()
+    cols = "".join(f", IFNULL({' + '.join(DERIVED.get(n, (n,)))}, -1)" for n in names)
+    rows = conn.execute(
+        f"SELECT process_id, t{cols} FROM samples{where} ORDER BY process_id, t", params
+    ).fetchall()
     arr = np.array(rows, dtype=np.float64).reshape(len(rows), 2 + len(names))
     values: dict[str, F64] = {}
     for i, name in enumerate(names):
@@ -142,42 +152,90 @@ def _plain(
     return arr[:, 0].astype(np.int64), arr[:, 1].copy(), values
 
 
+def _return_big_arrays_to_the_system() -> None:
+    """glibc raises its mmap threshold after the first big free, so later column-sized arrays
+    come from the heap and their memory stays with the process after use; a fixed 1 MiB
+    threshold hands each one back when freed (reports hold several 16 MB temporaries)."""
+    global _MALLOPT_DONE
+    if _MALLOPT_DONE:
+        return
+    _MALLOPT_DONE = True
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.mallopt(_M_MMAP_THRESHOLD, 1 << 20)
+    except (OSError, AttributeError):  # not glibc: nothing to tune
+        pass
+
+
 def read_columns(
     conn: sqlite3.Connection, names: Sequence[str], process_id: int | None = None
 ) -> SampleColumns:
-    """Samples of one process or of all, as columns (only `names` among `all_names`)."""
+    """Samples of one process or of all, as columns `names`.
+
+    Chunks are decoded BATCH chunks at a time straight into preallocated arrays, so the peak
+    memory is the result plus one batch; the plain rows (few, unless schema 1) follow."""
+    _return_big_arrays_to_the_system()
     where, params = ("", ()) if process_id is None else (" WHERE process_id = ?", (process_id,))
-    pid_parts: list[I64] = []
-    t_parts: list[F64] = []
-    value_parts: dict[str, list[F64]] = {n: [] for n in names}
+    plain_pid, plain_t, plain_values = _plain(conn, names, where, params)
+    chunked = 0
     if _has_chunks(conn):
-        rows = conn.execute(
-            f"SELECT process_id, columns, data FROM sample_chunks{where}", params
-        ).fetchall()
-        by_layout: dict[str, list[tuple[int, bytes]]] = {}
-        for pid, layout, data in rows:
-            by_layout.setdefault(layout, []).append((pid, data))
-        for layout, items in by_layout.items():
-            stored = layout.split(",")
-            have = [n for n in names if n in stored]
-            try:
-                fields = decode_chunks([d for _, d in items], stored, have)
-            except (zlib.error, struct.error, ValueError, IndexError, KeyError) as exc:
-                raise RecordingError(f"a sample chunk is corrupt ({exc})") from None
-            pid_parts.append(np.repeat(np.array([p for p, _ in items], dtype=np.int64),
-                                       fields.counts))
-            t_parts.append(fields.t)
-            for n in names:
-                value_parts[n].append(fields.values.get(n, np.full(fields.t.size, np.nan)))
-    pid, t, values = _plain(conn, names, where, params)
-    pid_parts.append(pid)
-    t_parts.append(t)
+        chunked = conn.execute(
+            f"SELECT IFNULL(SUM(n), 0) FROM sample_chunks{where}", params
+        ).fetchone()[0]
+    total = chunked + plain_pid.size
+    pid = np.empty(total, dtype=np.int64)
+    t = np.empty(total)
+    values = {n: np.empty(total) for n in names}
+    pos = 0
+    if chunked:
+        cursor = conn.execute(
+            "SELECT process_id, columns, data FROM sample_chunks"
+            f"{where} ORDER BY process_id, t0", params,
+        )
+        while batch := cursor.fetchmany(BATCH):
+            for layout, items in _by_layout(batch).items():
+                stored = layout.split(",")
+                wanted = {c for n in names for c in DERIVED.get(n, (n,)) if c in stored}
+                try:
+                    fields = decode_chunks([d for _, d in items], stored, sorted(wanted))
+                except (zlib.error, struct.error, ValueError, IndexError, KeyError) as exc:
+                    raise RecordingError(f"a sample chunk is corrupt ({exc})") from None
+                end = pos + fields.t.size
+                pid[pos:end] = np.repeat([p for p, _ in items], fields.counts)
+                t[pos:end] = fields.t
+                for n in names:
+                    values[n][pos:end] = _value(fields.values, n)
+                pos = end
+    pid[pos:], t[pos:] = plain_pid, plain_t
     for n in names:
-        value_parts[n].append(values[n])
-    all_pid = np.concatenate(pid_parts)
-    all_t = np.concatenate(t_parts)
-    order = np.lexsort((all_t, all_pid))
-    return SampleColumns(
-        all_pid[order], all_t[order],
-        {n: np.concatenate(value_parts[n])[order] for n in names},
-    )
+        values[n][pos:] = plain_values[n]
+    if pos == 0 or pos == total or _sorted(pid, t):
+        return SampleColumns(pid, t, values)
+    order = np.lexsort((t, pid))
+    return SampleColumns(pid[order], t[order], {n: v[order] for n, v in values.items()})
+
+
+def _value(decoded: dict[str, F64], name: str) -> F64 | float:
+    terms = DERIVED.get(name, (name,))
+    if not all(t in decoded for t in terms):
+        return np.nan
+    total = decoded[terms[0]]
+    for term in terms[1:]:
+        total = total + decoded[term]
+    return total
+
+
+def _by_layout(rows: list[tuple[int, str, bytes]]) -> dict[str, list[tuple[int, bytes]]]:
+    grouped: dict[str, list[tuple[int, bytes]]] = {}
+    for pid, layout, data in rows:
+        grouped.setdefault(layout, []).append((pid, data))
+    return grouped
+
+
+def _sorted(pid: I64, t: F64) -> bool:
+    """(pid, t) non-decreasing: chunks were read in order, and the plain rows (the newest,
+    ordered too) need no merge when there are none or they follow within each process."""
+    if pid.size < 2:
+        return True
+    dp = np.diff(pid)
+    return bool(np.all(dp >= 0) and np.all((dp > 0) | (np.diff(t) >= 0)))

@@ -120,7 +120,7 @@ class Summary:
         return grown[:limit]
 
 
-_STAT_COLUMNS = ("rss", "pss", "uss", "shared_clean", "shared_dirty", "swap")
+_STAT_COLUMNS = ("rss", "pss", "uss", "shared", "swap")
 
 
 def _int(value: float) -> int | None:
@@ -132,16 +132,17 @@ def _process_stats(cols: SampleColumns) -> dict[int, dict[str, Any]]:
     if len(cols) == 0:
         return {}
     v = cols.values
-    ids, starts = np.unique(cols.process_id, return_index=True)
+    starts = np.flatnonzero(np.r_[True, cols.process_id[1:] != cols.process_id[:-1]])
+    ids = cols.process_id[starts]
     ends = np.r_[starts[1:], cols.t.size] - 1
-    idx = np.arange(cols.t.size)
+    idx = np.arange(cols.t.size, dtype=np.int64)
     full = ~np.isnan(v["pss"])
-    has_uss = ~np.isnan(v["uss"])
     last_full = np.maximum.reduceat(np.where(full, idx, -1), starts)
-    first_uss = np.minimum.reduceat(np.where(has_uss, idx, cols.t.size), starts)
+    idx[np.isnan(v["uss"])] = cols.t.size
+    first_uss = np.minimum.reduceat(idx, starts)
+    del idx
     peaks = {c: np.fmax.reduceat(v[c], starts).tolist() for c in ("rss", "pss", "uss", "swap")}
     n_full = np.add.reduceat(full.astype(np.int64), starts).tolist()
-    shared = v["shared_clean"] + v["shared_dirty"]
     stats: dict[int, dict[str, Any]] = {}
     for k, pid in enumerate(ids.tolist()):
         entry: dict[str, Any] = {
@@ -154,7 +155,7 @@ def _process_stats(cols: SampleColumns) -> dict[int, dict[str, Any]]:
         if last_full[k] >= 0:
             i = int(last_full[k])
             entry["last"] = Memory(_int(v["rss"][i]), _int(v["pss"][i]), _int(v["uss"][i]),
-                                   _int(shared[i]), _int(v["swap"][i]))
+                                   _int(v["shared"][i]), _int(v["swap"][i]))
         if first_uss[k] < cols.t.size:
             entry["first_uss"] = _int(v["uss"][int(first_uss[k])])
         stats[pid] = entry

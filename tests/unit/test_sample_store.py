@@ -153,3 +153,35 @@ def test_corrupt_chunk_is_a_recording_error(tmp_path: Path) -> None:
     conn.close()
     with pytest.raises(RecordingError, match="sample chunk is corrupt"):
         open_recording(path).columns()
+
+
+def test_tree_sums_in_slices_equal_one_pass(monkeypatch: pytest.MonkeyPatch) -> None:
+    from memscope.analysis import totals
+
+    rng = np.random.default_rng(9)
+    pid = np.repeat(np.arange(7, dtype=np.int64), 40)
+    t = np.tile(np.arange(40, dtype=np.float64), 7) + np.repeat(rng.integers(0, 5, 7), 40)
+    pss = np.where(rng.random(pid.size) < 0.3, rng.integers(1, 1000, pid.size), np.nan)
+    ticks, whole = totals.tree_sums(pid, t, {"pss": pss})
+    monkeypatch.setattr(totals, "SLICE_ROWS", 3)
+    ticks2, sliced = totals.tree_sums(pid, t, {"pss": pss})
+    assert ticks.tolist() == ticks2.tolist() and whole["pss"].tolist() == sliced["pss"].tolist()
+    # by hand: at each tick, every process sampled then adds its latest pss so far (0 if none)
+    expect = {}
+    for p in range(7):
+        last = 0.0
+        for i in np.flatnonzero(pid == p):
+            last = pss[i] if pss[i] == pss[i] else last
+            expect[t[i]] = expect.get(t[i], 0.0) + last
+    assert whole["pss"].tolist() == [expect[k] for k in ticks.tolist()]
+
+
+def test_decoding_many_chunks_with_absent_columns_in_some() -> None:
+    chunks = [([1e9, 1e9 + 0.2], [[5, 6]] * NCOL),
+              ([1e9 + 0.4], [[None]] * NCOL),
+              ([1e9 + 0.6, 1e9 + 0.8, 1e9 + 1.0], [[7, None, 9]] * NCOL)]
+    f = decode_chunks([encode_chunk(t, c) for t, c in chunks], SAMPLE_COLUMNS, ["pss", "rss"])
+    assert f.counts == [2, 1, 3]
+    assert f.t.tolist() == [1e9, 1e9 + 0.2, 1e9 + 0.4, 1e9 + 0.6, 1e9 + 0.8, 1e9 + 1.0]
+    got = [None if v != v else v for v in f.values["pss"].tolist()]
+    assert got == [5, 6, None, 7, None, 9]
