@@ -31,19 +31,24 @@ from memscope.sample_codec import decode_chunks, encode_chunk
 
 __all__ = ["CHUNK_DDL", "CHUNK_ROWS", "DERIVED", "Chunker", "SampleColumns", "read_columns"]
 
-#: Samples per chunk: ~100 s at the default 0.2 s interval.
-CHUNK_ROWS = 512
+#: Samples per chunk: ~50 s at the default 0.2 s interval; a steady process's chunk is then
+#: ~1 KB, so SQLite's 4 KiB pages hold 3-4 of them with little slack (bench/bench_storage.py).
+CHUNK_ROWS = 256
 #: Chunks decoded at once when reading.
 BATCH = 256
 #: Columns a reader may ask for that are sums of stored ones (NaN if a term is absent).
 DERIVED = {"shared": ("shared_clean", "shared_dirty")}
 CHUNK_DDL = [
+    """CREATE TABLE IF NOT EXISTS sample_layouts (
+        id INTEGER PRIMARY KEY,
+        columns TEXT NOT NULL UNIQUE
+    )""",
     """CREATE TABLE IF NOT EXISTS sample_chunks (
         process_id INTEGER NOT NULL REFERENCES processes(id),
         t0 REAL NOT NULL,
         t1 REAL NOT NULL,
         n INTEGER NOT NULL,
-        columns TEXT NOT NULL,
+        layout INTEGER NOT NULL REFERENCES sample_layouts(id),
         data BLOB NOT NULL
     )""",
     "CREATE INDEX IF NOT EXISTS sample_chunks_by_process ON sample_chunks (process_id, t0)",
@@ -64,6 +69,11 @@ class Chunker:
         self.columns = tuple(columns)
         self.chunk_rows = chunk_rows
         self.pending: dict[int, list[Row]] = {}  # rows already in the plain table
+        layout = ",".join(self.columns)
+        conn.execute("INSERT OR IGNORE INTO sample_layouts (columns) VALUES (?)", (layout,))
+        self.layout = conn.execute(
+            "SELECT id FROM sample_layouts WHERE columns = ?", (layout,)
+        ).fetchone()[0]
         cols = ", ".join(self.columns)
         marks = ", ".join("?" * (2 + len(self.columns)))
         self._insert = f"INSERT INTO samples (process_id, t, {cols}) VALUES ({marks})"
@@ -103,10 +113,9 @@ class Chunker:
         t = [r[1] for r in rows]
         columns = [[r[2 + i] for r in rows] for i in range(len(self.columns))]
         self.conn.execute(
-            "INSERT INTO sample_chunks (process_id, t0, t1, n, columns, data)"
+            "INSERT INTO sample_chunks (process_id, t0, t1, n, layout, data)"
             " VALUES (?, ?, ?, ?, ?, ?)",
-            (process_id, min(t), max(t), len(rows), ",".join(self.columns),
-             encode_chunk(t, columns)),
+            (process_id, min(t), max(t), len(rows), self.layout, encode_chunk(t, columns)),
         )
 
     def _delete_plain(self, process_id: int, rows: Sequence[Row]) -> None:
@@ -189,8 +198,8 @@ def read_columns(
     pos = 0
     if chunked:
         cursor = conn.execute(
-            "SELECT process_id, columns, data FROM sample_chunks"
-            f"{where} ORDER BY process_id, t0", params,
+            "SELECT process_id, columns, data FROM sample_chunks JOIN sample_layouts"
+            f" ON layout = sample_layouts.id{where} ORDER BY process_id, t0", params,
         )
         while batch := cursor.fetchmany(BATCH):
             for layout, items in _by_layout(batch).items():
