@@ -1,0 +1,138 @@
+"""`memscope diff` on real fixture runs: the fix's saving is named by type, with its bytes."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+
+from tests.conftest import fixture, target_python
+
+pytestmark = pytest.mark.slow
+
+MiB = 1 << 20
+PYTHON = target_python("3.12") or target_python("3.11")
+MEMSCOPE = shutil.which("memscope") or os.path.join(os.path.dirname(sys.executable), "memscope")
+
+
+def memscope(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([MEMSCOPE, *args], capture_output=True, text=True, timeout=180,
+                          check=False)
+
+
+def record(tmp: Path, name: str, *extra: str, label: str = "") -> str:
+    if PYTHON is None:
+        pytest.skip("no CPython 3.11/3.12 target")
+    out = tmp / f"{name}{label}.memscope"
+    # a scan every second while the workers hold their copies: the latest one is after the work
+    run = memscope("run", "-q", "-o", str(out), "--cow-interval", "1", "--", PYTHON,
+                   fixture(name), "--workers", "2", "--delay", "0.5", "--hold", "5", *extra)
+    assert run.returncode == 0, run.stderr
+    return str(out)
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    tmp = tmp_path_factory.mktemp("diff")
+    return {
+        "list": record(tmp, "preload_list"),
+        "numpy": record(tmp, "preload_numpy"),
+        "gc": record(tmp, "gc_freeze"),
+        "frozen": record(tmp, "gc_freeze", "--freeze", label="-frozen"),
+    }
+
+
+def diff_json(before: str, after: str, *extra: str) -> dict[str, Any]:
+    done = memscope("diff", before, after, "--format", "json", *extra)
+    assert done.returncode == 0, done.stderr
+    doc: dict[str, Any] = json.loads(done.stdout)
+    schema = json.loads(resources.files("memscope.diff").joinpath(
+        "schema/diff.schema.json").read_text())
+    jsonschema.validate(doc, schema)
+    return doc
+
+
+def rows(doc: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {r["key"]: r for r in doc["rows"]}
+
+
+def test_numpy_instead_of_a_list_removes_the_int_copying(runs: dict[str, str]) -> None:
+    doc = diff_json(runs["list"], runs["numpy"])
+    ints = rows(doc)["copied.type.int"]
+    # each of the 2 workers copied the ~58+ MiB of 2M int objects; numpy's buffer is never
+    # written, so the saving is (almost) all of it
+    assert ints["before"] >= 2 * 50 * MiB
+    assert (ints["after"] or 0) < 2 * MiB
+    assert ints["change"] <= -0.95 * ints["before"] and not ints["within_noise"]
+    assert doc["headline"][0].startswith("copying of int fell by")
+    total = rows(doc)["copied.total"]
+    assert total["relative"] < -0.9
+    for n in (1, 2):  # matched worker by worker
+        w = rows(doc)[f"worker[{n}].copied.total"]
+        assert w["before"] >= 50 * MiB and w["after"] < 5 * MiB
+        assert rows(doc)[f"worker[{n}].uss.peak"]["change"] < -40 * MiB
+
+
+def test_gc_freeze_removes_the_class_copying(runs: dict[str, str]) -> None:
+    doc = diff_json(runs["gc"], runs["frozen"])
+    saved = [r for r in doc["rows"] if r["scope"] == "tree"
+             and r["metric"].startswith("copied.type.") and r["change"] < 0
+             and not r["within_noise"]]
+    top = min(saved, key=lambda r: r["change"])
+    assert top["metric"] == "copied.type.__main__.Record"
+    # 300k instances: their GC headers sit on ~10+ MiB of pages in each of the 2 workers
+    assert top["before"] >= 2 * 8 * MiB and (top["after"] or 0) < 0.1 * top["before"]
+    assert doc["headline"][0].startswith("copying of __main__.Record fell by")
+    text = memscope("diff", runs["gc"], runs["frozen"]).stdout
+    assert "copying of __main__.Record fell by" in text
+
+
+def test_fail_if_uses_the_check_rule_language(runs: dict[str, str]) -> None:
+    ok = memscope("diff", runs["list"], runs["numpy"], "--fail-if", "copied.total > -50%")
+    assert ok.returncode == 0, ok.stderr
+    assert "ok: copied.total > -50%" in ok.stdout
+    worse = memscope("diff", runs["numpy"], runs["list"], "--fail-if", "copied.total > -50%",
+                     "--fail-if", "tree.copied.type.int > 10MiB")
+    assert worse.returncode == 1
+    assert "FAIL: copied.total > -50%" in worse.stdout
+    assert "FAIL: tree.copied.type.int > 10MiB" in worse.stdout
+
+
+def test_a_recording_against_itself_is_all_noise(runs: dict[str, str]) -> None:
+    doc = diff_json(runs["list"], runs["list"])
+    assert doc["rows"] and all(r["within_noise"] and r["change"] == 0 for r in doc["rows"])
+
+
+def test_repeats_widen_the_noise_band(runs: dict[str, str]) -> None:
+    # two recordings of different workloads on one side: their spread is counted as noise
+    doc = diff_json(runs["list"], runs["list"], "--before-also", runs["numpy"])
+    ints = rows(doc)["copied.type.int"]
+    assert ints["before_spread"] >= 50 * MiB and ints["within_noise"]
+
+
+@pytest.mark.parametrize("fmt", ["markdown", "html", "text"])
+def test_other_formats_name_the_saving(runs: dict[str, str], fmt: str, tmp_path: Path) -> None:
+    out = tmp_path / f"diff.{fmt}"
+    done = memscope("diff", runs["list"], runs["numpy"], "--format", fmt, "-o", str(out))
+    assert done.returncode == 0, done.stderr
+    assert "copying of int fell by" in out.read_text()
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--fail-if", "copied.total >> 5%"], "unknown operator"),
+    (["--fail-if", "copied.nothing > 5%"], "no figure 'copied.nothing'"),
+    (["--fail-if", "copied.total > 5 parsecs"], "unknown unit"),
+])
+def test_bad_rules_are_one_line_errors(runs: dict[str, str], args: list[str], message: str) -> None:
+    done = memscope("diff", runs["list"], runs["numpy"], *args)
+    assert done.returncode == 2
+    assert message in done.stderr and "Traceback" not in done.stderr
+    assert len(done.stderr.strip().splitlines()) <= 2
