@@ -9,8 +9,8 @@ sites) are escaped for each format: rich markup, markdown table syntax, HTML.
 from __future__ import annotations
 
 import html
-import math
 import json
+import math
 from collections.abc import Callable
 from typing import Any, TextIO
 
