@@ -5,8 +5,11 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
+import sqlite3
 import subprocess
 import sys
+import time
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -28,15 +31,52 @@ def memscope(*args: str) -> subprocess.CompletedProcess[str]:
                           check=False)
 
 
+def _scanned_after(path: str, since: float) -> int:
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
+        try:
+            row = conn.execute("SELECT COUNT(DISTINCT process_id) FROM cow_scans WHERE t >= ?",
+                               (since,)).fetchone()
+            return int(row[0])
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        return 0
+
+
 def record(tmp: Path, name: str, *extra: str, label: str = "") -> str:
+    """Record the fixture; once both workers did their work, SIGUSR1 asks memscope for a COW
+    scan of every worker (on demand, outside the scheduler's CPU budget, so a loaded machine
+    cannot postpone it), and the workers hold until that scan is in the recording."""
     if PYTHON is None:
         pytest.skip("no CPython 3.11/3.12 target")
-    out = tmp / f"{name}{label}.memscope"
-    # a scan every second while the workers hold their copies: the latest one is after the work
-    run = memscope("run", "-q", "-o", str(out), "--cow-interval", "1", "--", PYTHON,
-                   fixture(name), "--workers", "2", "--delay", "0.5", "--hold", "5", *extra)
-    assert run.returncode == 0, run.stderr
-    return str(out)
+    out = str(tmp / f"{name}{label}.memscope")
+    proc = subprocess.Popen([MEMSCOPE, "run", "-q", "-o", out, "--", PYTHON, fixture(name),
+                             "--workers", "2", "--delay", "0.5", "--hold", "30", *extra],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    worked = 0
+    for line in proc.stdout:
+        if json.loads(line).get("event") == "worked":
+            worked += 1
+            if worked == 2:
+                break
+    assert worked == 2, proc.stderr.read() if proc.stderr else ""
+    since = time.time()
+    deadline = time.monotonic() + 25
+    asked = 0.0
+    while _scanned_after(out, since) < 2:
+        assert time.monotonic() < deadline, "no on-demand scan of both workers within 25 s"
+        if time.monotonic() - asked > 3:
+            # again while waiting: a request finds a worker whose birth scan is still running
+            # skipped (cow/schedule.py consumes the request), so ask until both are scanned
+            os.kill(proc.pid, signal.SIGUSR1)
+            asked = time.monotonic()
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)  # memscope forwards it: the fixture stops its workers
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode in (0, 128 + signal.SIGINT), err
+    return out
 
 
 @pytest.fixture(scope="module")
