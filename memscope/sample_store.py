@@ -182,8 +182,23 @@ def read_columns(
     """Samples of one process or of all, as columns `names`.
 
     Chunks are decoded BATCH chunks at a time straight into preallocated arrays, so the peak
-    memory is the result plus one batch; the plain rows (few, unless schema 1) follow."""
+    memory is the result plus one batch; the plain rows (few, unless schema 1) follow. All
+    reads share one read transaction: a recording still being written moves rows from plain
+    to chunks, and two snapshots could see a sample twice or not at all."""
     _return_big_arrays_to_the_system()
+    own = not conn.in_transaction
+    if own:
+        conn.execute("BEGIN")
+    try:
+        return _read_columns(conn, names, process_id)
+    finally:
+        if own and conn.in_transaction:
+            conn.execute("COMMIT")
+
+
+def _read_columns(
+    conn: sqlite3.Connection, names: Sequence[str], process_id: int | None
+) -> SampleColumns:
     where, params = ("", ()) if process_id is None else (" WHERE process_id = ?", (process_id,))
     plain_pid, plain_t, plain_values = _plain(conn, names, where, params)
     chunked = 0

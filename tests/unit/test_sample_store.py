@@ -185,3 +185,34 @@ def test_decoding_many_chunks_with_absent_columns_in_some() -> None:
     assert f.t.tolist() == [1e9, 1e9 + 0.2, 1e9 + 0.4, 1e9 + 0.6, 1e9 + 0.8, 1e9 + 1.0]
     got = [None if v != v else v for v in f.values["pss"].tolist()]
     assert got == [5, 6, None, 7, None, 9]
+
+
+def test_a_reader_sees_one_snapshot_while_the_writer_chunks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN a recording being written, with CHUNK_ROWS - 1 plain rows committed
+    import memscope.sample_store as store
+
+    path = str(tmp_path / "live.memscope")
+    w = RecordingWriter(path, {})
+    pid = w.add_process(pid=1, start_ticks=1, ppid=0, parent_id=None, role="root",
+                        cmdline=["x"], exe=None, python_version=None, started_at=0.0)
+    rows = _rows(pid, CHUNK_ROWS + 10, 1e9, 6)
+    w.add_samples(rows[:CHUNK_ROWS - 1])
+    w.flush()
+    plain = store._plain
+
+    def plain_then_writer_chunks(*args: object, **kw: object) -> object:
+        out = plain(*args, **kw)  # type: ignore[arg-type]
+        # WHEN the writer turns those plain rows into a chunk between the reader's queries
+        w.add_samples(rows[CHUNK_ROWS - 1:])
+        w.flush()
+        return out
+
+    monkeypatch.setattr(store, "_plain", plain_then_writer_chunks)
+    cols = open_recording(path).columns(("rss",))
+    # THEN the reader saw one snapshot: the committed rows, once each
+    assert len(cols) == CHUNK_ROWS - 1 == len(np.unique(cols.t))
+    monkeypatch.setattr(store, "_plain", plain)
+    w.close()
+    assert len(open_recording(path).columns(("rss",))) == len(rows)
