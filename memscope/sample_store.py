@@ -85,10 +85,10 @@ class Chunker:
             fresh.setdefault(row[0], []).append(row)
         plain: list[Row] = []
         for process_id, new in fresh.items():
-            old = self.pending.get(process_id, [])
+            old = self.pending.setdefault(process_id, [])
             if len(old) + len(new) < self.chunk_rows:
                 plain.extend(new)
-                self.pending[process_id] = old + new
+                old.extend(new)  # in place: a tick costs O(its rows), not O(pending)
                 continue
             rows_all = old + new
             cut = len(rows_all) - len(rows_all) % self.chunk_rows
