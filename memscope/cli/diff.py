@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import glob
 import io
+import os
+import re
 
 import click
 
@@ -12,7 +15,19 @@ from memscope.diff.rules import evaluate, parse_fail_rule
 from memscope.diff.source import load_figures
 from memscope.errors import EXIT_LIMIT, InputError
 
-__all__ = ["command"]
+__all__ = ["command", "expand_repeats"]
+
+
+def expand_repeats(path: str) -> list[str]:
+    """`X.memscope` itself, or when it does not exist the `X.runN.memscope` files that
+    `memscope run --repeat N -o X.memscope` writes (in run order)."""
+    if os.path.exists(path):
+        return [path]
+    stem, ext = os.path.splitext(path)
+    found = glob.glob(f"{glob.escape(stem)}.run*{glob.escape(ext or '.memscope')}")
+    runs = sorted((int(m[1]), f) for f in found
+                  if (m := re.fullmatch(r".*\.run(\d+)" + re.escape(ext or ".memscope"), f)))
+    return [f for _, f in runs] or [path]
 
 
 @click.command("diff")
@@ -34,7 +49,8 @@ def command(before: str, after: str, before_also: tuple[str, ...], after_also: t
             fmt: str, output: str | None, fail_if: tuple[str, ...]) -> None:
     """Compare two recordings: peak/last USS and PSS per role and per matched worker (by role
     and start order), ΣPSS vs ΣRSS, copied bytes by type, cause and site, leak rates; with
-    the absolute and relative change and whether it is within run-to-run noise.
+    the absolute and relative change and whether it is within run-to-run noise. A side
+    recorded with `memscope run --repeat N -o X.memscope` (X.run1.memscope ...) is named X.memscope.
 
     \b
     Examples:
@@ -46,7 +62,8 @@ def command(before: str, after: str, before_also: tuple[str, ...], after_also: t
     Exit codes: 0 ok, 1 a --fail-if rule held, 2 usage or input error.
     """
     rules = [parse_fail_rule(r) for r in fail_if]
-    befores, afters = [before, *before_also], [after, *after_also]
+    befores = [p for arg in (before, *before_also) for p in expand_repeats(arg)]
+    afters = [p for arg in (after, *after_also) for p in expand_repeats(arg)]
     diff = compare([load_figures(p) for p in befores], [load_figures(p) for p in afters],
                    befores, afters)
     verdicts = evaluate(diff, rules)

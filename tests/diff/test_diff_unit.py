@@ -58,3 +58,20 @@ def test_missing_recording_is_exit_2_in_one_line(tmp_path: Path) -> None:
                           check=False, timeout=60)
     assert done.returncode == 2
     assert done.stderr.startswith("memscope: error:") and "Traceback" not in done.stderr
+
+
+def test_repeat_outputs_form_one_side(tmp_path: Path) -> None:
+    from memscope.cli.diff import expand_repeats
+
+    src = Path(__file__).parents[1] / "data" / "recordings" / "schema1-preload_list.memscope"
+    for n in (1, 2, 10):
+        (tmp_path / f"before.run{n}.memscope").write_bytes(src.read_bytes())
+    assert expand_repeats(str(tmp_path / "before.memscope")) == [
+        str(tmp_path / f"before.run{n}.memscope") for n in (1, 2, 10)]
+    memscope = str(Path(sys.executable).parent / "memscope")
+    done = subprocess.run([memscope, "diff", str(tmp_path / "before.memscope"), str(src),
+                           "--format", "json"], capture_output=True, text=True, check=False,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    doc = json.loads(done.stdout)
+    assert len(doc["before"]) == 3 and all(r["within_noise"] for r in doc["rows"])
