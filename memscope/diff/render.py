@@ -79,7 +79,7 @@ def headline(diff: Diff) -> list[str]:
     for r in diff.savings("copied.type.", 3):
         lines.append(f"copying of {r.metric[len('copied.type.'):]} fell by"
                      f" {format_bytes(-r.change)} ({_relative(r)}):"
-                     f" {_value(r.before, r.unit)} -> {_value(r.after, r.unit)}")
+                     f" {_value(r.before, r.unit)} -> {_value(r.after or 0.0, r.unit)}")
     total = next((r for r in diff.rows if r.key == "copied.total"), None)
     if total is not None:
         lines.append(f"copied in total: {_value(total.before, total.unit)} ->"
@@ -120,7 +120,8 @@ def render_text(diff: Diff, verdicts: list[Verdict], out: TextIO) -> None:
 
 def _md(text: str) -> str:
     return (html.escape(text, quote=False).replace("|", "\\|").replace("`", "\\`")
-            .replace("*", "\\*").replace("_", "\\_").replace("\n", " "))
+            .replace("*", "\\*").replace("_", "\\_").replace("[", "\\[").replace("]", "\\]")
+            .replace("\n", " "))
 
 
 def render_markdown(diff: Diff, verdicts: list[Verdict], out: TextIO) -> None:
