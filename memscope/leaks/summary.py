@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from memscope.analysis.leaks import (
     LeakOptions,
     LeakResult,
@@ -34,20 +36,20 @@ MIN_GROWTH_BYTES = 4096
 def add_leaks(rec: Recording, summary: Summary, options: LeakOptions | None = None) -> None:
     results: dict[int, LeakResult] = {}
     groups: dict[int, int] = {}
+    cols = rec.columns(("uss", "rss", "rss_shared"))
+    ids, starts = np.unique(cols.process_id, return_index=True)
+    bounds = dict(zip(ids.tolist(), zip(starts.tolist(), [*starts[1:].tolist(), len(cols)],
+                                        strict=True), strict=True))
     for p in summary.processes:
-        t: list[float] = []
-        uss: list[float] = []
-        t_anon: list[float] = []
-        anon: list[float] = []
-        for row in rec.samples(p.id):
-            value = row["uss"]
-            if value is not None:
-                t.append(row.t)
-                uss.append(float(value))
-            rss, shared = row["rss"], row["rss_shared"]
-            if rss is not None and shared is not None:
-                t_anon.append(row.t)
-                anon.append(float(rss - shared))
+        lo, hi = bounds.get(p.id, (0, 0))
+        times = cols.t[lo:hi]
+        uss_all = cols.values["uss"][lo:hi]
+        anon_all = cols.values["rss"][lo:hi] - cols.values["rss_shared"][lo:hi]
+        has_uss, has_anon = ~np.isnan(uss_all), ~np.isnan(anon_all)
+        t: list[float] = times[has_uss].tolist()
+        uss: list[float] = uss_all[has_uss].tolist()
+        t_anon: list[float] = times[has_anon].tolist()
+        anon: list[float] = anon_all[has_anon].tolist()
         if not t and not t_anon:
             continue
         snaps = read_leak_snapshots(rec, p.id)

@@ -33,6 +33,9 @@
     while (x >= 1024 && u < UNITS.length - 1) { x /= 1024; u++; }
     return (v < 0 ? '-' : '') + (u === 0 ? x.toFixed(0) : x.toFixed(1)) + ' ' + UNITS[u];
   }
+  // COW figures exist only at scans: hold each scan's value until the next one (a step, not a
+  // diagonal through times nothing was measured), with a marker on every scan.
+  const SCAN_STEPS = () => ({ paths: uPlot.paths.stepped({ align: 1 }), points: { show: true, size: 5 } });
   const fmtTime = (v) => (v === null || v === undefined ? '-' : v.toFixed(2) + ' s');
   const axisBytes = (u, vals) => vals.map(fmtBytes);
 
@@ -143,8 +146,8 @@
       const o = copiedMode ? block.cow.o : block.o;
       overviewIndex[p.id] = series.length + 1;
       data.push(decode(enc, o));
-      series.push({ label: 'pid ' + p.pid, stroke: ROLE_COLOR[p.role] || '#555', width: 1.25,
-        spanGaps: true, value: (u, v) => fmtBytes(v) });
+      series.push(Object.assign({ label: 'pid ' + p.pid, stroke: ROLE_COLOR[p.role] || '#555',
+        width: 1.25, spanGaps: true, value: (u, v) => fmtBytes(v) }, copiedMode ? SCAN_STEPS() : {}));
     }
     if (!series.length) { el.textContent = 'No full samples (USS) were recorded.'; return; }
     const opts = base(widthOf(el), 300, series, {
@@ -181,7 +184,7 @@
   // -- per-process small multiples, created when scrolled into view ----------------------
   const cards = {};
   const EAGER_CARDS = 24; // more than this: draw each card as it scrolls into view
-  function stacked(defs, block) {
+  function stacked(defs, block, scans) {
     // defs bottom-first; returns uPlot series top-first, filled to zero, with raw values.
     const raw = [];
     const sums = [];
@@ -199,8 +202,8 @@
       const [, label, color, fill] = defs[j];
       const r = raw[j];
       data.push(sums[j]);
-      series.push({ label: label, stroke: color, fill: fill, width: 1, spanGaps: true,
-        value: (u, v, si, idx) => (idx === null ? '-' : fmtBytes(r[idx])) });
+      series.push(Object.assign({ label: label, stroke: color, fill: fill, width: 1, spanGaps: true,
+        value: (u, v, si, idx) => (idx === null ? '-' : fmtBytes(r[idx])) }, scans ? SCAN_STEPS() : {}));
     }
     return [data, series];
   }
@@ -217,7 +220,7 @@
         ['new_private', 'new private', '#ff7f0e', '#ffd0a1'],
         ['shared', 'still shared', '#2ca02c', '#b9e4b4'], ['swapped', 'swap', '#7f7f7f', '#d0d0d0']]
         .filter(([k]) => block.cow.s[k]);
-      [data, series] = stacked(defs, block.cow);
+      [data, series] = stacked(defs, block.cow, true);
     } else {
       const defs = [['uss', 'USS (private)', '#1f77b4', '#a9cce8'],
         ['shared', 'shared', '#2ca02c', '#b9e4b4'], ['swap', 'swap', '#7f7f7f', '#d0d0d0']].filter(([k]) => block.s[k]);
