@@ -8,6 +8,7 @@ from memscope.report import (  # noqa: F401  (registers the formats and sections
     leak_section,
     mprof,
     prometheus,
+    steady_section,
     text,
 )
 from memscope.report._base import REPORTERS, ReportData, Reporter, get_reporter, register
