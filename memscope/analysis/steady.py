@@ -5,8 +5,8 @@ whose root was stopped spends its last moments shutting down: workers finalize t
 interpreters (touching, and so copying, every inherited object), free memory, and exit. Peaks
 and last values taken over the whole recording then describe the shutdown, not the service.
 
-The shutdown window starts at the earliest of:
-- the time memscope forwarded a stop signal to the root (`meta.signalled_at`, `run` only);
+The shutdown window starts at the time memscope forwarded a stop signal to the root
+(`meta.signalled_at`, `run` only) when there is one; otherwise at the earliest of:
 - the final exit wave: the first worker exit after which no process is born and every worker
   alive at that moment exits before the recording ends, moved back by a margin of
   `max(MARGIN_S, MARGIN_TICKS × interval)` (exits are seen up to a tick late, and a worker's
@@ -19,15 +19,14 @@ in the recording, steady and raw figures are the same.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 
-from memscope.analysis.summary import Memory, ProcessSummary, Summary
+from memscope.analysis.summary import Memory, Summary
 from memscope.recording import Recording
 
 __all__ = ["MARGIN_S", "MARGIN_TICKS", "SteadyFigures", "add_steady", "shutdown_start"]
 
-MARGIN_S = 0.2
+MARGIN_S = 1.0
 MARGIN_TICKS = 3
 
 
@@ -50,28 +49,38 @@ class SteadyFigures:
         }
 
 
-def _exit_wave(workers: Sequence[ProcessSummary], births: Sequence[float]) -> float | None:
-    exits = sorted(w.exited_at for w in workers if w.exited_at is not None)
-    for t in exits:
-        alive = [w for w in workers if w.started_at <= t and (w.exited_at or t) >= t]
-        if all(w.exited_at is not None for w in alive) and not any(b > t for b in births):
+def _ends(summary: Summary) -> dict[int, float | None]:
+    """Each worker's exit time; when the root exited (`run` stops then), a worker whose exit
+    was not observed is taken to end at its last sample."""
+    roots = [p for p in summary.processes if p.role == "root"]
+    root_gone = bool(roots) and roots[0].exited_at is not None
+    return {
+        w.id: w.exited_at if w.exited_at is not None or not root_gone else w.last_sample_at
+        for w in summary.workers
+    }
+
+
+def _exit_wave(summary: Summary) -> float | None:
+    ends = _ends(summary)
+    births = [p.started_at for p in summary.processes]
+    for t in sorted(e for e in ends.values() if e is not None):
+        alive = [w for w in summary.workers if w.started_at <= t and (ends[w.id] or t) >= t]
+        if all(ends[w.id] is not None for w in alive) and not any(b > t for b in births):
             return t
     return None
 
 
 def shutdown_start(summary: Summary, signalled_at: float | None = None) -> float | None:
     """Start of the shutdown window, or None when the recording holds no shutdown."""
-    candidates: list[float] = []
     if signalled_at is not None and summary.started_at <= signalled_at <= summary.ended_at:
-        candidates.append(signalled_at)
-    workers = summary.workers
+        return signalled_at  # exact: the burst cannot start before the signal
+    candidates: list[float] = []
     margin = max(MARGIN_S, MARGIN_TICKS * summary.interval_s)
-    births = [p.started_at for p in summary.processes]
-    wave = _exit_wave(workers, births) if workers else None
+    wave = _exit_wave(summary) if summary.workers else None
     if wave is not None:
         candidates.append(wave - margin)
     roots = [p for p in summary.processes if p.role == "root"]
-    if not workers and roots and roots[0].exited_at is not None:
+    if not summary.workers and roots and roots[0].exited_at is not None:
         candidates.append(roots[0].exited_at - margin)
     if not candidates:
         return None
