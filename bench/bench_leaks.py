@@ -34,6 +34,9 @@ CASES: dict[str, list[str]] = {
     # real gunicorn (--preload, 4 workers): requests touch successive slices for 20 s
     "gunicorn": ["gunicorn_app.py", "--workers", "4", "--requests", "400", "--duration", "20",
                  "--hold", "2"],
+    # 2 workers copy a 1.5M-int preload gradually over 12 s: USS grows ~4 MiB/s, no leak
+    "copying": [str(REPO / "tests" / "verdicts" / "slow_growth.py"), "--ints", "1500000",
+                "--workers", "2", "--hold", "12"],
     # 4 workers, 2 leak 64 KiB x 20/s for 10 s
     "leaky_worker": ["leaky_worker.py", "--workers", "4", "--leaky-workers", "2", "--duration",
                      "10", "--delay", "0.5", "--hold", "0.5"],
@@ -42,7 +45,7 @@ CASES: dict[str, list[str]] = {
 
 def record(case: str, out: Path) -> list[dict[str, Any]]:
     argv = [sys.executable, "-c", MAIN, "run", "-q", "-o", str(out), "--cow-interval", "0",
-            "--", sys.executable, str(FIX / CASES[case][0]), *CASES[case][1:]]
+            "--", sys.executable, str(FIX / CASES[case][0]), *CASES[case][1:]]  # abs path kept
     done = subprocess.run(argv, capture_output=True, text=True, timeout=300, check=False)
     if done.returncode != 0:
         raise SystemExit(f"{case}: exit {done.returncode}: {done.stderr[-500:]}")

@@ -3,6 +3,7 @@
 from memscope.report import (  # noqa: F401  (registers the formats and sections)
     cow_section,
     csv_report,
+    framework_section,
     html,
     json_report,
     leak_section,

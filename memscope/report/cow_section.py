@@ -98,6 +98,8 @@ def _advice(s: Summary) -> Text | None:
         pids = ", ".join(str(p) for p in item["pids"][:8])
         text.append(f"  {i}. {item['title']} (workers {pids})\n")
         text.append(f"     {item['text']}\n")
+        if item.get("snippet"):  # code for the detected framework
+            text.append("".join(f"       {ln}\n" for ln in str(item["snippet"]).splitlines()))
     return text
 
 

@@ -11,6 +11,7 @@ from rich.table import Table
 from rich.text import Text
 
 from memscope.analysis.summary import ProcessSummary, Summary
+from memscope.frameworks import display_name
 from memscope.report._base import ReportData, register
 from memscope.units import format_bytes, format_duration, format_signed_bytes
 
@@ -56,7 +57,7 @@ _PROCESS_COLUMNS = ("peak RSS", "peak PSS", "peak USS", "last USS", "shared", "p
 def _process_table(s: Summary) -> Table:
     table = Table(title="Processes", title_justify="left", expand=False)
     table.add_column("pid", no_wrap=True, min_width=5)
-    table.add_column("role", no_wrap=True, min_width=6)
+    table.add_column("role", no_wrap=True, min_width=6, max_width=22, overflow="ellipsis")
     table.add_column("command", no_wrap=True, max_width=32, overflow="ellipsis")
     table.add_column("lifetime", no_wrap=True, min_width=8)
     table.add_column("exit", no_wrap=True, min_width=4)
@@ -66,7 +67,7 @@ def _process_table(s: Summary) -> Table:
     for p in ordered[:_MAX_ROWS]:
         table.add_row(
             str(p.pid),
-            p.role,
+            display_name(p),
             _command(p, 32),
             format_duration(p.lifetime(s.ended_at)),
             "-" if p.exit_code is None else str(p.exit_code),
