@@ -44,7 +44,7 @@ CASES: dict[str, list[str]] = {
 
 
 def record(case: str, out: Path) -> list[dict[str, Any]]:
-    argv = [sys.executable, "-c", MAIN, "run", "-q", "-o", str(out), "--cow-interval", "0",
+    argv = [sys.executable, "-c", MAIN, "run", "-q", "-i", "0.1", "-o", str(out), "--cow-interval", "0",
             "--", sys.executable, str(FIX / CASES[case][0]), *CASES[case][1:]]  # abs path kept
     done = subprocess.run(argv, capture_output=True, text=True, timeout=300, check=False)
     if done.returncode != 0:

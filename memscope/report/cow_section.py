@@ -77,9 +77,13 @@ def _types_table(rows: list[tuple[ProcessSummary, dict[str, Any]]]) -> Table | N
                 causes.setdefault(t["type"], {})[c] = causes.get(t["type"], {}).get(c, 0) + b
     if not per_type:
         return None
-    table = Table(title="Types in copied pages (all workers)", title_justify="left")
-    for col in ("type", "copied", "objects", "causes"):
-        table.add_column(col, justify="right" if col in ("copied", "objects") else "left")
+    n = len(rows)
+    title = "Types in copied pages" + (
+        f" (summed over {n} workers: an inherited object copied by k workers counts k times)"
+        if n > 1 else f" (pid {rows[0][0].pid})")
+    table = Table(title=title, title_justify="left")
+    for col in ("type", "copied", "objects" + (" (Σ workers)" if n > 1 else ""), "causes"):
+        table.add_column(col, justify="right" if col.startswith(("copied", "objects")) else "left")
     for name, (nbytes, objects) in sorted(per_type.items(), key=lambda kv: -kv[1][0])[:10]:
         table.add_row(
             Text(name), format_bytes(nbytes), f"{objects:,}" if objects else "-",

@@ -1,5 +1,7 @@
-"""Steady-state section of the text report; importing this module registers it (and the
-summary extension that finds the shutdown window, memscope.analysis.steady)."""
+"""Steady-state section of the text report; importing this module registers it, the summary
+extension that finds the shutdown window (memscope.analysis.steady), and the one that marks
+stale COW scans (`ProcessSummary.extra["cow_stale"]`: why the latest scan is older than the
+process's last significant USS growth, memscope.check.staleness)."""
 
 from __future__ import annotations
 
@@ -8,10 +10,23 @@ from rich.table import Table
 
 from memscope.analysis.steady import add_steady
 from memscope.analysis.summary import SUMMARY_EXTENSIONS, Summary
+from memscope.check.staleness import cow_staleness
+from memscope.recording import Recording
 from memscope.report.text import TEXT_SECTIONS
 from memscope.units import format_bytes, format_duration
 
-__all__ = ["steady_section"]
+__all__ = ["add_cow_staleness", "steady_section"]
+
+
+def add_cow_staleness(rec: Recording, summary: Summary) -> None:
+    until = (summary.extra.get("steady") or {}).get("shutdown_at")
+    for p in summary.processes:
+        cow = p.extra.get("cow")
+        at = cow.get("scanned_at") if isinstance(cow, dict) else None
+        if isinstance(at, (int, float)):
+            stale = cow_staleness(rec, p.id, float(at), until)
+            if stale is not None:
+                p.extra["cow_stale"] = stale.describe(summary.started_at)
 
 
 def steady_section(s: Summary) -> RenderableType | None:
@@ -47,5 +62,7 @@ def steady_section(s: Summary) -> RenderableType | None:
 
 if add_steady not in SUMMARY_EXTENSIONS:
     SUMMARY_EXTENSIONS.append(add_steady)
+if add_cow_staleness not in SUMMARY_EXTENSIONS:
+    SUMMARY_EXTENSIONS.append(add_cow_staleness)
 if steady_section not in TEXT_SECTIONS:
     TEXT_SECTIONS.append(steady_section)

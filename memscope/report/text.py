@@ -63,8 +63,12 @@ def _process_table(s: Summary) -> Table:
     table.add_column("exit", no_wrap=True, min_width=4)
     for col in _PROCESS_COLUMNS:
         table.add_column(col, justify="right", no_wrap=True, min_width=len(col))
+    has_cow = any("cow" in p.extra for p in s.processes)
+    if has_cow:
+        table.add_column("copied", justify="right", no_wrap=True, min_width=6)
     ordered = sorted(s.processes, key=lambda p: (p.role != "root", -(p.peak.pss or 0)))
     for p in ordered[:_MAX_ROWS]:
+        copied = [_copied(p)] if has_cow else []
         table.add_row(
             str(p.pid),
             display_name(p),
@@ -77,10 +81,24 @@ def _process_table(s: Summary) -> Table:
             format_bytes(p.last.uss),
             format_bytes(p.last.shared),
             format_bytes(p.peak.swap),
+            *copied,
         )
+    notes = []
+    if any("cow_stale" in p.extra for p in ordered[:_MAX_ROWS]):
+        notes.append("* copied: the last COW scan is older than the process's last USS growth")
     if len(ordered) > _MAX_ROWS:
-        table.caption = f"{len(ordered) - _MAX_ROWS} more processes not shown (see --format json)"
+        notes.append(f"{len(ordered) - _MAX_ROWS} more processes not shown (see --format json)")
+    if notes:
+        table.caption = "; ".join(notes)
     return table
+
+
+def _copied(p: ProcessSummary) -> str:
+    """Copied bytes of the latest COW scan; `*` when that scan is stale."""
+    cow = p.extra.get("cow")
+    if not isinstance(cow, dict):
+        return "-"
+    return format_bytes(cow.get("copied_bytes")) + (" *" if "cow_stale" in p.extra else "")
 
 
 def _totals(s: Summary) -> Text:

@@ -105,3 +105,25 @@ def test_a_stale_scan_makes_the_rule_exit_2_in_every_format(recorded: Path,
     allowed = check(str(path), "-r", rule, "--allow-missing", "--format", "json")
     assert allowed.exit_code == 0  # judged on what was seen, and says so
     assert "stale" in allowed.stdout
+
+
+def test_reports_show_who_copied_and_stale_scans(recorded: Path, tmp_path: Path) -> None:
+    """Processes tables (text, HTML) have a copied column, marked when the scan is stale; the
+    types table says its object counts are summed over workers."""
+    births = "id NOT IN (SELECT MIN(id) FROM cow_scans GROUP BY process_id)"
+    path = _copy(recorded, tmp_path / "stale.memscope", births)
+    text = CliRunner().invoke(cli, ["report", str(path)]).stdout
+    lines = text.splitlines()
+    header = next(ln for ln in lines if "peak RSS" in ln)
+    assert "copied" in header  # on main: no copied column
+    workers = [ln for ln in lines if "│ worker" in ln and ln.rstrip("│ ").endswith(" *")]
+    assert len(workers) == 2
+    assert "* copied: the last COW scan is older than the process's last USS growth" in text
+    assert "summed over 2 workers" in text
+    fresh = CliRunner().invoke(cli, ["report", str(recorded)]).stdout
+    assert "* copied" not in fresh  # current scans carry no marker
+    out = tmp_path / "stale.html"
+    done = CliRunner().invoke(cli, ["report", str(path), "--format", "html", "-o", str(out)])
+    assert done.exit_code == 0, done.output
+    html = out.read_text()
+    assert html.count('class="num stale"') == 2 and "is stale: USS grew" in html
