@@ -13,7 +13,9 @@ where setproctitle writes a process title), its parent, its birth and exit. Rule
 - uWSGI: a command running uwsgi; the first is the master, its children workers with their id
   ("uWSGI worker N" title where set, else the birth order).
 - multiprocessing: `from multiprocessing.resource_tracker import main` is the resource
-  tracker, `...forkserver import main` the fork server, `spawn_main` a spawned worker.
+  tracker, `...forkserver import main` the fork server (its forked children, with the same
+  command line, are "forkserver worker"s: they share the server's memory, not the user
+  parent's), `spawn_main` a spawned worker.
 - exec'd: a non-root process whose command line differs from its parent's and matches none of
   the above ran exec: it shares no inherited memory with its parent, so COW figures
   ("% of inherited") do not apply to it.
@@ -101,6 +103,11 @@ def recognize(summary: Summary) -> dict[int, Recognized]:
     end = summary.ended_at
     for p in summary.processes:
         helper = _mp_helper(p)
+        parent = by_id.get(p.parent_id) if p.parent_id is not None else None
+        if helper is not None and parent is not None and parent.cmdline == p.cmdline:
+            # forked by the helper itself: a fork server's pool worker (shares the server's
+            # memory, not the user's parent's)
+            helper = Recognized("multiprocessing", "worker", f"{helper.name} worker")
         if helper is not None:
             out[p.id] = helper
             continue

@@ -42,6 +42,13 @@ def _top(mapping: dict[str, int], n: int, label: dict[str, str] | None = None) -
     )
 
 
+def _fraction(p: ProcessSummary, frac: float | None) -> str:
+    info = p.extra.get("framework")
+    if isinstance(info, dict) and info.get("shares_inherited") is False:
+        return "exec'd: shares nothing"  # spawned/helper: no pages inherited from its parent
+    return "-" if frac is None else f"{frac:.1%}"
+
+
 def _workers_table(s: Summary, rows: list[tuple[ProcessSummary, dict[str, Any]]]) -> Table:
     table = Table(title="Copy-on-write: latest scan per worker", title_justify="left")
     for col in ("pid", "scanned", "copied", "% of inherited", "new private"):
@@ -57,7 +64,7 @@ def _workers_table(s: Summary, rows: list[tuple[ProcessSummary, dict[str, Any]]]
             str(p.pid),
             f"{when} (+{offset:.1f}s, {cow['mode']})",
             format_bytes(cow["copied_bytes"]),
-            "-" if frac is None else f"{frac:.1%}",
+            _fraction(p, frac),
             format_bytes(cow["new_private_bytes"]),
             Text(_top(types, 3)),
             _top(cow["by_cause"], 3, _CAUSE_LABELS),

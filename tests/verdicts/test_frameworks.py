@@ -184,3 +184,30 @@ def test_celery_prefork(tmp_path: Path, redis_url: str) -> None:
     no_leaks(doc)
     text = CliRunner().invoke(cli, ["report", str(tmp_path / "celery.memscope")]).stdout
     assert "ForkPoolWorker-1" in text
+
+
+@pytest.mark.parametrize("method", ["spawn", "forkserver"])
+def test_multiprocessing_helpers_and_spawned_workers(tmp_path: Path, method: str) -> None:
+    """GIVEN a Pool(2) with the spawn or forkserver start method (real processes)
+    THEN the resource tracker, the fork server and spawned workers are named, and marked as
+    sharing no inherited memory with their parent."""
+    path = tmp_path / f"{method}.memscope"
+    done = subprocess.run(
+        [sys.executable, "-c", MAIN, "run", "-q", "-i", "0.05", "--cow-interval", "0",
+         "-o", str(path), "--", sys.executable, str(HERE / "mp_helpers.py"), method],
+        capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    report = CliRunner().invoke(cli, ["report", str(path), "--format", "json"])
+    doc = json.loads(report.stdout)
+    kinds = [(p.get("framework") or {}).get("kind") for p in doc["processes"]]
+    assert "resource_tracker" in kinds
+    assert ("forkserver" if method == "forkserver" else "spawned") in kinds
+    if method == "forkserver":  # the pool's workers are forked by the server
+        names = [(p.get("framework") or {}).get("name") for p in doc["processes"]]
+        assert names.count("forkserver worker") == 2
+    for p in doc["processes"]:
+        info = p.get("framework") or {}
+        if info.get("kind") in ("resource_tracker", "forkserver", "spawned"):
+            assert info["shares_inherited"] is False
+    text = CliRunner().invoke(cli, ["report", str(path)]).stdout
+    assert "resource_tracker" in text
