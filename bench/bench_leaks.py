@@ -44,8 +44,9 @@ CASES: dict[str, list[str]] = {
 
 
 def record(case: str, out: Path) -> list[dict[str, Any]]:
-    argv = [sys.executable, "-c", MAIN, "run", "-q", "-i", "0.1", "-o", str(out), "--cow-interval", "0",
-            "--", sys.executable, str(FIX / CASES[case][0]), *CASES[case][1:]]  # abs path kept
+    argv = [sys.executable, "-c", MAIN, "run", "-q", "-i", "0.1", "-o", str(out),
+            "--cow-interval", "0", "--", sys.executable, str(FIX / CASES[case][0]),
+            *CASES[case][1:]]  # FIX / an absolute path is that path
     done = subprocess.run(argv, capture_output=True, text=True, timeout=300, check=False)
     if done.returncode != 0:
         raise SystemExit(f"{case}: exit {done.returncode}: {done.stderr[-500:]}")
@@ -54,8 +55,10 @@ def record(case: str, out: Path) -> list[dict[str, Any]]:
 
 def judge(path: Path, checkout: Path) -> dict[str, Any]:
     env = dict(os.environ, PYTHONPATH=str(checkout))
+    # cwd outside any checkout: `-c` puts the cwd first on sys.path, ahead of PYTHONPATH
     done = subprocess.run([sys.executable, "-c", MAIN, "report", str(path), "--format", "json"],
-                          capture_output=True, text=True, timeout=300, env=env, check=True)
+                          capture_output=True, text=True, timeout=300, env=env, check=True,
+                          cwd=path.parent)
     doc: dict[str, Any] = json.loads(done.stdout)
     return doc
 
