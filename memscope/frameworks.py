@@ -10,8 +10,9 @@ where setproctitle writes a process title), its parent, its birth and exit. Rule
 - Celery: a command running celery `worker` (or `celery -A app worker`); its forked children
   are the prefork pool. A title with "ForkPoolWorker-N" (setproctitle installed) gives N;
   otherwise N is the birth order, as billiard numbers them (a replaced child takes the next N).
-- uWSGI: a command running uwsgi; the first is the master, its children workers with their id
-  ("uWSGI worker N" title where set, else the birth order).
+- uWSGI: a command running uwsgi (or titled "uWSGI master", --auto-procname); the first is the
+  master, its children workers with their id ("uWSGI worker N" title where set, else the
+  birth order).
 - multiprocessing: `from multiprocessing.resource_tracker import main` is the resource
   tracker, `...forkserver import main` the fork server (its forked children, with the same
   command line, are "forkserver worker"s: they share the server's memory, not the user
@@ -128,7 +129,7 @@ def recognize(summary: Summary) -> dict[int, Recognized]:
                 wid = int(m.group(1)) if m else n
                 out[c.id] = Recognized("celery", "worker", f"ForkPoolWorker-{wid}", wid,
                                        c.lifetime(end))
-        elif _runs(p, "uwsgi"):
+        elif _runs(p, "uwsgi") or title.startswith("uWSGI master"):
             out[p.id] = Recognized("uwsgi", "master", "uWSGI master", age_s=p.lifetime(end))
             for n, c in enumerate(_pool_children(p, summary), 1):
                 m = _UWSGI_WORKER.search(_title(c))

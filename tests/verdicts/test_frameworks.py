@@ -211,3 +211,42 @@ def test_multiprocessing_helpers_and_spawned_workers(tmp_path: Path, method: str
             assert info["shares_inherited"] is False
     text = CliRunner().invoke(cli, ["report", str(path)]).stdout
     assert "resource_tracker" in text
+
+
+def test_uwsgi(tmp_path: Path) -> None:
+    uwsgi = shutil.which("uwsgi", path=os.path.dirname(sys.executable)) or shutil.which("uwsgi")
+    if uwsgi is None:
+        pytest.skip("uwsgi is not installed (pip install uwsgi builds it)")
+    port = free_port()
+    env = dict(os.environ, PYTHONPATH=str(HERE))
+
+    def drive() -> None:
+        url = f"http://127.0.0.1:{port}/"
+
+        def get(_: int) -> int:
+            with urllib.request.urlopen(url, timeout=30) as reply:
+                return int(json.loads(reply.read())["pid"])
+
+        def up() -> bool:
+            try:
+                get(0)
+                return True
+            except OSError:
+                return False
+
+        wait_for(up, 60, "uwsgi")
+        with ThreadPoolExecutor(4) as pool:
+            pids = set(pool.map(get, range(12)))
+        assert len(pids) == 2
+
+    doc = record_server(tmp_path / "uwsgi.memscope",
+                        [uwsgi, "--master", "--processes", "2", "--die-on-term",
+                         "--auto-procname", "--http-socket", f"127.0.0.1:{port}",
+                         "--wsgi-file", str(HERE / "server_app.py"), "--callable", "app",
+                         "--disable-logging"], env, drive)
+    names = sorted(n.get("name", "") for n in named(doc).values())
+    assert "uWSGI master" in names
+    assert "uWSGI worker 1" in names and "uWSGI worker 2" in names
+    item = gc_snippet(doc)
+    assert item["framework"] == "uwsgi" and "gc.freeze()" in item["snippet"]
+    no_leaks(doc)
