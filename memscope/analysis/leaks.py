@@ -13,10 +13,11 @@ Method (per process, samples after warm-up):
   `min_growth` bytes (fewer are a few pages of noise); otherwise `stable`. The slowest leak a
   window of W seconds can show is therefore max(min_rate, min_growth / W);
 - siblings (compare_siblings): workers of one parent run the same code, so their slopes show
-  the noise of the workload. A worker whose own test says `leak` stays `leak` only when it is
-  an outlier among its siblings (slope above their median by more than `sibling_k` robust
-  standard deviations, at least `min_rate`) or when the siblings' median slope is itself a
-  leak (every worker leaks alike); otherwise it is `stable` "within sibling noise";
+  the noise of the workload (with 3 or more judged siblings, the process included). A worker
+  whose own test says `leak` stays `leak` only when it is an outlier among its siblings
+  (slope above their median by more than `sibling_k` robust standard deviations, at least
+  `min_rate`) or when the siblings' median slope is itself a leak (every worker leaks
+  alike); otherwise it is `stable` "within sibling noise";
 - confidence and the interval are reported only with a verdict (`leak`/`stable`), never with
   `insufficient-data`.
 """
@@ -225,8 +226,8 @@ def _sibling_verdict(
     r: LeakResult, slopes: Sequence[float], opts: LeakOptions
 ) -> tuple[str, str]:
     """`leak` survives only as an outlier among siblings or when the siblings' median leaks."""
-    if r.verdict != "leak" or r.growth is None or len(slopes) < 2:
-        return r.verdict, r.reason
+    if r.verdict != "leak" or r.growth is None or len(slopes) < 3:
+        return r.verdict, r.reason  # fewer than 3 slopes say nothing about the noise
     median = float(np.median(slopes))
     sigma = 1.4826 * float(np.median(np.abs(np.asarray(slopes) - median)))
     band = opts.sibling_k * max(sigma, opts.min_rate)
