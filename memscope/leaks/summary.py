@@ -137,7 +137,7 @@ def add_leaks(rec: Recording, summary: Summary, options: LeakOptions | None = No
         snaps = read_leak_snapshots(rec, p.id)
         kind = "site" if "site" in snaps else "type"
         warm = warmup_start(t_anon or t, opts)
-        series = [s for s in snaps.get(kind, []) if warm <= s[0] < until]
+        series = [s for s in snaps.get(kind, []) if s[0] >= warm]  # snapshots are sparse
         growing = growing_from_series(series, kind, TOP_GROWING, MIN_GROWTH_BYTES)
         # The anonymous resident size (RssAnon: statm, every tick) grows by new memory only;
         # USS also grows when a worker copies inherited pages and when a parent's children
