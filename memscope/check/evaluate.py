@@ -5,7 +5,7 @@ lacks what the rule needs, exit 2). Errors outrank failures: a gate that cannot 
 rule is misconfigured.
 
 A rule never passes on data it cannot see: when a selected process has no value for the metric,
-or its COW scan is stale (older than its last significant USS growth, check.staleness), the
+or its COW scan is stale (older than its last significant USS growth, analysis.staleness), the
 rule is an "error" naming those processes, unless `allow_missing` (`--allow-missing`) asks to
 judge the processes that have a current value.
 """

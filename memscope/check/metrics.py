@@ -13,9 +13,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from memscope.analysis.staleness import cow_staleness
 from memscope.analysis.summary import ProcessSummary, Summary, build_summary
 from memscope.check.quantity import Dimension
-from memscope.check.staleness import cow_staleness
 from memscope.errors import InputError
 from memscope.recording import Recording
 

@@ -1,16 +1,16 @@
 """Steady-state section of the text report; importing this module registers it, the summary
 extension that finds the shutdown window (memscope.analysis.steady), and the one that marks
 stale COW scans (`ProcessSummary.extra["cow_stale"]`: why the latest scan is older than the
-process's last significant USS growth, memscope.check.staleness)."""
+process's last significant USS growth, memscope.analysis.staleness)."""
 
 from __future__ import annotations
 
 from rich.console import RenderableType
 from rich.table import Table
 
+from memscope.analysis.staleness import cow_staleness
 from memscope.analysis.steady import add_steady
 from memscope.analysis.summary import SUMMARY_EXTENSIONS, Summary
-from memscope.check.staleness import cow_staleness
 from memscope.recording import Recording
 from memscope.report.text import TEXT_SECTIONS
 from memscope.units import format_bytes, format_duration

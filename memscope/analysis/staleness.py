@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from memscope.recording import Recording
 
-__all__ = ["STALE_FRACTION", "STALE_MIN_BYTES", "Staleness", "cow_staleness"]
+__all__ = ["STALE_FRACTION", "STALE_MIN_BYTES", "Staleness", "cow_staleness", "significant"]
 
 STALE_MIN_BYTES = 2 * 1024 * 1024
 STALE_FRACTION = 0.10
@@ -38,6 +38,11 @@ def _threshold(uss: int) -> float:
     return max(STALE_MIN_BYTES, STALE_FRACTION * uss)
 
 
+def significant(uss_at_scan: int, uss_now: int) -> bool:
+    """Did USS grow enough since a scan to make the scan stale?"""
+    return uss_now - uss_at_scan >= _threshold(uss_at_scan)
+
+
 def cow_staleness(
     rec: Recording, process_id: int, scanned_at: float, until: float | None = None
 ) -> Staleness | None:
@@ -59,6 +64,6 @@ def cow_staleness(
     if after is None:
         return None
     grown = int(after[1]) - int(before[0])
-    if grown < _threshold(int(before[0])):
+    if not significant(int(before[0]), int(after[1])):
         return None
     return Staleness(scanned_at, int(before[0]), grown, float(after[0]))
