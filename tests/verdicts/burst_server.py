@@ -23,7 +23,8 @@ def worker(steady: int, burst: int, burst_s: float) -> None:
         held[i] = 1
     stop: list[int] = []
     signal.signal(signal.SIGTERM, lambda s, f: stop.append(s))
-    print(json.dumps({"event": "ready", "pid": os.getpid()}), flush=True)
+    # one write per line: the two workers share the pipe (a write < PIPE_BUF is atomic)
+    os.write(1, (json.dumps({"event": "ready", "pid": os.getpid()}) + "\n").encode())
     while not stop:
         time.sleep(0.05)
     extra = bytearray(burst * MiB)
