@@ -17,8 +17,9 @@ where setproctitle writes a process title), its parent, its birth and exit. Rule
   tracker, `...forkserver import main` the fork server (its forked children, with the same
   command line, are "forkserver worker"s: they share the server's memory, not the user
   parent's), `spawn_main` a spawned worker.
-- exec'd: a non-root process whose command line differs from its parent's and matches none of
-  the above ran exec: it shares no inherited memory with its parent, so COW figures
+- exec'd: a non-root process whose command line differs from its parent's, is not a process
+  title set in place (one argv string with spaces, as setproctitle writes), and matches none
+  of the above ran exec: it shares no inherited memory with its parent, so COW figures
   ("% of inherited") do not apply to it.
 """
 
@@ -140,10 +141,16 @@ def recognize(summary: Summary) -> dict[int, Recognized]:
         parent = by_id.get(p.parent_id) if p.parent_id is not None else None
         if p.id in out or parent is None or not p.cmdline or not parent.cmdline:
             continue
-        if p.cmdline != parent.cmdline:
+        if p.cmdline != parent.cmdline and not _retitled(p):
             out[p.id] = Recognized("exec", "exec'd", "exec'd (shares nothing)",
                                    shares_inherited=False)
     return out
+
+
+def _retitled(p: ProcessSummary) -> bool:
+    """A process title set in place (setproctitle, prctl-style): one argv string with spaces
+    and no path, e.g. "myapp: worker 3". A forked process may carry one: not exec evidence."""
+    return len(p.cmdline) == 1 and " " in p.cmdline[0] and "/" not in p.cmdline[0].split()[0]
 
 
 def display_name(p: ProcessSummary) -> str:

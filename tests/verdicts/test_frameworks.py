@@ -250,3 +250,27 @@ def test_uwsgi(tmp_path: Path) -> None:
     item = gc_snippet(doc)
     assert item["framework"] == "uwsgi" and "gc.freeze()" in item["snippet"]
     no_leaks(doc)
+
+
+def test_exec_versus_a_retitled_fork(tmp_path: Path) -> None:
+    """GIVEN a parent that forks a child which sets its own title (setproctitle), and starts
+    an exec'd child (subprocess)
+    THEN only the exec'd one is named exec'd; the retitled fork keeps its COW relation."""
+    pytest.importorskip("setproctitle")
+    code = ("import os, subprocess, sys, time\n"
+            "pid = os.fork()\n"
+            "if pid == 0:\n"
+            "    import setproctitle; setproctitle.setproctitle('myapp: worker 1')\n"
+            "    time.sleep(2.5); os._exit(0)\n"
+            "subprocess.run([sys.executable, '-c', 'import time; time.sleep(2)'])\n"
+            "os.waitpid(pid, 0)\n")
+    path = tmp_path / "exec.memscope"
+    done = subprocess.run([sys.executable, "-c", MAIN, "run", "-q", "-i", "0.1",
+                           "--cow-interval", "0", "-o", str(path), "--", sys.executable, "-c",
+                           code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    doc = json.loads(CliRunner().invoke(cli, ["report", str(path), "--format", "json"]).stdout)
+    by_cmd = {" ".join(p["cmdline"]): p.get("framework") for p in doc["processes"]}
+    assert by_cmd["myapp: worker 1"] is None
+    (execd,) = [f for cmd, f in by_cmd.items() if cmd.endswith("time.sleep(2)")]
+    assert execd is not None and execd["kind"] == "exec'd" and not execd["shares_inherited"]
