@@ -182,7 +182,10 @@ def inject(
     timeout: float = INJECT_TIMEOUT_S,
     procfs: ProcFS | None = None,
 ) -> dict[str, Any]:
-    """Inject and start the agent in `pid`; returns the agent's ping answer."""
+    """Inject and start the agent in `pid`; returns the agent's ping answer, plus under
+    "inject" how it went: method, queued_s / started_s (seconds until queued / answering),
+    and for ptrace the attempts, held_s (how long the main thread was stopped) and syscall
+    (the system call it was blocked in)."""
     from memscope.cow.cpython import detect_target
 
     procfs = procfs if procfs is not None else ProcFS()
@@ -199,15 +202,21 @@ def inject(
     with os.fdopen(fd, "w") as f:
         f.write(injection_script(run_dir, frames, trace_workers, status))
     started = time.monotonic()
+    stats: dict[str, Any] = {"method": plan.method}
     if plan.method == "remote_exec":
         _remote_exec(plan.tool, pid, script, timeout)
     else:
-        queue_statement(
+        done = queue_statement(
             pid, plan.tool, injection_statement(script), min(timeout, QUEUE_TIMEOUT_S), procfs
         )
+        stats.update(attempts=done.attempts, held_s=done.stopped_s, syscall=done.syscall)
+    stats["queued_s"] = time.monotonic() - started
     left = max(1.0, timeout - (time.monotonic() - started))
     try:
-        return wait_for_agent(run_dir, pid, left)
+        info = wait_for_agent(run_dir, pid, left)
+        stats["started_s"] = time.monotonic() - started
+        info["inject"] = stats
+        return info
     except AgentError:
         pass
     if os.path.exists(status):
