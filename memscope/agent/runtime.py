@@ -245,8 +245,8 @@ def start(run_dir: str, frames: int, trace_workers: bool) -> str:
     """Start the agent once per process. Returns "" or the reason it did not start."""
     global _agent
     try:
-        if _agent is not None:
-            return "already running"
+        if _agent is not None and _agent.active:
+            return "already running"  # (an agent that memscope detached may be replaced)
         if sys.implementation.name != "cpython" or sys.version_info < (3, 8):
             return "unsupported interpreter"
         if not _private_dir(run_dir):

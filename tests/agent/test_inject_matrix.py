@@ -73,6 +73,13 @@ class Feeder(threading.Thread):
             self.proc.stdin.flush()
 
 
+def wait_until_gone(path: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while os.path.exists(path):
+        assert time.monotonic() < deadline, f"{path} still exists"
+        time.sleep(0.02)
+
+
 def start_blocked(python: str, mode: str, tmp_path: Path, env: dict[str, str] | None = None,
                   args: tuple[str, ...] = ()) -> tuple[subprocess.Popen[str], Feeder, Path]:
     stop = tmp_path / "stop"
@@ -118,6 +125,11 @@ def test_injection_leaves_the_blocked_call_intact(
             assert c.request("ping")["pid"] == proc.pid
         assert detach_agents(run_dir) == [proc.pid]
         assert proc.poll() is None
+        if mode == "select":  # AND a second session can attach again after the detach
+            wait_until_gone(os.path.join(run_dir, f"agent-{proc.pid}.sock"))
+            again = inject(proc.pid, run_dir, 3, timeout=60)
+            assert again["tracing"]["mode"] == "tracing" and again["tracing"]["frames"] == 3
+            assert detach_agents(run_dir) == [proc.pid]
     finally:
         done = finish(proc, feeder, stop)
     # AND every blocking call of the target completed normally, before and after
