@@ -4,8 +4,8 @@ Method (x86-64, the target's main thread only; its other threads keep running):
 
 1. PTRACE_SEIZE and PTRACE_INTERRUPT the main thread (tid == pid). Inject only if it stopped
    inside a system call (orig_rax >= 0): there it holds no lock that Py_AddPendingCall takes.
-   Stopped in user code, it is released untouched and tried again a little later, until
-   `timeout`; then the injection is refused with the reason.
+   Stopped in user code, or with SIGTRAP/SIGSEGV blocked, it is released untouched and tried
+   again a little later, until `timeout`; then the injection is refused with the reason.
 2. Save all of its state: the general registers (orig_rax, which carries the syscall-restart
    state, included) and the whole XSAVE area (its size is the kernel's: ~11 KiB with AMX,
    where gdb 13's smaller buffer fails with EFAULT and leaves the registers unrestored).
@@ -73,20 +73,26 @@ def resolve_symbols(pid: int, image: str, procfs: ProcFS) -> dict[str, int]:
     return {name: bias + elf.symbols[name][0] for name in _SYMBOLS}
 
 
-def _check_signals(pid: int, procfs: ProcFS) -> None:
-    """Stepping and the end of the call raise SIGTRAP/SIGSEGV in the target; the kernel would
-    reset a blocked or ignored one to its default action, so refuse in that case."""
-    status = procfs.read(pid, f"task/{pid}/status").decode(errors="replace")
-    fields = dict(ln.split(":\t", 1) for ln in status.splitlines() if ":\t" in ln)
+def _status(pid: int, procfs: ProcFS) -> dict[str, str]:
+    text = procfs.read(pid, f"task/{pid}/status").decode(errors="replace")
+    return dict(ln.split(":\t", 1) for ln in text.splitlines() if ":\t" in ln)
+
+
+def _trap_signals(fields: dict[str, str], key: str) -> list[signal.Signals]:
+    """SIGTRAP / SIGSEGV in the SigBlk or SigIgn mask. Stepping and the end of the call raise
+    them in the target, and the kernel would reset a blocked or ignored one to its default."""
+    mask = int(fields.get(key, "0").strip() or "0", 16)
+    return [sig for sig in (signal.SIGTRAP, signal.SIGSEGV) if mask >> (sig - 1) & 1]
+
+
+def _check_target(pid: int, procfs: ProcFS) -> None:
+    fields = _status(pid, procfs)
     tracer = int(fields.get("TracerPid", "0").strip() or 0)
     if tracer:
         raise PtraceDenied(f"process {pid} is already traced by process {tracer}")
-    for key in ("SigBlk", "SigIgn"):
-        mask = int(fields.get(key, "0").strip() or "0", 16)
-        for sig in (signal.SIGTRAP, signal.SIGSEGV):
-            if mask >> (sig - 1) & 1:
-                what = "blocks" if key == "SigBlk" else "ignores"
-                raise InjectError(f"not injecting into {pid}: its main thread {what} {sig.name}")
+    ignored = _trap_signals(fields, "SigIgn")
+    if ignored:
+        raise InjectError(f"not injecting into {pid}: it ignores {ignored[0].name}")
 
 
 def queue_statement(
@@ -98,7 +104,7 @@ def queue_statement(
     if len(code) > _PAGE:
         raise InjectError("injected statement too long")
     symbols = resolve_symbols(pid, image, procfs)
-    _check_signals(pid, procfs)
+    _check_target(pid, procfs)
     deadline = time.monotonic() + timeout
     attempts = 0
     while True:
@@ -109,7 +115,9 @@ def queue_statement(
             started = time.monotonic()
             thread.interrupt(_STEP_TIMEOUT_S)
             regs = thread.get_regs()
-            if _signed(regs.orig_rax) >= 0:
+            # in a system call, with SIGTRAP/SIGSEGV not blocked (glibc blocks all signals for
+            # a moment around clone and posix_spawn): else let it run and try again
+            if _signed(regs.orig_rax) >= 0 and not _trap_signals(_status(pid, procfs), "SigBlk"):
                 _inject_stopped(thread, regs, symbols, code)
                 held = time.monotonic() - started
                 return Injected(attempts, held, regs.orig_rax)
@@ -120,8 +128,8 @@ def queue_statement(
         if time.monotonic() >= deadline:
             raise InjectError(
                 f"not injecting into {pid}: its main thread was never found blocked in a system"
-                f" call ({attempts} tries in {timeout:g}s); it runs CPU-bound code, where"
-                " queueing is not known to be safe"
+                f" call with SIGTRAP and SIGSEGV unblocked ({attempts} tries in {timeout:g}s);"
+                " it runs CPU-bound code, where queueing is not known to be safe"
             )
         time.sleep(random.uniform(0.001, 0.01))
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from memscope.inject import AgentClient, RemoteDebugDisabled
+from memscope.inject import AgentClient, InjectError, RemoteDebugDisabled
 from memscope.inject.attach import detach_agents, inject
 from tests.agent.conftest import any_python, matrix_pythons, target
 
@@ -155,6 +155,34 @@ def test_opt_out_is_honoured_and_the_target_runs_on(
         with pytest.raises(RemoteDebugDisabled, match="not injecting"):
             inject(proc.pid, run_dir, 5)
         assert os.listdir(run_dir) == []
+    finally:
+        done = finish(proc, feeder, stop)
+    assert done["errors"] == []
+
+
+@pytest.mark.parametrize("version", matrix_pythons(["3.11"]))
+def test_a_target_ignoring_sigsegv_is_refused_untouched(
+    version: str, run_dir: str, tmp_path: Path
+) -> None:
+    python = any_python(version)
+    assert python is not None
+    code = tmp_path / "ign.py"  # the ptrace injector's last step stops on a SIGSEGV
+    code.write_text(
+        "import signal, runpy, sys\n"
+        "signal.signal(signal.SIGSEGV, signal.SIG_IGN)\n"
+        f"sys.argv = [{BLOCKED!r}] + sys.argv[1:]\n"
+        f"runpy.run_path({BLOCKED!r}, run_name='__main__')\n"
+    )
+    stop = tmp_path / "stop"
+    proc = subprocess.Popen([python, str(code), "select", str(stop), str(tmp_path / "p")],
+                            stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    assert json.loads(proc.stdout.readline())["event"] == "ready"
+    feeder = Feeder("select", proc, tmp_path / "p")
+    feeder.start()
+    try:
+        with pytest.raises(InjectError, match="ignores SIGSEGV"):
+            inject(proc.pid, run_dir, 5)
     finally:
         done = finish(proc, feeder, stop)
     assert done["errors"] == []
