@@ -29,6 +29,7 @@ _WALL = 0x40000000
 _XSTATE_MAX = 1 << 16  # bytes offered to the kernel; it answers with the real size
 _FXSAVE_SIZE = 512
 _SYS_TGKILL = 234
+_DETACH_STOP_S = 5.0
 
 _REG_NAMES = [
     *("r15", "r14", "r13", "r12", "rbp", "rbx", "r11", "r10", "r9", "r8", "rax", "rcx", "rdx"),
@@ -196,6 +197,8 @@ class Thread:
         restarts an interrupted system call exactly as it would after any stop."""
         if self.attached:
             try:
+                if not self.stopped:  # PTRACE_DETACH works on a stopped tracee only
+                    self.interrupt(_DETACH_STOP_S)
                 _call("PTRACE_DETACH", _DETACH, self.tid, 0, 0)
             finally:
                 self.attached = self.stopped = False

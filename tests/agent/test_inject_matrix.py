@@ -15,8 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from memscope.inject import AgentClient, InjectError, RemoteDebugDisabled
+from memscope.inject import AgentClient, InjectError, PtraceDenied, RemoteDebugDisabled
 from memscope.inject.attach import detach_agents, inject
+from memscope.inject.ptrace import Thread
 from tests.agent.conftest import any_python, matrix_pythons, target
 
 BLOCKED = target("blocked_target.py")
@@ -184,5 +185,23 @@ def test_a_target_ignoring_sigsegv_is_refused_untouched(
         with pytest.raises(InjectError, match="ignores SIGSEGV"):
             inject(proc.pid, run_dir, 5)
     finally:
+        done = finish(proc, feeder, stop)
+    assert done["errors"] == []
+
+
+@pytest.mark.parametrize("version", matrix_pythons(["3.12"]))
+def test_an_already_traced_target_is_refused_untouched(
+    version: str, run_dir: str, tmp_path: Path
+) -> None:
+    python = any_python(version)
+    assert python is not None
+    proc, feeder, stop = start_blocked(python, "sleep", tmp_path)
+    tracer = Thread(proc.pid)  # another tracer holds the target (seized, not stopped)
+    tracer.seize()
+    try:
+        with pytest.raises(PtraceDenied, match=f"already traced by process {os.getpid()}"):
+            inject(proc.pid, run_dir, 5)
+    finally:
+        tracer.detach()
         done = finish(proc, feeder, stop)
     assert done["errors"] == []
