@@ -96,7 +96,7 @@ def stop_loop(proc: subprocess.Popen[str]) -> dict[str, object]:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("version", pythons())
-def test_gdb_injection_traces_and_target_keeps_running(version: str, run_dir: str) -> None:
+def test_ptrace_injection_traces_and_target_keeps_running(version: str, run_dir: str) -> None:
     python = target_python(version)
     assert python is not None
     proc = start_loop(python)
