@@ -93,6 +93,9 @@ def _check_target(pid: int, procfs: ProcFS) -> None:
     ignored = _trap_signals(fields, "SigIgn")
     if ignored:
         raise InjectError(f"not injecting into {pid}: it ignores {ignored[0].name}")
+    if "shstk" in fields.get("x86_Thread_features", "").split():
+        # the call returns to address 0 without a matching shadow-stack entry
+        raise InjectError(f"not injecting into {pid}: it runs with a CET shadow stack")
 
 
 def queue_statement(
