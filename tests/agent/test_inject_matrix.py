@@ -15,8 +15,10 @@ from pathlib import Path
 
 import pytest
 
+from memscope.cow.cpython import detect_target
 from memscope.inject import AgentClient, InjectError, PtraceDenied, RemoteDebugDisabled
 from memscope.inject.attach import detach_agents, inject
+from memscope.inject.pending import queue_statement
 from memscope.inject.ptrace import Thread
 from tests.agent.conftest import any_python, matrix_pythons, target
 
@@ -203,5 +205,35 @@ def test_an_already_traced_target_is_refused_untouched(
             inject(proc.pid, run_dir, 5)
     finally:
         tracer.detach()
+        done = finish(proc, feeder, stop)
+    assert done["errors"] == []
+
+
+@pytest.mark.parametrize("version", matrix_pythons(["3.13"]))
+def test_a_main_thread_blocking_sigsegv_is_retried_then_refused(
+    version: str, tmp_path: Path
+) -> None:
+    python = any_python(version)
+    assert python is not None
+    code = tmp_path / "blk.py"
+    code.write_text(
+        "import signal, runpy, sys\n"
+        "signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGSEGV})\n"
+        f"sys.argv = [{BLOCKED!r}] + sys.argv[1:]\n"
+        f"runpy.run_path({BLOCKED!r}, run_name='__main__')\n"
+    )
+    stop = tmp_path / "stop"
+    proc = subprocess.Popen([python, str(code), "sleep", str(stop), str(tmp_path / "p")],
+                            stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    assert json.loads(proc.stdout.readline())["event"] == "ready"
+    feeder = Feeder("sleep", proc, tmp_path / "p")
+    feeder.start()
+    try:
+        target_info = detect_target(proc.pid)
+        assert target_info.image is not None
+        with pytest.raises(InjectError, match=r"SIGSEGV unblocked \(\d+ tries in 1s\)"):
+            queue_statement(proc.pid, target_info.image, "pass", timeout=1.0)
+    finally:
         done = finish(proc, feeder, stop)
     assert done["errors"] == []
