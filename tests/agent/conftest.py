@@ -40,7 +40,10 @@ DEBIAN_CPYTHON = os.path.join(
 
 def any_python(version: str) -> str | None:
     """pyenv's CPython `version`, else the Debian build that shared/tools/cpython-from-debian
-    installs (3.14, 3.15); None when neither is there."""
+    installs (3.14, 3.15); None when neither is there. "system" is /usr/bin/python3 (Debian's
+    statically linked interpreter: the executable is the interpreter image)."""
+    if version == "system":
+        return "/usr/bin/python3" if os.access("/usr/bin/python3", os.X_OK) else None
     found = target_python(version)
     if found is not None:
         return found

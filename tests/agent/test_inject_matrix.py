@@ -24,7 +24,7 @@ from tests.agent.conftest import any_python, matrix_pythons, target
 
 BLOCKED = target("blocked_target.py")
 MODES = ["sleep", "select", "epoll", "accept", "pipe", "lock"]
-VERSIONS = ["3.8", "3.11", "3.12", "3.13", "3.14", "3.15"]
+VERSIONS = ["3.8", "3.11", "3.12", "3.13", "3.14", "3.15", "system"]
 FEED_EVERY_S = 0.05
 
 
