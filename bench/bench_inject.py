@@ -11,7 +11,7 @@ its first ping. The target's select calls are checked (none returns early or wit
 Requests (--gunicorn): a real `gunicorn --preload -w 2` master on 127.0.0.1 (this
 environment's gunicorn, run by each interpreter that can import it) serves a closed request
 loop; the agent is injected into the master and detached, REPS times. Reported: requests
-served, errors, and the slowest request during the whole run.
+served, errors, median and slowest request during the whole run, the master's exit status.
 
 Usage: python bench/bench_inject.py [--versions 3.8,3.11,...] [--reps 5] [--gunicorn]
 """
@@ -82,7 +82,7 @@ def gunicorn(python: str, reps: int) -> dict[str, object] | None:
              "gunicorn_app:app"], cwd=FIXTURES, env=env,
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
-        load = Requests(port)
+        load = Requests(port, limit=1_000_000)
         try:
             wait_serving(port, proc)
             load.start()
@@ -98,8 +98,10 @@ def gunicorn(python: str, reps: int) -> dict[str, object] | None:
         finally:
             proc.send_signal(signal.SIGTERM)
             code = proc.wait(timeout=60)
+        d = sorted(load.durations)
         return {"injections": reps, "requests": load.ok, "errors": len(load.errors),
-                "master_exit": code}
+                "master_exit": code, "median_ms": round(1000 * statistics.median(d), 1),
+                "max_ms": round(1000 * d[-1], 1)}
 
 
 def main() -> None:
@@ -118,14 +120,15 @@ def main() -> None:
         print(f"| {v} | {r['method']} | {r['held_ms']} | {r['queued_ms']} | {r['started_ms']}"
               f" | {r['target_errors']} |", flush=True)
     if args.gunicorn:
-        print("\n| CPython | injections | requests served | request errors | master exit |")
-        print("|---|---|---|---|---|")
+        print("\n| CPython | injections | requests served | request errors | median / max"
+              " request ms | master exit |")
+        print("|---|---|---|---|---|---|")
         for v in args.versions.split(","):
             python = sys.executable if v == "venv" else any_python(v)
             g = gunicorn(python, args.reps) if python else None
             if g is not None:
                 print(f"| {v} | {g['injections']} | {g['requests']} | {g['errors']}"
-                      f" | {g['master_exit']} |", flush=True)
+                      f" | {g['median_ms']} / {g['max_ms']} | {g['master_exit']} |", flush=True)
 
 
 if __name__ == "__main__":

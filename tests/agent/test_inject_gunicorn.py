@@ -46,20 +46,24 @@ def python_for(version: str) -> str | None:
 
 
 class Requests(threading.Thread):
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, limit: int = MAX_REQUESTS) -> None:
         super().__init__(daemon=True)
+        self.limit = limit
         self.url = f"http://127.0.0.1:{port}/?count=1000"
         self.ok = 0
         self.errors: list[str] = []
         self.stop_at: int | None = None  # stop once this many requests were served
+        self.durations: list[float] = []
 
     def run(self) -> None:
-        for _ in range(MAX_REQUESTS):
+        for _ in range(self.limit):
             if self.stop_at is not None and self.ok >= self.stop_at:
                 return
+            t0 = time.monotonic()
             try:
                 with urllib.request.urlopen(self.url, timeout=30) as r:
                     body = r.read()
+                self.durations.append(time.monotonic() - t0)
                 if r.status != 200 or b'"sum"' not in body:
                     self.errors.append(f"{r.status} {body[:80]!r}")
                 else:
