@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -237,3 +239,27 @@ def test_a_main_thread_blocking_sigsegv_is_retried_then_refused(
     finally:
         done = finish(proc, feeder, stop)
     assert done["errors"] == []
+
+
+@pytest.mark.parametrize("version", matrix_pythons(["3.11"]))
+def test_a_tracer_killed_while_holding_the_target_releases_it(
+    version: str, tmp_path: Path
+) -> None:
+    python = any_python(version)
+    assert python is not None
+    proc, feeder, stop = start_blocked(python, "sleep", tmp_path)
+    # GIVEN an injector that stops the target's main thread, then dies by SIGKILL
+    tracer = subprocess.run(
+        [sys.executable, "-c",
+         "import os, signal, sys\n"
+         "from memscope.inject.ptrace import Thread\n"
+         f"t = Thread({proc.pid}); t.seize(); t.interrupt(30)\n"
+         "print(open(f'/proc/{t.tid}/stat').read().rsplit(')', 1)[1].split()[0], flush=True)\n"
+         "os.kill(os.getpid(), signal.SIGKILL)\n"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )
+    assert tracer.returncode == -signal.SIGKILL
+    assert tracer.stdout.strip() == "t"  # the target was held in a tracing stop
+    # THEN the kernel released it: it runs on and its sleeps complete normally
+    done = finish(proc, feeder, stop)
+    assert done["errors"] == [] and int(str(done["n"])) >= 1
