@@ -263,3 +263,51 @@ def test_a_tracer_killed_while_holding_the_target_releases_it(
     # THEN the kernel released it: it runs on and its sleeps complete normally
     done = finish(proc, feeder, stop)
     assert done["errors"] == [] and int(str(done["n"])) >= 1
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("version", matrix_pythons(["3.8", "3.13"]))
+def test_signals_arriving_during_injection_are_delivered(
+    version: str, run_dir: str, tmp_path: Path
+) -> None:
+    python = any_python(version)
+    assert python is not None
+    code = tmp_path / "sig.py"
+    code.write_text(
+        "import os, signal, runpy, sys\n"
+        "got = []\n"
+        "signal.signal(signal.SIGUSR1, lambda *a: got.append(1))\n"
+        f"sys.argv = [{BLOCKED!r}] + sys.argv[1:]\n"
+        "try:\n"
+        f"    runpy.run_path({BLOCKED!r}, run_name='__main__')\n"
+        "finally:\n"
+        "    sys.stdout.write('{\"signals\": %d}\\n' % len(got))\n"
+    )
+    stop = tmp_path / "stop"
+    proc = subprocess.Popen([python, str(code), "sleep", str(stop), str(tmp_path / "p")],
+                            stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    assert json.loads(proc.stdout.readline())["event"] == "ready"
+    feeder = Feeder("sleep", proc, tmp_path / "p")
+    feeder.start()
+    halt = threading.Event()
+
+    def pelt() -> None:  # SIGUSR1 every millisecond while the injection runs
+        while not halt.is_set():
+            os.kill(proc.pid, signal.SIGUSR1)
+            time.sleep(0.001)
+
+    storm = threading.Thread(target=pelt, daemon=True)
+    storm.start()
+    try:
+        for _ in range(3):
+            info = inject(proc.pid, run_dir, 5, timeout=60)
+            assert info["tracing"]["mode"] == "tracing"
+            assert detach_agents(run_dir) == [proc.pid]
+            wait_until_gone(os.path.join(run_dir, f"agent-{proc.pid}.sock"))
+    finally:
+        halt.set()
+        storm.join()
+        done = finish(proc, feeder, stop)
+    assert done["errors"] == []
+    assert json.loads(proc.stdout.readline())["signals"] > 0
