@@ -90,6 +90,9 @@ def _check_target(pid: int, procfs: ProcFS) -> None:
     tracer = int(fields.get("TracerPid", "0").strip() or 0)
     if tracer:
         raise PtraceDenied(f"process {pid} is already traced by process {tracer}")
+    if fields.get("State", "").startswith(("T", "t")):
+        # resuming it to run the call would undo a job-control stop (SIGSTOP, Ctrl-Z)
+        raise InjectError(f"not injecting into {pid}: it is stopped ({fields['State'].strip()})")
     ignored = _trap_signals(fields, "SigIgn")
     if ignored:
         raise InjectError(f"not injecting into {pid}: it ignores {ignored[0].name}")

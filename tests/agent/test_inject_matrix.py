@@ -311,3 +311,30 @@ def test_signals_arriving_during_injection_are_delivered(
         done = finish(proc, feeder, stop)
     assert done["errors"] == []
     assert json.loads(proc.stdout.readline())["signals"] > 0
+
+
+@pytest.mark.parametrize("version", matrix_pythons(["3.12"]))
+def test_a_stopped_target_is_refused_and_stays_stopped(
+    version: str, run_dir: str, tmp_path: Path
+) -> None:
+    python = any_python(version)
+    assert python is not None
+    proc, feeder, stop = start_blocked(python, "sleep", tmp_path)
+    os.kill(proc.pid, signal.SIGSTOP)
+
+    def state() -> str:
+        with open(f"/proc/{proc.pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0]
+
+    deadline = time.monotonic() + 30
+    while state() != "T":
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    try:
+        with pytest.raises(InjectError, match=r"it is stopped \(T \(stopped\)\)"):
+            inject(proc.pid, run_dir, 5)
+        assert state() == "T"
+    finally:
+        os.kill(proc.pid, signal.SIGCONT)
+        done = finish(proc, feeder, stop)
+    assert done["errors"] == []
