@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from memscope.cow.cpython._elf import ElfError, parse_elf
 from memscope.inject.errors import InjectError, PtraceDenied
 from memscope.inject.ptrace import PtraceFailed, Regs, Thread, read_mem, write_mem
-from memscope.procfs import ProcFS
+from memscope.procfs import ProcFS, ProcfsError
 
 __all__ = ["Injected", "queue_statement"]
 
@@ -109,8 +109,11 @@ def queue_statement(
     code = statement.encode() + b"\0"
     if len(code) > _PAGE:
         raise InjectError("injected statement too long")
-    symbols = resolve_symbols(pid, image, procfs)
-    _check_target(pid, procfs)
+    try:
+        symbols = resolve_symbols(pid, image, procfs)
+        _check_target(pid, procfs)
+    except ProcfsError as exc:
+        raise InjectError(f"cannot inject into {pid}: {exc}") from None
     deadline = time.monotonic() + timeout
     attempts = 0
     while True:
@@ -127,8 +130,10 @@ def queue_statement(
                 _inject_stopped(thread, regs, symbols, code)
                 held = time.monotonic() - started
                 return Injected(attempts, held, regs.orig_rax)
-        except PtraceFailed as exc:
-            raise InjectError(f"injection into {pid} failed: {exc.strerror}") from None
+        except OSError as exc:  # PtraceFailed, or /proc/PID/mem itself
+            raise InjectError(f"injection into {pid} failed: {exc.strerror or exc}") from None
+        except ProcfsError as exc:
+            raise InjectError(f"injection into {pid} failed: {exc}") from None
         finally:
             _release(thread)
         if time.monotonic() >= deadline:
@@ -172,10 +177,24 @@ def _inject_stopped(thread: Thread, saved: Regs, symbols: dict[str, int], code: 
         if rc != 0:
             raise PtraceFailed(errno.EAGAIN, f"Py_AddPendingCall returned {rc} (queue full?)")
     finally:
+        _restore(thread, saved, kind, fpstate)
+
+
+def _restore(thread: Thread, saved: Regs, kind: str, fpstate: bytes) -> None:
+    """Put back the saved state; every part is attempted even if another one fails."""
+    failed: list[PtraceFailed] = []
+    try:
         thread.set_fpstate(kind, fpstate)
+    except PtraceFailed as exc:
+        failed.append(exc)
+    try:
         thread.set_regs(saved)
-        if thread.get_regs().raw() != saved.raw():
-            raise PtraceFailed(errno.EIO, "the registers did not read back as saved")
+    except PtraceFailed as exc:
+        failed.append(exc)
+    if failed:
+        raise failed[0]
+    if thread.get_regs().raw() != saved.raw():
+        raise PtraceFailed(errno.EIO, "the registers did not read back as saved")
 
 
 def _mmap_page(thread: Thread, saved: Regs) -> int:
