@@ -206,8 +206,10 @@ def test_an_already_traced_target_is_refused_untouched(
         with pytest.raises(PtraceDenied, match=f"already traced by process {os.getpid()}"):
             inject(proc.pid, run_dir, 5)
     finally:
-        tracer.detach()
-        done = finish(proc, feeder, stop)
+        try:
+            tracer.detach()
+        finally:
+            done = finish(proc, feeder, stop)
     assert done["errors"] == []
 
 
