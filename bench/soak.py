@@ -13,8 +13,10 @@ every MEMSCOPE_SOAK_SNAPSHOT_S seconds (default 300; compare them with
 
 Every --sample-every seconds one CSV row: memscope's RSS, PSS and USS (its smaps_rollup), its
 CPU seconds and threads, the recording's size, and how many workers the fixture has forked and
-recycled so far. The summary drops the first --warmup seconds and reports min, max, spread
-and the least-squares slope of RSS.
+recycled so far. The summary drops the first --warmup seconds and reports min, median, p90,
+max and the least-squares slope of RSS, and the *floor*: the lowest RSS of each of six equal
+windows, with its slope. A COW scan holds its page buffers for a fraction of a second, so
+single samples catch scans in flight; memory that is kept shows as a rising floor.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 FIXTURE = os.path.join(os.path.dirname(HERE), "fixtures", "churn_master.py")
 WRAPPER = os.path.join(HERE, "_soak_memscope.py")
 MIB = 1024 * 1024
+WINDOWS = 6
 FIELDS = ["elapsed_s", "rss_mib", "pss_mib", "uss_mib", "cpu_s", "threads", "recording_mib",
           "forked", "recycled"]
 
@@ -54,6 +57,10 @@ class Summary:
     duration_s: float
     forked: int
     recycled: int
+    median_mib: float
+    p90_mib: float
+    floors_mib: tuple[float, ...]  # lowest RSS of each of six equal windows
+    floor_slope_mib_per_h: float
 
     @property
     def spread_mib(self) -> float:
@@ -63,9 +70,11 @@ class Summary:
         return (f"after {self.warmup_s:.0f} s warm-up, {self.samples} samples over "
                 f"{self.duration_s / 60:.1f} min: RSS {self.first_mib:.1f} -> {self.last_mib:.1f}"
                 f" MiB, min {self.min_mib:.1f}, max {self.max_mib:.1f} (spread "
-                f"{self.spread_mib:.1f}), slope {self.slope_mib_per_h:+.2f} MiB/h; USS peak "
-                f"{self.peak_uss_mib:.1f} MiB; workers forked {self.forked}, recycled "
-                f"{self.recycled}")
+                f"{self.spread_mib:.1f}), median {self.median_mib:.1f}, p90 {self.p90_mib:.1f}, "
+                f"slope {self.slope_mib_per_h:+.2f} MiB/h; floor by window "
+                f"{' '.join(f'{f:.1f}' for f in self.floors_mib)} MiB, slope "
+                f"{self.floor_slope_mib_per_h:+.2f} MiB/h; USS peak {self.peak_uss_mib:.1f} MiB;"
+                f" workers forked {self.forked}, recycled {self.recycled}")
 
 
 def summarize(rows: Sequence[dict[str, float]], warmup_s: float) -> Summary:
@@ -75,12 +84,27 @@ def summarize(rows: Sequence[dict[str, float]], warmup_s: float) -> Summary:
         raise ValueError(f"fewer than 2 samples after the {warmup_s:.0f} s warm-up")
     xs = [r["elapsed_s"] for r in steady]
     ys = [r["rss_mib"] for r in steady]
+    ordered = sorted(ys)
+    span = (xs[-1] - xs[0]) / WINDOWS or 1.0
+    windows: list[list[tuple[float, float]]] = [[] for _ in range(WINDOWS)]
+    for x, y in zip(xs, ys, strict=True):
+        windows[min(int((x - xs[0]) / span), WINDOWS - 1)].append((x, y))
+    floors = [min(w, key=lambda p: p[1]) for w in windows if w]
+    return Summary(warmup_s, len(steady), ys[0], ys[-1], ordered[0], ordered[-1],
+                   _slope(xs, ys) * 3600, max(r["uss_mib"] for r in steady), xs[-1],
+                   int(rows[-1]["forked"]), int(rows[-1]["recycled"]),
+                   ordered[len(ordered) // 2], ordered[int(len(ordered) * 0.9)],
+                   tuple(y for _, y in floors),
+                   _slope([x for x, _ in floors], [y for _, y in floors]) * 3600)
+
+
+def _slope(xs: Sequence[float], ys: Sequence[float]) -> float:
+    """Least-squares slope of ys over xs (0 for fewer than two distinct xs)."""
+    if len(xs) < 2:
+        return 0.0
     mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
     sxx = sum((x - mx) ** 2 for x in xs)
-    slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sxx if sxx else 0.0
-    return Summary(warmup_s, len(steady), ys[0], ys[-1], min(ys), max(ys), slope * 3600,
-                   max(r["uss_mib"] for r in steady), xs[-1], int(rows[-1]["forked"]),
-                   int(rows[-1]["recycled"]))
+    return sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sxx if sxx else 0.0
 
 
 def read_csv(path: str) -> list[dict[str, float]]:

@@ -1,8 +1,8 @@
 """Prometheus exporter: live `/metrics` while recording, and the same families for textfiles.
 
 See docs/fleet.md for the metrics, their labels and how to deploy memscope beside a service.
-The collector and the server need prometheus_client: they are imported on first use, so a
-command without --serve-metrics does not load it.
+The collector (prometheus_client) and the server (prometheus_client, http.server) are imported
+on first use, so `report` and a recording without --serve-metrics load neither.
 """
 
 from __future__ import annotations

@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 import click
 
 from memscope.metrics.feed import MetricsFeed
+from memscope.metrics.server import MetricsServer, parse_bind
 from memscope.metrics.snapshot import SnapshotBox
 from memscope.sampler import TickHook
 
@@ -26,9 +27,6 @@ _KEY = "memscope.metrics.feed"
 def _start(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
     if value is None:
         return
-    # prometheus_client (behind the server) loads only when metrics are asked for.
-    from memscope.metrics.server import MetricsServer, parse_bind
-
     bind = parse_bind(value)
     if bind.wildcard:
         click.echo(
