@@ -35,9 +35,9 @@ def memscope_script() -> str:
     return path
 
 
-def wall(argv: Sequence[str]) -> float:
+def wall(argv: Sequence[str], env: dict[str, str] | None) -> float:
     t0 = time.perf_counter()
-    subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
+    subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True, env=env)
     return time.perf_counter() - t0
 
 
@@ -84,6 +84,10 @@ def main() -> int:
     parser.add_argument("--top", type=int, default=8, help="imports listed per command")
     parser.add_argument("--python", default=sys.executable, help="interpreter of the scan target")
     parser.add_argument("--no-scan", action="store_true", help="skip the scan command")
+    parser.add_argument("--baseline", metavar="DIR", default=None,
+                        help="also time every memscope command with DIR (a source tree of"
+                             " another version, e.g. `git archive main`) first on PYTHONPATH,"
+                             " interleaved, so both see the same load")
     args = parser.parse_args()
     exe = memscope_script()
     tree = None
@@ -98,20 +102,26 @@ def main() -> int:
         if not args.no_scan:
             tree, worker = copied_worker(args.python)
             commands["memscope scan (62 MiB copied)"] = [exe, "scan", str(worker), "--json"]
+        envs: dict[str, dict[str, str] | None] = {name: None for name in commands}
+        if args.baseline:
+            env = {**os.environ, "PYTHONPATH": os.path.abspath(args.baseline)}
+            for name in [n for n, argv in commands.items() if argv[0] == exe]:
+                commands[f"{name} [baseline]"] = commands[name]
+                envs[f"{name} [baseline]"] = env
         try:
             times: dict[str, list[float]] = {name: [] for name in commands}
             for _ in range(args.runs):
                 for name, argv in commands.items():
-                    if name.startswith("memscope scan"):
+                    if name == "memscope scan (62 MiB copied)":
                         t0 = time.perf_counter()
                         out = subprocess.run(argv, capture_output=True, text=True,
                                              check=True).stdout
                         times[name].append(time.perf_counter() - t0)
                         scan_times.append(json.loads(out)["cow"]["scan_duration_s"])
                     else:
-                        times[name].append(wall(argv))
+                        times[name].append(wall(argv, envs[name]))
             profiles = {name: import_profile([exe, *argv[1:]]) for name, argv in commands.items()
-                        if argv[0] == exe}
+                        if argv[0] == exe and envs[name] is None}
         finally:
             if tree is not None:
                 tree.terminate()
@@ -119,11 +129,11 @@ def main() -> int:
     floor = statistics.median(times["python -c pass"])
     # "importtime": the top-level modules' cumulative time under -X importtime, which itself
     # slows imports down; compare it between commands, not with the wall times.
-    print(f"{'command':34} {'median':>8} {'min':>8} {'- python':>9}  importtime  heavy modules")
+    print(f"{'command':45} {'median':>8} {'min':>8} {'- python':>9}  importtime  heavy modules")
     for name, values in times.items():
         med = statistics.median(values)
         total, _, heavy = profiles.get(name, (0.0, [], []))
-        print(f"{name:34} {med * 1000:6.0f}ms {min(values) * 1000:6.0f}ms "
+        print(f"{name:45} {med * 1000:6.0f}ms {min(values) * 1000:6.0f}ms "
               f"{(med - floor) * 1000:7.0f}ms  {total * 1000:8.0f}ms  {', '.join(heavy) or '-'}")
     if scan_times:
         walls = times["memscope scan (62 MiB copied)"]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import os
 import subprocess
 import sys
 
@@ -51,6 +52,19 @@ def test_light_paths_load_no_heavy_module(argv: list[str] | None) -> None:
     # THEN none of the heavy dependencies nor the COW/report machinery was imported
     assert "click" in loaded
     assert sorted(loaded & set(HEAVY)) == []
+
+
+def test_text_report_loads_no_scanner_and_no_prometheus(tmp_path: os.PathLike[str]) -> None:
+    # GIVEN a real recording of a short command
+    path = os.path.join(tmp_path, "short.memscope")
+    subprocess.run([sys.executable, "-m", "memscope", "run", "-q", "-o", path, "--", sys.executable,
+                    "-c", "pass"], check=True, capture_output=True, timeout=120)
+    # WHEN it is reported as text
+    loaded = modules_after(["report", path])
+    # THEN the summary's own needs are loaded, the COW scanner and the exporter are not
+    assert {"numpy", "rich", "memscope.analysis.summary"} <= loaded
+    assert sorted(loaded & {"prometheus_client", "http.server", "memscope.cow.scan",
+                            "memscope.cow.schedule"}) == []
 
 
 def test_commands_that_use_numpy_still_load_it() -> None:
