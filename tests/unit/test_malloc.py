@@ -16,7 +16,7 @@ MIB = 1 << 20
 
 _PROBE = """
 import sys
-from memscope._malloc import return_freed_buffers
+from memscope._malloc import return_freed_buffers, trim
 if sys.argv[1] == "fixed":
     assert return_freed_buffers()
 
@@ -30,6 +30,8 @@ before = rss()
 blocks = [bytearray(4 << 20) for _ in range(8)]
 keep = blocks[-1]
 del blocks
+if sys.argv[1] == "trimmed":
+    assert trim()
 print(rss() - before)
 """
 
@@ -48,3 +50,11 @@ def test_freed_buffers_are_returned_only_with_the_fixed_threshold() -> None:
     assert default >= 24 * MIB, default
     # ... and with the threshold fixed only the kept buffer (4 MiB) stays
     assert fixed <= 6 * MIB, fixed
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc malloc on Linux")
+def test_trim_returns_free_pages_between_live_chunks() -> None:
+    # GIVEN glibc's defaults, the same 28 MiB freed under a live buffer; WHEN trim() runs
+    trimmed = retained("trimmed")
+    # THEN only the live buffer stays resident
+    assert trimmed <= 6 * MIB, trimmed
