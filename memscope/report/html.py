@@ -14,7 +14,7 @@ import base64
 import hashlib
 import json
 import re
-from importlib import resources
+from importlib import metadata, resources
 from pathlib import Path
 from typing import Any, ClassVar, TextIO
 
@@ -50,8 +50,6 @@ def uplot_assets() -> tuple[str, str]:
     Located through the distribution's metadata, so the `uplot` package (and what it
     imports) is never imported.
     """
-    from importlib import metadata  # ~10 ms: only when an HTML report is written
-
     hint = "pip install 'memscope[html]' (the HTML report embeds uPlot from uplot-python)"
     try:
         dist = metadata.distribution(_UPLOT_DIST)
