@@ -146,7 +146,8 @@ def main() -> None:
     print(" | ".join(header))
     for python in pythons:
         r = bench(python, args.repeat, args.walk_cap)
-        version = python.split("/")[-3]
+        parts = python.split("/")  # pyenv: .../3.12.1/bin/python3; Debian: .../3.14/usr/bin/...
+        version = parts[-4] if parts[-3] == "usr" else parts[-3]
         print(
             f"{version} | {r['copied_mib']:.1f} MiB | {r['int_share']:.1%} | "
             f"{r['floor_ms']:.0f} ms | {r['scan_ms']:.0f} ms | {r['ratio']:.1f}x | "

@@ -14,18 +14,30 @@ FIXTURES = os.path.join(REPO, "fixtures")
 
 PYENV = "/root/.pyenv/versions"
 TARGET_VERSIONS = ["3.8", "3.9", "3.10", "3.11", "3.12", "3.13"]
+# Installed by ../shared/tools/cpython-from-debian (see .ci/run), not by pyenv: the suites
+# that cover them add them explicitly (the COW ground truth, the type sweep).
+DEBIAN_VERSIONS = ["3.14", "3.15"]
+ALL_VERSIONS = TARGET_VERSIONS + DEBIAN_VERSIONS
+
+
+def _debian_python(version: str) -> str | None:
+    cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    path = os.path.join(cache, "cpython-debian", version, "usr", "bin", f"python{version}")
+    return path if os.access(path, os.X_OK) else None
 
 
 def target_python(version: str) -> str | None:
-    """Path of the pyenv CPython `version` (major.minor), or None when not installed."""
+    """Path of the CPython `version` (major.minor), or None when not installed.
+
+    pyenv's builds first; then Debian's build unpacked by cpython-from-debian (3.14+)."""
     if not os.path.isdir(PYENV):
-        return None
+        return _debian_python(version)
     for name in sorted(os.listdir(PYENV)):
         if name == version or name.startswith(version + "."):
             path = os.path.join(PYENV, name, "bin", "python3")
             if os.access(path, os.X_OK):
                 return path
-    return None
+    return _debian_python(version)
 
 
 def fixture(name: str) -> str:

@@ -38,6 +38,12 @@ _COMMANDS: dict[str, tuple[str, str]] = {
               " judged."),
     "baseline": ("memscope.cli.baseline:command",
                  "Save a recording's metrics as a baseline for `memscope check --baseline`."),
+    "diff": ("memscope.cli.diff:command",
+             "Compare two recordings: peak/last USS and PSS per role and per matched worker"
+             " (by role\nand start order), ΣPSS vs ΣRSS, copied bytes by type, cause and site,"
+             " leak rates; with\nthe absolute and relative change and whether it is within"
+             " run-to-run noise. A side\nrecorded with `memscope run --repeat N -o X.memscope`"
+             " (X.run1.memscope ...) is named X.memscope."),
 }
 
 _LISTING = "memscope.listing"  # ctx.meta flag: the group is formatting its commands table

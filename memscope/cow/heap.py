@@ -16,7 +16,8 @@ to explain, e.g. a worker's copied pages as read once by the scanner. The result
   qualified with its module for classes (`__main__.Record`);
 - blocks without an object header but pointed to by a typed owner (list items, dict keys and
   values, set tables, bytearray/array/numpy data, 3.11/3.12 managed-dict values) carry the
-  owner's type and `is_buffer`; other blocks are typed `buffer`.
+  owner's type and `is_buffer`; other blocks are typed `buffer`. On 3.15 a bytearray keeps
+  its data in a bytes object: that bytes object is the bytearray's buffer too.
 
 Free blocks are not listed. `allocator_ranges` holds pool headers, free-list words of free
 pymalloc blocks and malloc size words: the bytes the allocator itself writes.
@@ -95,7 +96,7 @@ def parse_heap(
     is_buffer = types.row_type == 0
     obj_start = start + obj_off.astype(np.uint64)
     type_index = types.name_index[types.row_type]
-    _attribute_buffers(layout, snap, types, obj_start, start, size, type_index)
+    _attribute_buffers(layout, snap, types, obj_start, start, size, type_index, is_buffer)
     allocator = np.concatenate(
         (
             np.stack((pools.pool_addrs, pools.pool_addrs + np.uint64(layout.pool_header)), axis=1),
@@ -209,6 +210,7 @@ def _attribute_buffers(
     start: U64,
     size: I64,
     type_index: I64,
+    is_buffer: npt.NDArray[np.bool_],
 ) -> None:
     """Give untyped blocks the type of an owner object that points into them (in place)."""
     # Per type slot: up to three pointer fields (offsets from the object), and the
@@ -264,4 +266,10 @@ def _attribute_buffers(
     inside = valid & (ptrs < start[j] + size[j].astype(np.uint64))
     target, owner = j[inside], owner[inside]
     untyped = types.row_type[target] == 0
+    if layout.bytearray_bytes_object and {"bytes", "bytearray"} <= set(types.names):
+        # 3.15: the bytes object a bytearray points into is its storage.
+        untyped |= (type_index[target] == types.names.index("bytes")) & (
+            type_index[owner] == types.names.index("bytearray")
+        )
+        is_buffer[target[untyped]] = True
     type_index[target[untyped]] = type_index[owner[untyped]]

@@ -6,8 +6,10 @@ IS_MMAPPED 2, NON_MAIN_ARENA 4. Two kinds are walked:
 - the main arena, `[heap]`: chunks follow each other from the start of the mapping; a chunk
   is in use when the next chunk has PREV_INUSE. The walk stops at the last page of interest,
   at the top chunk, or at the first implausible size (then the rest stays unparsed).
-- mmapped chunks (big allocations) in anonymous mappings: `size|IS_MMAPPED` with a
-  page-multiple size at a page boundary. Anonymous mappings can merge, so a mapping is walked
+- mmapped chunks (big allocations) in anonymous mappings: `size|IS_MMAPPED` at a page
+  boundary, with a page-multiple size (measured on glibc 2.36) or a page multiple less 16
+  bytes (measured on glibc 2.43, which Debian's 3.14/3.15 builds here use); the mapping ends
+  at the next page boundary either way. Anonymous mappings can merge, so a mapping is walked
   chunk by chunk, skipping whole pymalloc arenas, and re-synchronising at the next page of
   interest when a header does not parse.
 
@@ -33,6 +35,7 @@ __all__ = ["Chunks", "find_chunks"]
 _PREV_INUSE, _IS_MMAPPED, _FLAGS = 1, 2, 7
 _MIN_CHUNK = 32
 _READ_AHEAD = 64  # pages read at once by the [heap] walk
+_MMAP_SLACK = 16  # glibc 2.43 mmapped chunks: size = mapping size - 16
 
 
 @dataclass
@@ -137,7 +140,7 @@ def _walk_mmapped(
             size, pool = 0, 0
         if size:
             out.append((pos, size))
-            pos += size
+            pos += -(-size // PAGE) * PAGE
             at_boundary = True
         elif pool and at_boundary:
             pos = min(pos + layout.arena_size, end)
@@ -157,7 +160,12 @@ def _mmapped_chunk(snap: Snapshot, pos: int, end: int) -> int:
     """Size of the mmapped chunk starting at `pos`, or 0."""
     word = snap.u64(pos + 8)
     size = word & ~_FLAGS
-    if word & _FLAGS == _IS_MMAPPED and size >= PAGE and size % PAGE == 0 and pos + size <= end:
+    if (
+        word & _FLAGS == _IS_MMAPPED
+        and size >= PAGE - _MMAP_SLACK
+        and (size + _MMAP_SLACK) % PAGE in (0, _MMAP_SLACK)
+        and pos + size <= end
+    ):
         return size
     return 0
 

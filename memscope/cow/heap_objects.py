@@ -5,7 +5,8 @@ GC), block+16 (after a PyGC_Head) or block+32 (3.11+: two pre-header words befor
 head). At each candidate offset the first word must look like a refcount and the second like
 a pointer into a readable mapping; the distinct candidate pointers (few: they are the types of
 real objects) are validated one by one as type objects, and a block is typed only when the
-type's own pre-header size equals the offset tried and its fixed size fits the block.
+type's own pre-header size equals the offset tried and its smallest instance fits the block
+(tp_basicsize, except str: a compact ASCII str is smaller than sizeof(PyUnicodeObject)).
 Smallest offset wins.
 """
 
@@ -28,7 +29,8 @@ BOOL = npt.NDArray[np.bool_]
 # words(k, rows) -> the k-th 8-byte word of each block in `rows` (None: of every block)
 WordGetter = Callable[[int, "I64 | None"], U64]
 
-_MAX_REFCNT = np.uint64(1 << 40)  # also admits 3.12/3.13 immortal 0xFFFFFFFF
+# Admits 3.12/3.13 immortal 0xFFFFFFFF and 3.14+ 3 << 30 (after Layout.refcnt_mask).
+_MAX_REFCNT = np.uint64(1 << 40)
 
 
 def mapped_mask(maps: list[MapEntry], ptrs: U64) -> BOOL:
@@ -76,6 +78,7 @@ def locate_objects(
     types: list[TypeInfo] = []
     slot_of: dict[int, int] = {}  # type address -> slot (0: not a type)
     todo: I64 | None = None  # None: every block
+    mask = np.uint64(resolver.layout.refcnt_mask)
     for off in resolver.layout.object_offsets:
         if todo is None:
             rows: I64 | None = None
@@ -86,6 +89,8 @@ def locate_objects(
             if not len(todo):
                 break
         refcnt = words(off // 8, rows)
+        if mask != np.uint64(-1 & 0xFFFFFFFFFFFFFFFF):
+            refcnt &= mask
         cand = words(off // 8 + 1, rows)
         # Without a plausible refcount there is no candidate (0 is never a type).
         cand[refcnt - np.uint64(1) >= _MAX_REFCNT] = 0
@@ -104,7 +109,7 @@ def locate_objects(
                 slot_of[t] = len(types) if info is not None else 0
             uniq_slot[j] = slot_of[t]
         pre = np.array([-1] + [t.preheader for t in types], dtype=np.int64)  # by slot
-        fits = np.array([0] + [t.preheader + t.basicsize for t in types], dtype=np.int64)
+        fits = np.array([0] + [t.preheader + t.smallest for t in types], dtype=np.int64)
         run_slot = uniq_slot[np.searchsorted(uniq, run_values)]
         # Plausible refcount, a type with this pre-header whose fixed part fits the block
         # (a run has one size, so this is decided per run).

@@ -11,12 +11,15 @@ from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
+import pytest
 
 from memscope.cow._model import HeapMap
 from memscope.procfs import ProcFS
+from tests.conftest import target_python
 
 PYENV = Path("/root/.pyenv/versions")
-VERSIONS = ["3.8.18", "3.9.18", "3.10.13", "3.11.7", "3.12.1", "3.13.0"]
+# pyenv versions (exact), then the Debian builds of tests/conftest.DEBIAN_VERSIONS.
+VERSIONS = ["3.8.18", "3.9.18", "3.10.13", "3.11.7", "3.12.1", "3.13.0", "3.14", "3.15"]
 TARGET = Path(__file__).with_name("heap_target.py")
 PAGE = 4096
 
@@ -31,8 +34,17 @@ class Worker:
 
 @contextmanager
 def forked_worker(version: str, tmp: Path, n_ints: int, n_records: int) -> Iterator[Worker]:
-    """Run heap_target.py under pyenv `version`; yield its forked child (the worker)."""
-    python = PYENV / version / "bin" / "python3"
+    """Run heap_target.py under CPython `version`; yield its forked child (the worker).
+
+    An exact pyenv version (3.8.18) runs pyenv's build; a major.minor one (3.14) runs what
+    tests.conftest.target_python finds, and the test is skipped when it is not installed."""
+    if (PYENV / version).is_dir():
+        python = PYENV / version / "bin" / "python3"
+    else:
+        found = target_python(version)
+        if found is None:
+            pytest.skip(f"CPython {version} is not installed (../shared/tools/cpython-from-debian)")
+        python = Path(found)
     out = tmp / f"truth-{version}"
     proc = subprocess.Popen(
         [str(python), str(TARGET), str(n_ints), str(n_records), str(out)],

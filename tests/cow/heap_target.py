@@ -11,7 +11,18 @@ import json
 import os
 import sys
 
-import numpy
+try:
+    import numpy
+except ImportError:  # CPython 3.15: no numpy wheels yet
+    numpy = None
+
+
+class Probe:
+    """Its attribute name is an identifier of compiled code: interned, and immortal on 3.12+
+    (3.14+: the refcount word carries ob_flags in its top 16 bits, 0x10000c0000000)."""
+
+    def __init__(self):
+        self.memscope_attr_probe = 1
 
 
 class Record:
@@ -33,7 +44,7 @@ def main():
     table = {i: i * 2 for i in range(100000)}
     blob = b"x" * (3 << 20)
     buf = bytearray(b"y" * (2 << 20))
-    numbers = numpy.arange(1 << 20, dtype=numpy.int64)
+    numbers = numpy.arange(1 << 20, dtype=numpy.int64) if numpy is not None else None
     pid = os.fork()
     if pid:
         os.waitpid(pid, 0)
@@ -56,9 +67,10 @@ def main():
         "blob_size": sys.getsizeof(blob),
         "table": id(table),
         "bytearray": id(buf),
-        "ndarray_data": numbers.__array_interface__["data"][0],
-        "ndarray_bytes": numbers.nbytes,
+        "ndarray_data": numbers.__array_interface__["data"][0] if numpy is not None else None,
+        "ndarray_bytes": numbers.nbytes if numpy is not None else None,
         "ints_list": id(ints),
+        "identifier": id(next(iter(vars(Probe())))),
         "total": total,
     }
     sys.stdout.write(json.dumps(truth) + "\n")

@@ -13,6 +13,7 @@ from memscope.cow.cpython import Target, detect_target
 from memscope.cow.cpython._elf import ElfError, parse_elf
 from memscope.cow.cpython._target import _unsupported_reason
 from memscope.procfs import ProcFS
+from tests.conftest import target_python
 from tests.cow._heap_helpers import PYENV
 
 FAKE_PID = 4242
@@ -111,7 +112,7 @@ def test_debug_build_from_name(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("version", "words"),
-    [((3, 14, 0), "untested"), ((3, 7, 16), "older"), ((3, 12, 1), "")],
+    [((3, 16, 0), "untested"), ((3, 7, 16), "older"), ((3, 12, 1), ""), ((3, 14, 10), ""), ((3, 15, 2), "")],
 )
 def test_supported_range(version: tuple[int, int, int], words: str) -> None:
     reason = _unsupported_reason(version, free_threaded=False, debug=False)
@@ -136,3 +137,39 @@ def test_elf_symbols_of_shared_and_static_images() -> None:
 def test_describe_names_the_build() -> None:
     target = Target(1, "cpython", (3, 12, 1), supported=True)
     assert target.describe() == "CPython 3.12.1"
+
+
+@pytest.mark.parametrize("version", ["3.14", "3.15"])
+def test_debian_static_interpreters_are_supported(version: str) -> None:
+    python = target_python(version)
+    if python is None:
+        pytest.skip(f"CPython {version} is not installed (../shared/tools/cpython-from-debian)")
+    proc = subprocess.Popen([python, "-c", GET_VERSION], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    try:
+        assert proc.stdout is not None
+        reported = tuple(int(x) for x in proc.stdout.readline().split())
+        target = detect_target(proc.pid, ProcFS())
+    finally:
+        assert proc.stdin is not None
+        proc.stdin.close()
+        proc.wait()
+    assert target.version == reported
+    assert target.supported, target.reason
+    assert target.method == "Py_Version symbol read from memory"
+    assert target.image == os.path.realpath(python)
+
+
+def test_free_threaded_static_314_stays_page_level(tmp_path: Path) -> None:
+    # Debian ships no free-threaded 3.14: its 3.14 executable, named as a 3.14t build would be.
+    python = target_python("3.14")
+    if python is None:
+        pytest.skip("CPython 3.14 is not installed (../shared/tools/cpython-from-debian)")
+    exe = "/usr/bin/python3.14t"
+    procfs = fake_proc(tmp_path, Path(os.path.realpath(python)), exe, exe)
+    target = detect_target(FAKE_PID, procfs)
+    assert target.version is not None and target.version[:2] == (3, 14)
+    assert target.free_threaded
+    assert not target.supported
+    assert "free-threaded build (mimalloc heap, other object header): page-level only" in (
+        target.describe()
+    )

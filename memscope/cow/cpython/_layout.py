@@ -1,8 +1,9 @@
-"""Per-version memory layouts of CPython 3.8 to 3.13 (64-bit, default GIL build).
+"""Per-version memory layouts of CPython 3.8 to 3.15 (64-bit, default GIL build).
 
-Every number here was checked against the Include/ headers installed with each pyenv version
-(Include/object.h, Include/cpython/object.h, Include/internal/pycore_object.h,
-pycore_obmalloc.h) and against live processes (tests/cow/test_heap_live.py).
+Every number here was checked against the Include/ headers of each version (Include/object.h,
+Include/refcount.h, Include/cpython/object.h, Include/internal/pycore_object.h,
+pycore_obmalloc.h, pycore_gc.h) and against live processes (tests/cow/test_heap_live.py,
+tests/cow/test_type_sweep.py). docs/cow-heap.md has the table per version.
 """
 
 from __future__ import annotations
@@ -39,6 +40,11 @@ class Layout:
     values_pointer: int
     tagged_values: bool  # 3.12: low bit 1 marks a values pointer
     ht_qualname: int  # PyHeapTypeObject.ht_qualname (measured: id() of __qualname__ in the type)
+    # Bits of the first word that hold the reference count. 3.14+ splits it on 64-bit:
+    # ob_refcnt (u32), ob_overflow (u16), ob_flags (u16; static objects carry flags << 48).
+    refcnt_mask: int = (1 << 64) - 1
+    # 3.15: a bytearray keeps its data in a bytes object (ob_bytes_object); 0 before.
+    bytearray_bytes_object: int = 0
 
     pool_header: int = 48  # sizeof(struct pool_header), already 16-aligned
     alignment: int = 16  # pymalloc ALIGNMENT (3.8+)
@@ -75,8 +81,8 @@ class Layout:
 
 
 def layout_for(minor: tuple[int, int]) -> Layout:
-    """Layout of CPython `minor` (e.g. (3, 12)); raises ValueError outside 3.8 to 3.13."""
-    if not (3, 8) <= minor <= (3, 13):
+    """Layout of CPython `minor` (e.g. (3, 12)); raises ValueError outside 3.8 to 3.15."""
+    if not (3, 8) <= minor <= (3, 15):
         raise ValueError(f"no heap layout for CPython {minor[0]}.{minor[1]}")
     large_pools = minor >= (3, 10)
     if minor >= (3, 12):
@@ -96,5 +102,12 @@ def layout_for(minor: tuple[int, int]) -> Layout:
         dict_keys_new=minor >= (3, 11),
         values_pointer={(3, 11): 32, (3, 12): 24}.get(minor, 0),
         tagged_values=minor == (3, 12),
-        ht_qualname={(3, 9): 856, (3, 12): 872, (3, 13): 872}.get(minor, 864),
+        ht_qualname=_HT_QUALNAME.get(minor, 864),
+        refcnt_mask=(1 << 48) - 1 if minor >= (3, 14) else (1 << 64) - 1,
+        bytearray_bytes_object=56 if minor >= (3, 15) else 0,
     )
+
+
+# PyHeapTypeObject.ht_qualname, measured on each version (the word of a class that holds
+# id(cls.__qualname__)); every other minor version has 864.
+_HT_QUALNAME = {(3, 9): 856, (3, 12): 872, (3, 13): 872, (3, 14): 872, (3, 15): 880}

@@ -28,7 +28,7 @@ from memscope.procfs import AccessDenied, MapEntry, ProcFS
 
 __all__ = ["SUPPORTED_RANGE", "Target", "detect_target"]
 
-SUPPORTED_RANGE = ((3, 8), (3, 13))
+SUPPORTED_RANGE = ((3, 8), (3, 15))
 
 _LIB_RE = re.compile(r"/libpython(\d)\.(\d+)(t?)(d?)\.so(?:\.[\d.]+)?$")
 _EXE_RE = re.compile(r"/python(\d)\.(\d+)(t?)(d?)$")

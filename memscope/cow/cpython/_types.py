@@ -28,6 +28,12 @@ class TypeInfo:
     itemsize: int
     preheader: int  # bytes between block start and the object
     dictoffset: int = 0  # tp_dictoffset: where an instance keeps its __dict__ pointer
+    min_size: int = 0  # smallest instance in bytes, without pre-header (0: basicsize)
+
+    @property
+    def smallest(self) -> int:
+        """Bytes the smallest instance takes from the object start."""
+        return self.min_size or self.basicsize
 
     @property
     def is_gc(self) -> bool:
@@ -94,8 +100,19 @@ class TypeResolver:
             module = self._dict_str(tp_dict, "__module__") if tp_dict else None
             if module and module != "builtins":
                 name = f"{module}.{name}"
+        # str's tp_basicsize is sizeof(PyUnicodeObject) (80 bytes on 3.8-3.11), but a compact
+        # ASCII str is only its header and characters: "k000000000001" takes 62 bytes there,
+        # a 64-byte block that basicsize would reject.
+        min_size = lay.unicode_ascii_data + 1 if name == "str" else 0
         return TypeInfo(
-            addr, name, flags, basicsize, itemsize, lay.preheader(flags), max(dictoffset, 0)
+            addr,
+            name,
+            flags,
+            basicsize,
+            itemsize,
+            lay.preheader(flags),
+            max(dictoffset, 0),
+            min_size,
         )
 
     # -- reading str and dict objects of the target ----------------------------------------
