@@ -18,6 +18,7 @@ from types import FrameType
 from typing import Any
 
 from memscope import __version__
+from memscope._malloc import return_freed_buffers
 from memscope.errors import RecordingError, TargetError
 from memscope.procfs import AccessDenied, ProcessGone, ProcFS
 from memscope.recording import RecordingWriter
@@ -119,6 +120,7 @@ def record(
     readable. Returns the sampler (for its statistics); the writer is closed.
     """
     procfs = options.procfs
+    return_freed_buffers()  # scans' freed buffers must not stay resident (memscope/_malloc.py)
     tree = ProcessTree(procfs, root_pid, exclude={os.getpid()})
     started = time.time()
     try:
