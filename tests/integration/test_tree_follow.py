@@ -45,8 +45,9 @@ def test_500_short_children_none_missed(memscope_bin: str, tmp_path: os.PathLike
     assert done.returncode == 0, done.stderr
     rec = open_recording(path)
     assert rec.meta["births_tracked"] == "proc-connector+scan"
-    life = {int(p): (int(i), float(t0), float(t1))
-            for p, i, t0, t1 in (line.split() for line in open(log))}
+    with open(log) as fh:
+        life = {int(p): (int(i), float(t0), float(t1))
+                for p, i, t0, t1 in (line.split() for line in fh)}
     workers = [p for p in rec.processes if p.role == "worker"]
     # THEN at the default interval every child has a row, with its exit and exit code
     assert len(workers) == 500
