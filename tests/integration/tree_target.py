@@ -67,9 +67,18 @@ def reuse(rounds: int) -> None:
     """Fork children that exit at once, forcing the next child onto the same PID through
     ns_last_pid; print how many pairs shared (pid, start_ticks)."""
     collisions = 0
+    tick_ns = 1_000_000_000 // os.sysconf("SC_CLK_TCK")
+
+    def phase() -> int:  # where we are in the current clock tick (start times count ticks)
+        return time.clock_gettime_ns(time.CLOCK_BOOTTIME) % tick_ns
+
     for _ in range(rounds):
+        while phase() > tick_ns // 10:  # start at the beginning of a tick
+            pass
         pid = os.fork()
         if pid == 0:
+            while phase() < tick_ns * 6 // 10:  # alive for ~5 ms, so a fast tick can see it
+                pass
             os._exit(0)
         while True:  # a zombie until reaped: read its start time first
             with open(f"/proc/{pid}/stat", "rb") as fh:
