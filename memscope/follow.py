@@ -37,6 +37,8 @@ class Birth:
     start_ticks: int
     at: float  # wall-clock time of the fork
     cmdline: tuple[str, ...] | None
+    exact: bool = True  # start_ticks read from /proc; else derived from the event's time,
+    # which can be one tick late (the kernel stamps the start a little before the event)
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,12 +148,12 @@ class EventFollower:
                     # tell the two apart when the old one's exit was read): it has ended.
                     self._facts.append(Exit(event.pid, watched[event.pid], last.exit_code,
                                             self._wall(last)))
-                start = self._start_ticks(event)
+                start, exact = self._start_ticks(event)
                 watched[event.pid] = start
                 if watched is not self._watched:
                     self._watched[event.pid] = start
                 self._facts.append(Birth(event.pid, event.parent_tgid, start,
-                                         self._wall(event), self._cmdline(event.pid)))
+                                         self._wall(event), self._cmdline(event.pid), exact))
         elif event.what == EXEC:
             if event.tgid in watched:
                 self._facts.append(Exec(event.tgid, self._cmdline(event.tgid),
@@ -178,12 +180,12 @@ class EventFollower:
 
     # -- helpers -------------------------------------------------------------------------
 
-    def _start_ticks(self, event: ProcEvent) -> int:
+    def _start_ticks(self, event: ProcEvent) -> tuple[int, bool]:
         with contextlib.suppress(ProcessGone, AccessDenied):
             st = self.procfs.stat(event.pid)
             if st.ppid == event.parent_tgid or abs(st.start_ticks - self._ticks(event)) <= 1:
-                return st.start_ticks
-        return self._ticks(event)  # already gone: derived from the event's time
+                return st.start_ticks, True
+        return self._ticks(event), False  # already gone: derived from the event's time
 
     def _ticks(self, event: ProcEvent) -> int:
         return (event.timestamp_ns + self._boot_offset_ns) * self._clk_tck // 1_000_000_000

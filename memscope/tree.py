@@ -177,7 +177,9 @@ class ProcessTree:
             member = departed.get(fact.pid)  # its exit code arrives after we saw it gone
         if isinstance(fact, Birth):
             if member is not None:
-                if member.start_ticks == fact.start_ticks and not member.exited:
+                same = member.start_ticks == fact.start_ticks or (
+                    not fact.exact and member.start_ticks == fact.start_ticks - 1)
+                if same and not member.exited:
                     return  # the scan found it first
                 del self.members[fact.pid]  # its PID was reused
                 if member not in change.born:  # (one born this tick is recorded as it is)

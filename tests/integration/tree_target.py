@@ -63,16 +63,18 @@ def double_fork(hold: float) -> None:
         fh.read()  # EOF when the grandchild exits
 
 
-def reuse(rounds: int) -> None:
+def reuse(wanted: int) -> None:
     """Fork children that exit at once, forcing the next child onto the same PID through
-    ns_last_pid; print how many pairs shared (pid, start_ticks)."""
-    collisions = 0
+    ns_last_pid, until `wanted` pairs shared (pid, start_ticks) (at most 400 rounds); print
+    the number of rounds and of such pairs."""
+    collisions = rounds = 0
     tick_ns = 1_000_000_000 // os.sysconf("SC_CLK_TCK")
 
     def phase() -> int:  # where we are in the current clock tick (start times count ticks)
         return time.clock_gettime_ns(time.CLOCK_BOOTTIME) % tick_ns
 
-    for _ in range(rounds):
+    while collisions < wanted and rounds < 400:
+        rounds += 1
         while phase() > tick_ns // 10:  # start at the beginning of a tick
             pass
         pid = os.fork()
@@ -91,13 +93,13 @@ def reuse(rounds: int) -> None:
             fh.write(str(pid - 1))
         again = os.fork()
         if again == 0:
-            time.sleep(0.3)
+            time.sleep(0.03)
             os._exit(1)
         with open(f"/proc/{again}/stat", "rb") as fh:
             second = int(fh.read().rsplit(b")", 1)[1].split()[19])
         os.waitpid(again, 0)
         collisions += again == pid and second == first
-    print("collisions", collisions, flush=True)
+    print("rounds", rounds, "collisions", collisions, flush=True)
 
 
 def pthread_exit() -> None:
