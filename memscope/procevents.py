@@ -124,6 +124,10 @@ class ProcConnector:
 
     @classmethod
     def open(cls) -> ProcConnector:
+        # Since Linux 6.6 an unprivileged listener is accepted but sees only non-zero exits:
+        # useless for following a tree, so require root outright.
+        if os.geteuid() != 0:
+            raise ConnectorUnavailable("proc connector unavailable: needs root")
         try:
             sock = socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, NETLINK_CONNECTOR)
         except (OSError, AttributeError) as exc:

@@ -6,7 +6,11 @@ import json
 import os
 import struct
 
+import pytest
+
 from memscope.procevents import EXEC, EXIT, FORK, parse_events
+from memscope.procfs import ProcFS
+from memscope.session import follow_births
 from tests.conftest import DATA
 
 CAPTURED = os.path.join(DATA, "procevents")
@@ -44,3 +48,12 @@ def test_truncated_and_foreign_datagrams_give_nothing() -> None:
     assert parse_events(data[:10]) == []
     assert parse_events(data[:-8]) == []  # a message cut short is dropped, not misread
     assert parse_events(b"") == []
+
+
+def test_without_root_births_fall_back_to_the_scan(monkeypatch: pytest.MonkeyPatch) -> None:
+    # GIVEN a process that is not root
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    # THEN no event follower is started, and the reason is what the recording will say
+    follower, how = follow_births(ProcFS())
+    assert follower is None
+    assert how == "scan (proc connector unavailable: needs root)"
