@@ -69,6 +69,7 @@ class EventFollower:
         self._recent: deque[ProcEvent] = deque(maxlen=_KEEP_MAX)
         self._last_exit: dict[int, ProcEvent] = {}  # watched tgid -> its latest task exit
         self._stop = threading.Event()
+        self.cpu_s = 0.0  # CPU seconds of the reader thread (drains by take() are the caller's)
         self._clk_tck = os.sysconf("SC_CLK_TCK")
         # Event timestamps are CLOCK_MONOTONIC; stat's start time is CLOCK_BOOTTIME.
         self._boot_offset_ns = time.clock_gettime_ns(time.CLOCK_BOOTTIME) - time.monotonic_ns()
@@ -117,6 +118,7 @@ class EventFollower:
                         self._drain()
                     except OSError:
                         return
+                self.cpu_s = time.thread_time()
 
     def _drain(self) -> None:
         for event in self.connector.read():

@@ -176,8 +176,10 @@ def _record(
     deadline = None if options.duration is None else started + options.duration
 
     def stop() -> bool:
-        if tree.follower is not None and tree.follower.overruns:
-            writer.set_meta(event_overruns=tree.follower.overruns)
+        if tree.follower is not None:
+            writer.set_meta(events_cpu_s=round(tree.follower.cpu_s, 6))
+            if tree.follower.overruns:
+                writer.set_meta(event_overruns=tree.follower.overruns)
         if on_tick is not None:
             on_tick(sampler)
         if deadline is not None and time.time() >= deadline:
