@@ -115,6 +115,8 @@ class ProcessTree:
         if self._ticks % self._recheck_every == 0:
             self._outside.clear()
         change = TreeChange(born=[], died=[])
+        if self._ticks == 1:
+            self._add_root(change)  # first, so the events of its children find their parent
         if self.follower is not None:
             # Members found gone since the last refresh whose exit event was not yet read.
             departed, self._departed = self._departed, {}
@@ -166,6 +168,18 @@ class ProcessTree:
         self._reap(change.born + change.exited)
         return change
 
+    def _add_root(self, change: TreeChange) -> None:
+        try:
+            st = self.procfs.stat(self.root.pid)
+        except (ProcessGone, AccessDenied):
+            return
+        if st.start_ticks == self.root.start_ticks:
+            if _zombie(st):
+                self.root.exited = True
+                self.root.exit_code = st.exit_code
+            self.members[self.root.pid] = self.root
+            change.born.append(self.root)
+
     def _departing(self, member: Member) -> None:
         if self.follower is not None and not member.exited:
             self._departed[member.pid] = member
@@ -184,7 +198,7 @@ class ProcessTree:
                 del self.members[fact.pid]  # its PID was reused
                 if member not in change.born:  # (one born this tick is recorded as it is)
                     change.died.append(member)
-            parent = self.members.get(fact.parent)
+            parent = self.members.get(fact.parent) or departed.get(fact.parent)
             if parent is None:
                 return
             role = "worker" if parent is self.root else "descendant"
