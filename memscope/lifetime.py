@@ -6,7 +6,10 @@
 * The command gets PR_SET_PDEATHSIG in the forked child before exec: if memscope dies, even by
   SIGKILL, the kernel sends the command `--kill-signal` (default SIGTERM, as systemd's
   KillSignal). PDEATHSIG fires when the parent *thread* exits, so the command must be spawned
-  from the main thread, which lives as long as memscope. `--keep-running` opts out.
+  from the main thread, which lives as long as memscope. The kernel sends it again at each
+  reparenting: when memscope is killed, the command is handed to memscope's other threads
+  as they die, one by one, so it can get the signal more than once (as with any parent-death
+  signal of a multi-threaded parent). `--keep-running` opts out.
 """
 
 from __future__ import annotations

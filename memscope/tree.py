@@ -117,12 +117,16 @@ class ProcessTree:
         change = TreeChange(born=[], died=[])
         if self._ticks == 1:
             self._add_root(change)  # first, so the events of its children find their parent
+        listed = set(self.procfs.pids())
+        live = listed
         if self.follower is not None:
-            # Members found gone since the last refresh whose exit event was not yet read.
+            # The events are read after the listing: every process listed was forked before,
+            # so the events of a watched parent's children come before the scan sees them.
+            # Members found gone since the last refresh whose exit event was not yet read:
             departed, self._departed = self._departed, {}
             for fact in self.follower.take():
                 self._apply(fact, change, departed)
-        live = set(self.procfs.pids())
+            live = set(self.procfs.pids())  # (members born since the listing are listed now)
         gone = [m for pid, m in self.members.items() if pid not in live]
         for m in gone:
             del self.members[m.pid]
@@ -135,7 +139,7 @@ class ProcessTree:
                 self._departing(m)
 
         candidates: list[Stat] = []
-        for pid in live:
+        for pid in listed & live:
             if pid in self.members or pid in self._outside or pid in self._exclude:
                 continue
             try:

@@ -166,10 +166,12 @@ def test_sigkill_of_memscope_signals_the_command(
         # WHEN memscope is killed with SIGKILL
         proc.kill()
         proc.wait()
-        # THEN the command got the kill signal (the parent-death signal)
+        # THEN the command got the kill signal (the parent-death signal; the kernel sends it
+        # again each time the command is reparented as memscope's threads die)
         proc.stdin.write("?\n")
         proc.stdin.flush()
-        assert proc.stdout.readline().split() == ["got", str(int(expected))]
+        got = proc.stdout.readline().split()
+        assert got[0] == "got" and set(got[1:]) == {str(int(expected))}
     finally:
         os.kill(target, signal.SIGKILL)
 
