@@ -84,12 +84,17 @@ class EventFollower:
 
     def watch(self, pid: int, start_ticks: int) -> None:
         """Follow `pid` and its future (and recent) children."""
+        self.watch_many({pid: start_ticks})
+
+    def watch_many(self, processes: dict[int, int]) -> None:
+        """Follow these processes (pid -> start_ticks): one pass over the kept events."""
         with self._lock:
             self._drain()
-            if self._watched.get(pid) == start_ticks:
-                return
-            self._watched[pid] = start_ticks
-            self._replay(pid)
+            new = {pid: start for pid, start in processes.items()
+                   if self._watched.get(pid) != start}
+            if new:
+                self._watched.update(new)
+                self._replay(new)
 
     def take(self) -> list[Fact]:
         """Every fact about watched processes since the last call, in kernel order."""
@@ -128,9 +133,9 @@ class EventFollower:
         while self._recent and self._recent[0].timestamp_ns < cutoff:
             self._recent.popleft()
 
-    def _replay(self, pid: int) -> None:
-        """Re-handle kept events that concern `pid` and the children it forked."""
-        scope = {pid: self._watched[pid]}
+    def _replay(self, scope: dict[int, int]) -> None:
+        """Re-handle kept events that concern these processes and the children they forked."""
+        scope = dict(scope)
         for event in list(self._recent):
             if event.what == FORK:
                 if event.pid in self._watched or event.parent_tgid not in scope:

@@ -147,6 +147,7 @@ class ProcessTree:
             except (ProcessGone, AccessDenied):
                 continue
         candidates.sort(key=lambda s: s.start_ticks)  # parents start before their children
+        found: dict[int, int] = {}  # by the scan, for the events to follow from now on
 
         for st in candidates:
             if st.pid == self.root.pid and st.start_ticks == self.root.start_ticks:
@@ -167,8 +168,9 @@ class ProcessTree:
                 member.exit_code = st.exit_code
             self.members[st.pid] = member
             change.born.append(member)
-            if self.follower is not None:
-                self.follower.watch(member.pid, member.start_ticks)
+            found[member.pid] = member.start_ticks
+        if self.follower is not None and found:
+            self.follower.watch_many(found)
         self._reap(change.born + change.exited)
         return change
 
