@@ -80,6 +80,7 @@ def spawn(argv: list[str], env: dict[str, str] | None = None,
 @sites_options
 @click.option("-q", "--quiet", is_flag=True, help="Do not print the summary at the end.")
 @click.option("--kill-signal", default="TERM", callback=parse_signal, show_default=True,
+              metavar="SIG",
               help="Signal COMMAND gets if memscope dies, even by SIGKILL (PR_SET_PDEATHSIG).")
 @click.option("--keep-running", is_flag=True,
               help="Leave COMMAND running if memscope dies (no --kill-signal).")

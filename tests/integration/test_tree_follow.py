@@ -189,3 +189,11 @@ def test_keep_running_leaves_the_command_alone(memscope_bin: str, tmp_path: os.P
         assert proc.stdout.readline().split() == ["got"]
     finally:
         os.kill(target, signal.SIGKILL)
+
+
+@pytest.mark.parametrize("value", ["BOGUS", "99"])
+def test_a_bad_kill_signal_is_a_usage_error(memscope_bin: str, value: str) -> None:
+    done = subprocess.run([memscope_bin, "run", "--kill-signal", value, "--", "true"],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert "--kill-signal" in done.stderr.splitlines()[-1]
