@@ -19,6 +19,7 @@ import select
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from memscope.procevents import EXEC, EXIT, FORK, ProcConnector, ProcEvent
@@ -38,7 +39,8 @@ class Birth:
     at: float  # wall-clock time of the fork
     cmdline: tuple[str, ...] | None
     exact: bool = True  # start_ticks read from /proc; else derived from the event's time,
-    # which can be one tick late (the kernel stamps the start a little before the event)
+    # which can be one tick off (the kernel stamps the start a little before the event, and
+    # the offset between the two clocks is measured)
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +61,18 @@ class Exit:
 Fact = Birth | Exec | Exit
 
 
+def _offset(clock: Callable[[], int]) -> int:
+    """clock() - CLOCK_MONOTONIC in ns, from the tightest of a few bracketed reads (a read
+    preempted between the two clocks would be off by the time it was preempted)."""
+    best = (1 << 62, 0)
+    for _ in range(5):
+        before = time.monotonic_ns()
+        value = clock()
+        after = time.monotonic_ns()
+        best = min(best, (after - before, value - (before + after) // 2))
+    return best[1]
+
+
 class EventFollower:
     def __init__(self, connector: ProcConnector, procfs: ProcFS) -> None:
         self.connector = connector
@@ -72,8 +86,8 @@ class EventFollower:
         self.cpu_s = 0.0  # CPU seconds of the reader thread (drains by take() are the caller's)
         self._clk_tck = os.sysconf("SC_CLK_TCK")
         # Event timestamps are CLOCK_MONOTONIC; stat's start time is CLOCK_BOOTTIME.
-        self._boot_offset_ns = time.clock_gettime_ns(time.CLOCK_BOOTTIME) - time.monotonic_ns()
-        self._wall_offset_ns = time.time_ns() - time.monotonic_ns()
+        self._boot_offset_ns = _offset(lambda: time.clock_gettime_ns(time.CLOCK_BOOTTIME))
+        self._wall_offset_ns = _offset(time.time_ns)
         self._thread = threading.Thread(target=self._loop, name="memscope-procevents",
                                         daemon=True)
         self._thread.start()

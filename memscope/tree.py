@@ -198,7 +198,7 @@ class ProcessTree:
         if isinstance(fact, Birth):
             if member is not None:
                 same = member.start_ticks == fact.start_ticks or (
-                    not fact.exact and member.start_ticks == fact.start_ticks - 1)
+                    not fact.exact and abs(member.start_ticks - fact.start_ticks) <= 1)
                 if same and not member.exited:
                     return  # the scan found it first
                 del self.members[fact.pid]  # its PID was reused
