@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import time
 from dataclasses import dataclass, field
 
 from memscope.follow import Birth, EventFollower, Exec, Exit, Fact
@@ -33,6 +34,7 @@ __all__ = ["Member", "ProcessTree", "TreeChange", "python_version_of"]
 _PY_EXE = re.compile(r"python(\d\.\d+)(?:\.\d+)?")
 _PY_VERSION_DIR = re.compile(r"/(\d\.\d+\.\d+)[^/]*/bin/")
 _LIBPYTHON = re.compile(rb"libpython(\d\.\d+)")
+_CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
 @dataclass(slots=True)
@@ -117,6 +119,9 @@ class ProcessTree:
         change = TreeChange(born=[], died=[])
         if self._ticks == 1:
             self._add_root(change)  # first, so the events of its children find their parent
+        # Clock tick of the listing: a listed PID may belong, by the time its stat is read,
+        # to a process forked after the events were drained; those wait for the next tick.
+        listing_tick = time.clock_gettime_ns(time.CLOCK_BOOTTIME) * _CLK_TCK // 1_000_000_000
         listed = set(self.procfs.pids())
         live = listed
         if self.follower is not None:
@@ -150,6 +155,8 @@ class ProcessTree:
         found: dict[int, int] = {}  # by the scan, for the events to follow from now on
 
         for st in candidates:
+            if self.follower is not None and st.start_ticks >= listing_tick:
+                continue
             if st.pid == self.root.pid and st.start_ticks == self.root.start_ticks:
                 member = self.root
             else:
