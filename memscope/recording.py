@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from memscope.errors import RecordingError
+from memscope.outputs import create_recording_file
 
 __all__ = [
     "APPLICATION_ID",
@@ -126,11 +127,7 @@ class RecordingWriter:
     """Streams a run into the file. Commits every `flush()` so a SIGKILL loses at most one batch."""
 
     def __init__(self, path: str, meta: dict[str, Any]) -> None:
-        if os.path.exists(path):
-            os.unlink(path)
-            for suffix in ("-wal", "-shm"):
-                if os.path.exists(path + suffix):
-                    os.unlink(path + suffix)
+        create_recording_file(path)  # never over anything: memscope.outputs
         self.path = path
         self.conn = _connect(path)
         self.conn.execute("PRAGMA journal_mode = WAL")

@@ -19,6 +19,7 @@ from typing import Any
 
 from memscope import __version__
 from memscope.errors import RecordingError, TargetError
+from memscope.outputs import prepare_recording_output
 from memscope.procfs import AccessDenied, ProcessGone, ProcFS
 from memscope.recording import RecordingWriter
 from memscope.sampler import Sampler, TickHook
@@ -66,15 +67,10 @@ def stop_process(proc: subprocess.Popen[Any], signum: int, grace_s: float) -> No
         proc.wait()
 
 
-def check_output(path: str) -> None:
-    """Raise RecordingError unless a recording can be created at `path` (before starting)."""
-    directory = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(directory):
-        raise RecordingError(f"{path}: directory {directory} does not exist")
-    if not os.access(directory, os.W_OK | os.X_OK):
-        raise RecordingError(f"{path}: cannot create files in {directory}")
-    if os.path.isdir(path):
-        raise RecordingError(f"{path}: is a directory")
+def check_output(path: str, force: bool = False) -> None:
+    """Raise unless a recording can be created at `path` (before starting); `force` removes an
+    old recording there (never anything else: memscope.outputs)."""
+    prepare_recording_output(path, force)
 
 
 def check_target(procfs: ProcFS, pid: int) -> None:

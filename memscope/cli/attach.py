@@ -13,6 +13,7 @@ from memscope.cli.report import print_summary
 from memscope.inject.attach import detach_agents, inject
 from memscope.live import live_display, live_option
 from memscope.metrics.cli import metrics_hooks, serve_metrics_option
+from memscope.outputs import unique_path
 from memscope.procfs import ProcFS
 from memscope.session import (
     SessionOptions,
@@ -37,6 +38,7 @@ __all__ = ["command"]
 def command(
     pid: int,
     output: str | None,
+    force: bool,
     interval: float,
     duration: float | None,
     quiet: bool,
@@ -62,8 +64,8 @@ def command(
     procfs = ProcFS()
     check_target(procfs, pid)
     cmdline = procfs.cmdline(pid) if procfs.exists(pid) else []
-    path = output or default_output(cmdline[0] if cmdline else "process", pid)
-    check_output(path)
+    path = output or unique_path(default_output(cmdline[0] if cmdline else "process", pid))
+    check_output(path, force)
     stopping: list[int] = []
     click.echo(f"memscope: attached to {pid}, recording to {path} (Ctrl-C to stop)", err=True)
     with signals_to(stopping.append, (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)), \

@@ -20,6 +20,7 @@ from memscope.errors import CommandNotFound, MemscopeError
 from memscope.inject import agent_env
 from memscope.live import live_display, live_option
 from memscope.metrics.cli import metrics_hooks, serve_metrics_option
+from memscope.outputs import unique_path
 from memscope.recording import RecordingWriter
 from memscope.sampler import Sampler
 from memscope.session import (
@@ -79,6 +80,7 @@ def spawn(argv: list[str], env: dict[str, str] | None = None) -> subprocess.Pope
 def command(
     argv: tuple[str, ...],
     output: str | None,
+    force: bool,
     interval: float,
     duration: float | None,
     quiet: bool,
@@ -107,7 +109,7 @@ def command(
         args = args[1:]
     if not args:
         raise click.UsageError("missing COMMAND after --")
-    extras = _Extras(cow_interval, SitesRequest(trace_sites, trace_workers, leak_census))
+    extras = _Extras(cow_interval, SitesRequest(trace_sites, trace_workers, leak_census), force)
     if check is None:
         sys.exit(_record(args, output, interval, duration, quiet, extras)[1])
     runs = [_record(args, path, interval, duration, quiet, extras)
@@ -121,6 +123,7 @@ def command(
 class _Extras:
     cow_interval: float | None
     sites: SitesRequest
+    force: bool = False
 
 
 def _record(
@@ -133,7 +136,8 @@ def _record(
 ) -> tuple[str, int, bool]:
     """Run the command once, recording it: (recording path, exit status, whether --duration
     ended the command)."""
-    check_output(output or default_output(args[0], 0))  # before anything starts
+    # Before anything starts; default names never collide with an earlier recording.
+    check_output(output or unique_path(default_output(args[0], 0)), extras.force)
     stack = contextlib.ExitStack()
     sites = stack.enter_context(sites_session(extras.sites))
     try:
@@ -145,7 +149,7 @@ def _record(
     except BaseException:
         stack.close()
         raise
-    path = output or default_output(args[0], proc.pid)
+    path = output or unique_path(default_output(args[0], proc.pid))
     options = SessionOptions(output=path, interval=interval, duration=duration,
                              hooks=[*metrics_hooks(), scheduler, *sites.hooks])
     click.echo(f"memscope: recording {' '.join(args)} (pid {proc.pid}) to {path}", err=True)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 
 import click
@@ -14,6 +13,7 @@ from memscope.analysis.cow_summary import advice_json, cow_json
 from memscope.cow.classify import MODES
 from memscope.cow.scan import scan_process
 from memscope.errors import TargetError
+from memscope.outputs import json_text
 from memscope.procfs import AccessDenied, ProcessGone, ProcFS
 from memscope.units import format_bytes
 
@@ -52,8 +52,8 @@ def command(pid: int, parent_pid: int | None, mode: str | None, as_json: bool) -
         raise TargetError(str(exc), hint=_HINT) from None
     advice = advise([scan])
     if as_json:
-        json.dump({"pid": pid, "parent_pid": ppid, "cow": cow_json(scan),
-                   "advice": advice_json(advice)}, sys.stdout, indent=2)
+        sys.stdout.write(json_text({"pid": pid, "parent_pid": ppid, "cow": cow_json(scan),
+                                    "advice": advice_json(advice)}, indent=2))
         sys.stdout.write("\n")
         return
     frac = scan.copied_bytes / scan.inherited_bytes if scan.inherited_bytes else 0.0

@@ -17,6 +17,7 @@ from rich.text import Text
 from memscope.analysis.cow_summary import add_cow
 from memscope.analysis.summary import SUMMARY_EXTENSIONS, ProcessSummary, Summary
 from memscope.report.text import TEXT_SECTIONS
+from memscope.termsafe import clean, safe_text
 from memscope.units import format_bytes
 
 __all__ = ["cow_section"]
@@ -55,11 +56,11 @@ def _workers_table(s: Summary, rows: list[tuple[ProcessSummary, dict[str, Any]]]
         types = {t["type"]: t["bytes"] for t in cow["by_type"]}
         table.add_row(
             str(p.pid),
-            f"{when} (+{offset:.1f}s, {cow['mode']})",
+            safe_text(f"{when} (+{offset:.1f}s, {cow['mode']})"),
             format_bytes(cow["copied_bytes"]),
             "-" if frac is None else f"{frac:.1%}",
             format_bytes(cow["new_private_bytes"]),
-            Text(_top(types, 3)),
+            safe_text(_top(types, 3)),
             _top(cow["by_cause"], 3, _CAUSE_LABELS),
         )
     return table
@@ -82,7 +83,7 @@ def _types_table(rows: list[tuple[ProcessSummary, dict[str, Any]]]) -> Table | N
         table.add_column(col, justify="right" if col in ("copied", "objects") else "left")
     for name, (nbytes, objects) in sorted(per_type.items(), key=lambda kv: -kv[1][0])[:10]:
         table.add_row(
-            Text(name), format_bytes(nbytes), f"{objects:,}" if objects else "-",
+            safe_text(name), format_bytes(nbytes), f"{objects:,}" if objects else "-",
             _top(causes.get(name, {}), 3, _CAUSE_LABELS),
         )
     return table
@@ -96,8 +97,8 @@ def _advice(s: Summary) -> Text | None:
     text.append("COW advice\n", style="bold")
     for i, item in enumerate(items, 1):
         pids = ", ".join(str(p) for p in item["pids"][:8])
-        text.append(f"  {i}. {item['title']} (workers {pids})\n")
-        text.append(f"     {item['text']}\n")
+        text.append(f"  {i}. {clean(item['title'])} (workers {pids})\n")
+        text.append(f"     {clean(item['text'])}\n")
     return text
 
 
@@ -109,7 +110,7 @@ def cow_section(s: Summary) -> RenderableType | None:
     parts: list[RenderableType] = [_workers_table(s, rows)]
     targets = sorted({cow["target"] for _, cow in rows if cow["target"]})
     if targets:
-        parts.append(Text("  target: " + "; ".join(targets)))
+        parts.append(safe_text("  target: " + "; ".join(targets)))
     types = _types_table(rows)
     if types is not None:
         parts.append(types)
