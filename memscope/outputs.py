@@ -12,6 +12,7 @@ Rules (docs/errors.md):
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import stat
@@ -121,7 +122,7 @@ def _remove(path: str) -> None:
     try:
         os.unlink(path)
     except FileNotFoundError:
-        pass
+        return
     except OSError as exc:
         raise RecordingError(f"{path}: cannot replace ({exc.strerror})") from None
 
@@ -199,9 +200,17 @@ def write_text_atomically(path: str, render: Callable[[TextIO], object]) -> None
             render(out)
         check_report_output(path)  # again: nothing may have appeared there meanwhile
         os.replace(tmp, path)
+    except OSError as exc:  # disk full, directory removed, ...
+        _unlink_quietly(tmp)
+        raise InputError(f"cannot write {path}: {exc.strerror or exc}") from None
     except BaseException:
-        os.unlink(tmp)
+        _unlink_quietly(tmp)
         raise
+
+
+def _unlink_quietly(path: str) -> None:
+    with contextlib.suppress(OSError):
+        os.unlink(path)
 
 
 def json_text(value: object, **options: Any) -> str:

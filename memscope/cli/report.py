@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import sqlite3
 import sys
 
 import click
 from rich.console import Console
 
 from memscope.analysis.summary import build_summary
-from memscope.errors import RecordingError
 from memscope.outputs import STDOUT, write_text_atomically
 from memscope.recording import open_recording
+from memscope.recording_check import damaged_recording
 from memscope.report import REPORTERS, ReportData, get_reporter
+from memscope.termsafe import safe_text
 
 __all__ = ["command", "print_summary", "write_report"]
 
@@ -22,16 +22,14 @@ def write_report(path: str, fmt: str, out_path: str | None) -> None:
     reporter = get_reporter(fmt)
     rec = open_recording(path)
     try:
-        try:
-            with Console(stderr=True).status(f"reading {path}…"):  # a spinner on terminals
+        with damaged_recording(path):
+            with Console(stderr=True).status(safe_text(f"reading {path}…")):  # a spinner
                 data = ReportData(build_summary(rec), rec)
-        except sqlite3.DatabaseError as exc:
-            raise RecordingError(f"{path}: recording is corrupt or truncated ({exc})") from None
-        if out_path is None or out_path == STDOUT:
-            reporter.render(data, sys.stdout)
-            return
-        with Console(stderr=True).status(f"writing {out_path}…"):
-            write_text_atomically(out_path, lambda out: reporter.render(data, out))
+            if out_path is None or out_path == STDOUT:
+                reporter.render(data, sys.stdout)
+                return
+            with Console(stderr=True).status(safe_text(f"writing {out_path}…")):
+                write_text_atomically(out_path, lambda out: reporter.render(data, out))
     finally:
         rec.close()
 
