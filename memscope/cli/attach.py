@@ -23,6 +23,7 @@ from memscope.session import (
     record,
     signals_to,
 )
+from memscope.termsafe import clean
 
 __all__ = ["command"]
 
@@ -67,7 +68,8 @@ def command(
     path = output or unique_path(default_output(cmdline[0] if cmdline else "process", pid))
     check_output(path, force)
     stopping: list[int] = []
-    click.echo(f"memscope: attached to {pid}, recording to {path} (Ctrl-C to stop)", err=True)
+    click.echo(f"memscope: attached to {pid}, recording to {clean(path)} (Ctrl-C to stop)",
+               err=True)
     with signals_to(stopping.append, (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)), \
             live_display() as on_tick, cow_scheduler(cow_interval) as scheduler, \
             sites_session(SitesRequest(trace_sites, trace_workers, leak_census)) as sites:
@@ -93,4 +95,4 @@ def command(
                 detach_agents(sites.run_dir)
     if not quiet:
         print_summary(path)
-    click.echo(f"memscope: recording saved to {path}", err=True)
+    click.echo(f"memscope: recording saved to {clean(path)}", err=True)

@@ -39,4 +39,5 @@ def save(recording: str, output: str) -> None:
     for key, entry in sorted(doc["metrics"].items()):
         value = format_value(entry["value"], Dimension(entry["dimension"]))
         click.echo(f"{key:28} {value:>14}  {clean(entry.get('process', ''))}".rstrip())
-    click.echo(f"memscope: baseline of {len(doc['metrics'])} metrics saved to {output}", err=True)
+    click.echo(f"memscope: baseline of {len(doc['metrics'])} metrics saved to {clean(output)}",
+               err=True)

@@ -31,6 +31,7 @@ from memscope.session import (
     signals_to,
     stop_process,
 )
+from memscope.termsafe import clean, clean_join
 
 __all__ = ["command", "exit_status", "spawn"]
 
@@ -152,7 +153,8 @@ def _record(
     path = output or unique_path(default_output(args[0], proc.pid))
     options = SessionOptions(output=path, interval=interval, duration=duration,
                              hooks=[*metrics_hooks(), scheduler, *sites.hooks])
-    click.echo(f"memscope: recording {' '.join(args)} (pid {proc.pid}) to {path}", err=True)
+    click.echo(f"memscope: recording {clean_join(args)} (pid {proc.pid}) to {clean(path)}",
+               err=True)
 
     def forward(signum: int) -> None:
         if proc.poll() is not None:
@@ -193,5 +195,5 @@ def _record(
     code = exit_status(proc.returncode)
     if not quiet:
         print_summary(path)
-    click.echo(f"memscope: recording saved to {path}", err=True)
+    click.echo(f"memscope: recording saved to {clean(path)}", err=True)
     return path, code, stopped and duration is not None

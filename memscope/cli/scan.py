@@ -15,6 +15,7 @@ from memscope.cow.scan import scan_process
 from memscope.errors import TargetError
 from memscope.outputs import json_text
 from memscope.procfs import AccessDenied, ProcessGone, ProcFS
+from memscope.termsafe import clean, safe_text
 from memscope.units import format_bytes
 
 __all__ = ["command"]
@@ -59,7 +60,7 @@ def command(pid: int, parent_pid: int | None, mode: str | None, as_json: bool) -
     frac = scan.copied_bytes / scan.inherited_bytes if scan.inherited_bytes else 0.0
     text = Text()
     text.append(f"process {pid} against parent {ppid}", style="bold")
-    text.append(f" ({scan.target or 'unknown target'}; mode {scan.mode};")
+    text.append(f" ({clean(scan.target or 'unknown target')}; mode {scan.mode};")
     text.append(f" scan took {scan.duration_s * 1000:.0f} ms)\n")
     text.append(
         f"  copied {format_bytes(scan.copied_bytes)} ({frac:.1%} of"
@@ -68,7 +69,7 @@ def command(pid: int, parent_pid: int | None, mode: str | None, as_json: bool) -
     )
     for kind, row in scan.by_kind.items():
         if row.get("copied"):
-            text.append(f"  {kind:<13} copied {format_bytes(row['copied'])}\n")
+            text.append(f"  {clean(kind):<13} copied {format_bytes(row['copied'])}\n")
     text.append("causes: ", style="bold")
     text.append(", ".join(f"{c} {format_bytes(b)}" for c, b in
                           sorted(scan.by_cause.items(), key=lambda kv: -kv[1])) + "\n")
@@ -77,8 +78,9 @@ def command(pid: int, parent_pid: int | None, mode: str | None, as_json: bool) -
         causes = scan.by_type_cause.get(t.type, {})
         top = max(causes, key=lambda c: causes[c]) if causes else "-"
         objects = f"{t.objects:,} objects" if t.objects else ""
-        text.append(f"  {format_bytes(t.bytes):>10}  {t.type}  {objects}  (mostly {top})\n")
+        text.append(f"  {format_bytes(t.bytes):>10}  {clean(t.type)}  {objects}  (mostly {top})\n")
     parts = [text]
     for i, item in enumerate(advice, 1):
-        parts.append(Text(f"advice {i}: {item.title}\n   {item.recipe}"))
+        parts.append(safe_text(f"advice {i}: {item.title}\n   ")
+                     + safe_text(item.recipe))
     Console(highlight=False, width=120).print(Group(*parts))
