@@ -79,6 +79,12 @@ def check_target(procfs: ProcFS, pid: int) -> None:
         stat = procfs.stat(pid)
         if stat.state == "Z":
             raise TargetError(f"process {pid} is a zombie (exited, not yet reaped)")
+        if stat.kernel_thread:
+            raise TargetError(f"process {pid} ({stat.comm}) is a kernel thread: it has no"
+                              " user-space memory to record")
+        if pid == os.getpid():
+            raise TargetError(f"process {pid} is this memscope itself; attach to another"
+                              " process")
         procfs.rollup(pid)
     except ProcessGone:
         raise TargetError(f"no process with PID {pid}") from None

@@ -14,13 +14,24 @@ from memscope.cow.classify import MODES
 from memscope.cow.scan import scan_process
 from memscope.errors import TargetError
 from memscope.outputs import json_text
-from memscope.procfs import AccessDenied, ProcessGone, ProcFS
+from memscope.procfs import AccessDenied, ProcessGone, ProcFS, Stat
 from memscope.termsafe import clean, safe_text
 from memscope.units import format_bytes
 
 __all__ = ["command"]
 
 _HINT = "run memscope as root (or with CAP_SYS_PTRACE) to read another user's process"
+
+
+def _scannable(procfs: ProcFS, pid: int, who: str) -> Stat:
+    """Stat of `pid`, or a TargetError for what a scan cannot read: zombies, kernel threads."""
+    stat = procfs.stat(pid)
+    if stat.state == "Z":
+        raise TargetError(f"{who} {pid} is a zombie (exited, not yet reaped): no memory to scan")
+    if stat.kernel_thread:
+        raise TargetError(f"{who} {pid} ({clean(stat.comm)}) is a kernel thread: it has no"
+                          " user-space memory to scan")
+    return stat
 
 
 @click.command("scan")
@@ -43,7 +54,11 @@ def command(pid: int, parent_pid: int | None, mode: str | None, as_json: bool) -
     """
     procfs = ProcFS()
     try:
-        ppid = parent_pid if parent_pid is not None else procfs.stat(pid).ppid
+        stat = _scannable(procfs, pid, "process")
+        ppid = parent_pid if parent_pid is not None else stat.ppid
+        if ppid == 0:
+            raise TargetError(f"process {pid} has no parent process to compare against")
+        _scannable(procfs, ppid, "its parent")
         # A spinner on a terminal: a scan of a large heap takes a second or more.
         with Console(stderr=True).status(f"scanning {pid} against its parent {ppid}…"):
             scan = scan_process(pid, ppid, procfs, mode=mode)
@@ -62,6 +77,8 @@ def command(pid: int, parent_pid: int | None, mode: str | None, as_json: bool) -
     text.append(f"process {pid} against parent {ppid}", style="bold")
     text.append(f" ({clean(scan.target or 'unknown target')}; mode {scan.mode};")
     text.append(f" scan took {scan.duration_s * 1000:.0f} ms)\n")
+    if scan.mode_reason:
+        text.append(f"  mode {scan.mode}: {scan.mode_reason}\n")
     text.append(
         f"  copied {format_bytes(scan.copied_bytes)} ({frac:.1%} of"
         f" {format_bytes(scan.inherited_bytes)} inherited), still shared"

@@ -30,6 +30,7 @@ __all__ = [
 ]
 
 PAGE_SIZE = 4096
+PF_KTHREAD = 0x00200000  # include/linux/sched.h
 
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
@@ -154,6 +155,11 @@ class Stat:
     start_ticks: int  # since boot, in clock ticks; with pid it identifies a process
     rss_pages: int
     exit_code: int | None  # only meaningful for zombies (field 52, Linux 3.5+)
+    flags: int = 0  # field 9: PF_* flags (PF_KTHREAD marks a kernel thread)
+
+    @property
+    def kernel_thread(self) -> bool:
+        return bool(self.flags & PF_KTHREAD)
 
 
 @dataclass(frozen=True, slots=True)
@@ -304,6 +310,7 @@ def parse_stat(data: bytes) -> Stat:
         start_ticks=int(rest[19]),
         rss_pages=int(rest[21]),
         exit_code=exit_code,
+        flags=int(rest[6]),
     )
 
 

@@ -16,6 +16,7 @@ from rich.text import Text
 
 from memscope.analysis.cow_summary import add_cow
 from memscope.analysis.summary import SUMMARY_EXTENSIONS, ProcessSummary, Summary
+from memscope.cow.scan import REASON_HIDDEN
 from memscope.report.text import TEXT_SECTIONS
 from memscope.termsafe import clean, safe_text
 from memscope.units import format_bytes
@@ -108,6 +109,9 @@ def cow_section(s: Summary) -> RenderableType | None:
         return None
     rows.sort(key=lambda r: -r[1]["copied_bytes"])
     parts: list[RenderableType] = [_workers_table(s, rows)]
+    if any(cow["mode"] == "exclusive-bit" for _, cow in rows):
+        parts.append(Text(f"  mode exclusive-bit: {REASON_HIDDEN}, so a page counts as copied"
+                          " when the worker maps it exclusively and the parent has one there"))
     targets = sorted({cow["target"] for _, cow in rows if cow["target"]})
     if targets:
         parts.append(safe_text("  target: " + "; ".join(targets)))
