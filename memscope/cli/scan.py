@@ -69,7 +69,8 @@ def command(pid: int, parent_pid: int | None, mode: str | None, as_json: bool) -
     advice = advise([scan])
     if as_json:
         sys.stdout.write(json_text({"pid": pid, "parent_pid": ppid, "cow": cow_json(scan),
-                                    "advice": advice_json(advice)}, indent=2))
+                                    "advice": advice_json(advice),
+                                    "mode_reason": scan.mode_reason}, indent=2))
         sys.stdout.write("\n")
         return
     frac = scan.copied_bytes / scan.inherited_bytes if scan.inherited_bytes else 0.0
