@@ -34,9 +34,11 @@ __all__ = [
 STDOUT = "-"
 _APPLICATION_ID = b"\x4d\x53\x43\x50"  # recording.APPLICATION_ID, big-endian at offset 68
 _WAL_MAGIC = (b"\x37\x7f\x06\x82", b"\x37\x7f\x06\x83")
-#: Bytes every memscope report format has near its start (text header, JSON/HTML/CSV/mprof/
-#: Prometheus comments or keys); a file without it is not replaced.
+#: How memscope's reports are recognised: the word near the start (text, JSON, HTML,
+#: Prometheus, baselines), or the first line of the formats that have no room for it: the CSV
+#: header and mprof's CMDLINE (an mprof .dat file is recognised by format alone).
 _REPORT_MARK = b"memscope"
+_REPORT_STARTS = (b"t,epoch,process_id,pid,ppid,role,command,", b"CMDLINE ")
 _SNIFF = 4096
 
 
@@ -175,7 +177,8 @@ def check_report_output(path: str) -> None:
     if st is None:
         return
     _refuse_special(path, st, "reports")
-    if st.st_size and _REPORT_MARK not in _head(path).lower():
+    head = _head(path) if st.st_size else b""
+    if st.st_size and _REPORT_MARK not in head.lower() and not head.startswith(_REPORT_STARTS):
         raise InputError(
             f"{path}: exists and was not written by memscope; refusing to replace it",
             hint="remove it first, or choose another file name",
