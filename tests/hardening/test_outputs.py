@@ -94,9 +94,10 @@ def test_report_to_fifo_refused_but_dash_is_stdout(tmp_path: Path) -> None:
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="replacing /dev/null needs root to be a risk")
-def test_report_does_not_replace_dev_null() -> None:
-    code, out = invoke("report", "/nonexistent.memscope", "-o", "/dev/null")
-    assert code == 2
+def test_report_does_not_replace_dev_null(tmp_path: Path) -> None:
+    rec = make_recording(str(tmp_path / "r.memscope"))
+    code, out = invoke("report", rec, "-o", "/dev/null")
+    assert code == 2 and "is a character device" in out
     assert stat.S_ISCHR(os.lstat("/dev/null").st_mode)
 
 
