@@ -21,7 +21,7 @@ from typing import Any
 
 from memscope.errors import RecordingError
 from memscope.outputs import create_recording_file
-from memscope.recording_check import process_row, read_meta
+from memscope.recording_check import check_tables, process_row, read_meta
 
 __all__ = [
     "APPLICATION_ID",
@@ -378,6 +378,7 @@ def _open(path: str, conn: sqlite3.Connection) -> Recording:
                 f" ({SCHEMA_VERSION}); upgrade memscope"
             )
         meta = read_meta(path, conn.execute("SELECT key, value FROM meta"))
+        check_tables(path, conn)
         return Recording(path, conn, meta)
     except BaseException:
         conn.close()

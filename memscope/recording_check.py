@@ -19,7 +19,7 @@ from memscope.errors import RecordingError
 if TYPE_CHECKING:
     from memscope.recording import ProcessRow
 
-__all__ = ["damaged_recording", "process_row", "read_meta"]
+__all__ = ["check_tables", "damaged_recording", "process_row", "read_meta"]
 
 
 def _is_int(v: Any) -> bool:
@@ -147,3 +147,42 @@ def damaged_recording(what: str = "a recording") -> Iterator[None]:
         raise RecordingError(
             f"{what} holds damaged values ({type(exc).__name__}: {detail})"
         ) from None
+
+
+#: Tables checked column by column at open (their rows are few: ticks, COW scans, leak and
+#: site snapshots). `samples` is left to the analysis and its guard: checking it would read
+#: every sample of a long recording once more.
+_UNCHECKED = frozenset({"meta", "processes", "samples"})
+_ALLOWED = {"INTEGER": "'integer'", "REAL": "'real', 'integer'", "TEXT": "'text'"}
+#: Implicit references: a row must point at an existing scan or process.
+_REFERENCES = {"scan_id": ("cow_scans", "id"), "process_id": ("processes", "id")}
+
+
+def check_tables(path: str, conn: sqlite3.Connection) -> None:
+    """Raise RecordingError for a value whose type contradicts its column's declared type,
+    a non-finite REAL, or a row that points at a scan or process that does not exist."""
+    tables = [r[0] for r in conn.execute(
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")]
+    for table in tables:
+        if table in _UNCHECKED or not table.isidentifier():
+            continue
+        conditions = []
+        for _cid, col, decl, notnull, _default, _pk in conn.execute(
+                f'PRAGMA table_info("{table}")'):
+            allowed = _ALLOWED.get(str(decl).upper())
+            if allowed is None or not str(col).isidentifier():
+                continue
+            allowed += "" if notnull else ", 'null'"
+            conditions.append(f'typeof("{col}") NOT IN ({allowed})')
+            if str(decl).upper() == "REAL":
+                conditions.append(f'abs("{col}") > 1.7976931348623157e308')
+            target = _REFERENCES.get(col)
+            if target is not None and target[0] in tables and target[0] != table:
+                conditions.append(f'"{col}" NOT IN (SELECT "{target[1]}" FROM "{target[0]}")')
+        if not conditions:
+            continue
+        row = conn.execute(
+            f'SELECT rowid FROM "{table}" WHERE {" OR ".join(conditions)} LIMIT 1').fetchone()
+        if row is not None:
+            raise RecordingError(f"{path}: table {table}, row {row[0]}: a value of the wrong"
+                                 " type, not finite, or pointing at nothing")

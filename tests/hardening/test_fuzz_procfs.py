@@ -113,10 +113,12 @@ def test_parsers_return_typed_records_or_raise_procfs_errors(case: tuple[str, by
         result = PARSERS[name][0](data)
     except ProcfsError as exc:
         OUTCOMES["procfs-error"] += 1
-        assert str(exc).startswith(f"malformed /proc/PID/{name}")
+        message = str(exc)
+    else:
+        OUTCOMES["record"] += 1
+        _check(name, result)
         return
-    OUTCOMES["record"] += 1
-    _check(name, result)
+    assert message.startswith(f"malformed /proc/PID/{name}")
 
 
 def test_captured_text_parses_unchanged() -> None:
