@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import sqlite3
+import stat
 import subprocess
 import sys
 from collections.abc import Callable
@@ -70,7 +71,11 @@ def _(tmp: Path) -> tuple[int, str]:
 
 @scenario("output-device")
 def _(tmp: Path) -> tuple[int, str]:
-    return invoke("run", "-q", "-o", "/dev/null", "--", "true")
+    if os.geteuid() != 0:
+        pytest.skip("mknod needs root")
+    # A private node with /dev/null's numbers: a regression must not break the machine's.
+    os.mknod(tmp / "null", 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+    return invoke("run", "-q", "-o", str(tmp / "null"), "--", "true")
 
 
 @scenario("output-fifo")

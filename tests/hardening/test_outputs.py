@@ -93,12 +93,15 @@ def test_report_to_fifo_refused_but_dash_is_stdout(tmp_path: Path) -> None:
     assert code == 0 and "Tree totals" in out
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="replacing /dev/null needs root to be a risk")
-def test_report_does_not_replace_dev_null(tmp_path: Path) -> None:
+@pytest.mark.skipif(os.geteuid() != 0, reason="mknod needs root")
+def test_report_does_not_replace_a_device_node(tmp_path: Path) -> None:
+    # A private node with /dev/null's numbers: a regression must not break the machine's.
+    dev = tmp_path / "null"
+    os.mknod(dev, 0o666 | stat.S_IFCHR, os.makedev(1, 3))
     rec = make_recording(str(tmp_path / "r.memscope"))
-    code, out = invoke("report", rec, "-o", "/dev/null")
+    code, out = invoke("report", rec, "-o", str(dev))
     assert code == 2 and "is a character device" in out
-    assert stat.S_ISCHR(os.lstat("/dev/null").st_mode)
+    assert stat.S_ISCHR(os.lstat(dev).st_mode)
 
 
 def test_baseline_save_refuses_a_foreign_file(tmp_path: Path) -> None:
