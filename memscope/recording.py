@@ -313,7 +313,7 @@ def open_recording(path: str) -> Recording:
         else:
             conn = _reader_connection(path, snapshot=False)
         rec = _open(path, conn)
-    except sqlite3.DatabaseError as exc:
+    except (sqlite3.DatabaseError, UnicodeDecodeError) as exc:  # damaged pages or schema text
         _remove_snapshot(snapshot)
         raise RecordingError(f"{path}: recording is corrupt or truncated ({exc})") from None
     except BaseException:

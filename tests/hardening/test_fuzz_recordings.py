@@ -8,6 +8,8 @@ column of any table. Outcomes are counted (MEMSCOPE_FUZZ_REPORT) for docs/errors
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import os
 import shutil
 import sqlite3
@@ -31,14 +33,25 @@ OUTCOMES: dict[str, Counter[str]] = {
     "bytes": Counter(), "values": Counter(), "bytes-guarded": Counter(),
     "values-guarded": Counter(),
 }
+_COUNTER = itertools.count()
 _FORMATS = ["text", "json", "csv", "mprof", "prometheus", "html"]
 _RULES = ["worker.uss.peak <= 1GiB", "tree.pss.peak <= 10GiB", "worker.cow.copied <= 1GiB",
           "process.uss.growth <= 1GiB", "tree.workers >= 1"]
 _RULE_ARGS = [arg for rule in _RULES for arg in ("-r", rule)]
 
 
+class Base:
+    """The base recording's bytes (a class, so that hypothesis does not print them all)."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    def __repr__(self) -> str:
+        return f"<base recording, {len(self.data)} bytes>"
+
+
 @pytest.fixture(scope="module")
-def base(tmp_path_factory: pytest.TempPathFactory) -> Iterator[bytes]:
+def base(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Base]:
     """A real recording: a preloading parent, two workers that copy pages, COW scans."""
     path = tmp_path_factory.mktemp("fuzz") / "base.memscope"
     done = subprocess.run(
@@ -52,7 +65,7 @@ def base(tmp_path_factory: pytest.TempPathFactory) -> Iterator[bytes]:
     scans = conn.execute("SELECT COUNT(*) FROM cow_scans").fetchone()[0]
     conn.close()
     assert "cow_scans" in tables and scans > 0
-    yield path.read_bytes()
+    yield Base(path.read_bytes())
     for kind, counts in OUTCOMES.items():
         save_counts(f"recordings-{kind}", counts)
 
@@ -124,11 +137,14 @@ def workdir() -> Iterator[Path]:
 
 @FUZZ
 @given(data=st.data())
-def test_byte_mutations(base: bytes, workdir: Path, data: st.DataObject) -> None:
-    ops = data.draw(byte_mutations(len(base)))
-    path = workdir / f"b{len(os.listdir(workdir))}.memscope"
-    path.write_bytes(_mutate_bytes(base, ops))
-    _exercise(str(path), data.draw(st.sampled_from(_FORMATS)), "bytes")
+def test_byte_mutations(base: Base, workdir: Path, data: st.DataObject) -> None:
+    ops = data.draw(byte_mutations(len(base.data)))
+    path = workdir / f"b{next(_COUNTER)}.memscope"
+    path.write_bytes(_mutate_bytes(base.data, ops))
+    try:
+        _exercise(str(path), data.draw(st.sampled_from(_FORMATS)), "bytes")
+    finally:
+        _remove(path)
 
 
 _JSONISH = ["[]", "{}", "[1, 2]", '{"a": 1}', '"x"', "null", "true", "NaN", "Infinity",
@@ -156,10 +172,24 @@ def _tables(conn: sqlite3.Connection) -> list[tuple[str, list[str]]]:
 
 @FUZZ
 @given(data=st.data())
-def test_value_mutations(base: bytes, workdir: Path, data: st.DataObject) -> None:
-    path = workdir / f"v{len(os.listdir(workdir))}.memscope"
-    path.write_bytes(base)
-    conn = sqlite3.connect(path)
+def test_value_mutations(base: Base, workdir: Path, data: st.DataObject) -> None:
+    path = workdir / f"v{next(_COUNTER)}.memscope"
+    path.write_bytes(base.data)
+    try:
+        with contextlib.closing(sqlite3.connect(path)) as conn:
+            _mutate_values(conn, data)
+        _exercise(str(path), data.draw(st.sampled_from(_FORMATS)), "values")
+    finally:
+        _remove(path)
+
+
+def _remove(path: Path) -> None:
+    for suffix in ("", "-journal", "-wal", "-shm"):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(f"{path}{suffix}")
+
+
+def _mutate_values(conn: sqlite3.Connection, data: st.DataObject) -> None:
     tables = _tables(conn)
     for _ in range(data.draw(st.integers(1, 3))):
         table, cols = data.draw(st.sampled_from(tables))
@@ -176,9 +206,8 @@ def test_value_mutations(base: bytes, workdir: Path, data: st.DataObject) -> Non
             sql = f'UPDATE "{table}" SET "{col}" = ? WHERE rowid = ?'
         try:
             conn.execute(sql, (value, rowid))
+            conn.commit()
         except sqlite3.IntegrityError:  # NOT NULL / CHECK / UNIQUE: the writer's own guards
-            continue
+            conn.rollback()
     conn.commit()
     conn.execute("PRAGMA journal_mode = DELETE")
-    conn.close()
-    _exercise(str(path), data.draw(st.sampled_from(_FORMATS)), "values")
