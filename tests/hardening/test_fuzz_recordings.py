@@ -66,6 +66,10 @@ def base(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Base]:
     conn.close()
     assert "cow_scans" in tables and scans > 0
     yield Base(path.read_bytes())
+    _save()
+
+
+def _save() -> None:
     for kind, counts in OUTCOMES.items():
         save_counts(f"recordings-{kind}", counts)
 
@@ -97,6 +101,8 @@ def _exercise(path: str, fmt: str, kind: str) -> None:
                      ["baseline", "save", path, "-o", os.path.join(tmp, "b.json")]):
             outcome, detail = _run(args)
             OUTCOMES[kind][f"{args[0]}:{outcome}"] += 1
+            if args[0] == "baseline" and sum(OUTCOMES[kind].values()) % 600 == 0:
+                _save()  # a long `make fuzz` keeps its counts even if it is stopped
             if outcome == "guard":  # which exception the last-resort guard turned into exit 2
                 OUTCOMES[f"{kind}-guarded"][detail.split("(", 1)[1].split(":")[0]] += 1
             assert outcome != "crash", (args, detail)
