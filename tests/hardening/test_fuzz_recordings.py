@@ -55,9 +55,9 @@ def base(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Base]:
     """A real recording: a preloading parent, two workers that copy pages, COW scans."""
     path = tmp_path_factory.mktemp("fuzz") / "base.memscope"
     done = subprocess.run(
-        [sys.executable, "-m", "memscope", "run", "-q", "-i", "0.1", "--cow-interval", "0.3",
+        [sys.executable, "-m", "memscope", "run", "-q", "-i", "0.1", "--cow-interval", "0.2",
          "-o", str(path), "--", sys.executable, fixture("preload_list"), "--workers", "2",
-         "--size", "200000", "--delay", "0.2", "--hold", "1.0"],
+         "--size", "200000", "--delay", "0.2", "--hold", "4.0"],
         capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     conn = sqlite3.connect(path)

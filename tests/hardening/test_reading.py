@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -23,7 +24,7 @@ def listing(directory: Path) -> dict[str, tuple[int, int]]:
 
 def record(path: Path, *args: str) -> None:
     done = subprocess.run(memscope_cmd("run", "-q", "-i", "0.05", "-o", str(path), "--",
-                                       "sh", "-c", "sleep 0.3", *args),
+                                       "sh", "-c", "sleep 1", *args),
                           capture_output=True, text=True, timeout=120, cwd=path.parent)
     assert done.returncode == 0, done.stderr
 
@@ -38,7 +39,7 @@ def test_report_leaves_nothing_and_takes_any_name(tmp_path: Path, name: str) -> 
     assert sorted(before) == [name]  # the writer merged and removed its WAL
     # WHEN it is reported, checked and baselined
     for args in (["report", str(path)], ["report", str(path), "-f", "json"],
-                 ["check", str(path), "-r", "tree.rss.peak <= 10GiB"]):
+                 ["check", str(path), "-r", "tree.processes >= 1"]):
         code, out = invoke(*args)
         assert code == 0, out
     # THEN nothing appeared or changed beside it (no -wal, -shm, or stray files)
@@ -80,8 +81,23 @@ def _children(pid: int) -> list[int]:
 
 @pytest.fixture
 def killed_recording(tmp_path: Path) -> Path:
-    """A recording whose memscope was SIGKILLed: main file + an unmerged WAL (+ -shm)."""
-    path = tmp_path / "k.memscope"
+    """A recording whose memscope was SIGKILLed: main file + a WAL holding ticks the main file
+    lacks. Under heavy load the kill can land just after a checkpoint: then it is tried again."""
+    from memscope.recording import open_recording
+
+    for attempt in range(5):
+        path = _kill_a_recording(tmp_path / f"k{attempt}.memscope")
+        rec = open_recording(str(path))
+        try:
+            whole = len(rec.ticks())
+        finally:
+            rec.close()
+        if whole > _main_file_ticks(path):
+            return path
+    raise AssertionError("every kill landed right after a checkpoint")
+
+
+def _kill_a_recording(path: Path) -> Path:
     proc = subprocess.Popen(memscope_cmd("run", "-q", "-i", "0.05", "-o", str(path), "--",
                                          "sleep", "300"), stderr=subprocess.DEVNULL)
     try:
@@ -102,7 +118,8 @@ def killed_recording(tmp_path: Path) -> Path:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         for kid in kids:
-            os.kill(kid, signal.SIGKILL)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(kid, signal.SIGKILL)
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -154,16 +171,16 @@ def test_killed_recording_reads_in_a_read_only_directory(killed_recording: Path,
     ro = tmp_path / "ro"
     ro.mkdir()
     for name in os.listdir(killed_recording.parent):
-        if name.startswith("k.memscope"):
+        if name.startswith(killed_recording.name):
             shutil.copy(killed_recording.parent / name, ro / name)
     before = listing(ro)
     os.chmod(ro, 0o555)
     try:
-        done = subprocess.run([*NOCAP, *memscope_cmd("report", str(ro / "k.memscope"),
+        done = subprocess.run([*NOCAP, *memscope_cmd("report", str(ro / killed_recording.name),
                                                      "-f", "json")],
                               capture_output=True, text=True, timeout=120)
     finally:
         os.chmod(ro, 0o755)
     assert done.returncode == 0, done.stderr
-    assert _ticks(done.stdout) > _main_file_ticks(ro / "k.memscope")
+    assert _ticks(done.stdout) > _main_file_ticks(ro / killed_recording.name)
     assert listing(ro) == before
