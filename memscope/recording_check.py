@@ -30,6 +30,14 @@ def _is_number(v: Any) -> bool:
     return (_is_int(v) or isinstance(v, float)) and math.isfinite(v)
 
 
+#: Timestamps must fall in years 1970-9999 (datetime's range; report headers format them).
+MAX_TIME = 253402300799.0
+
+
+def _is_time(v: Any) -> bool:
+    return _is_number(v) and 0 <= v <= MAX_TIME
+
+
 def _is_str_list(v: Any) -> bool:
     return isinstance(v, list) and all(isinstance(x, str) for x in v)
 
@@ -41,6 +49,7 @@ def _optional(check: Callable[[Any], bool]) -> Callable[[Any], bool]:
 _TEXT = "text"
 _NUMBER = "a finite number"
 _INT = "an integer"
+_TIME = "a time in years 1970-9999"
 
 #: Meta keys memscope reads, and what each must hold. Other keys are kept as they are.
 _META: dict[str, tuple[Callable[[Any], bool], str]] = {
@@ -48,8 +57,8 @@ _META: dict[str, tuple[Callable[[Any], bool], str]] = {
     "memscope_version": (lambda v: isinstance(v, str), _TEXT),
     "mode": (lambda v: isinstance(v, str), _TEXT),
     "command": (_is_str_list, "a list of strings"),
-    "started_at": (_is_number, _NUMBER),
-    "ended_at": (_optional(_is_number), _NUMBER),
+    "started_at": (_is_time, _TIME),
+    "ended_at": (_optional(_is_time), _TIME),
     "interval_s": (_is_number, _NUMBER),
     "budget": (_is_number, _NUMBER),
     "root_pid": (_is_int, _INT),
@@ -92,8 +101,8 @@ _PROCESS_COLUMNS: tuple[tuple[str, Callable[[Any], bool], str], ...] = (
     ("cmdline", lambda v: isinstance(v, str), "JSON text"),
     ("exe", _optional(lambda v: isinstance(v, str)), _TEXT),
     ("python_version", _optional(lambda v: isinstance(v, str)), _TEXT),
-    ("started_at", _is_number, _NUMBER),
-    ("exited_at", _optional(_is_number), _NUMBER),
+    ("started_at", _is_time, _TIME),
+    ("exited_at", _optional(_is_time), _TIME),
     ("exit_code", _optional(_is_int), _INT),
 )
 
@@ -176,6 +185,8 @@ def check_tables(path: str, conn: sqlite3.Connection) -> None:
             conditions.append(f'typeof("{col}") NOT IN ({allowed})')
             if str(decl).upper() == "REAL":
                 conditions.append(f'abs("{col}") > 1.7976931348623157e308')
+                if col == "t":  # a timestamp: reports format it as a date
+                    conditions.append(f'("{col}" < 0 OR "{col}" > {MAX_TIME})')
             target = _REFERENCES.get(col)
             if target is not None and target[0] in tables and target[0] != table:
                 conditions.append(f'"{col}" NOT IN (SELECT "{target[1]}" FROM "{target[0]}")')
@@ -185,4 +196,4 @@ def check_tables(path: str, conn: sqlite3.Connection) -> None:
             f'SELECT rowid FROM "{table}" WHERE {" OR ".join(conditions)} LIMIT 1').fetchone()
         if row is not None:
             raise RecordingError(f"{path}: table {table}, row {row[0]}: a value of the wrong"
-                                 " type, not finite, or pointing at nothing")
+                                 " type, out of range, or pointing at nothing")
