@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install install-test demo test lint targets
+.PHONY: install install-test demo test lint targets fuzz
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -31,3 +31,13 @@ targets:
 	  "$$py" -c 'import sys; sys.exit(sys.version_info < (3, 8))' 2>/dev/null || continue; \
 	  "$$py" -c 'import numpy' 2>/dev/null || "$$py" -m pip install -q numpy || true; \
 	done
+
+# Property-based tests at full size (docs/errors.md "Fuzzing"): 10,000 examples per property
+# (the suite runs 60). Outcome counts are written to fuzz-counts.json.
+FUZZ_EXAMPLES ?= 10000
+fuzz: install-test
+	rm -f fuzz-counts.json
+	MEMSCOPE_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) MEMSCOPE_FUZZ_REPORT=$(CURDIR)/fuzz-counts.json \
+	  $(BIN)/pytest -q -p no:cacheprovider -o addopts= --timeout=0 \
+	  tests/hardening/test_fuzz_procfs.py tests/hardening/test_fuzz_recordings.py
+	cat fuzz-counts.json

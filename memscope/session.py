@@ -21,6 +21,7 @@ from memscope import __version__
 from memscope._malloc import return_freed_buffers
 from memscope.errors import RecordingError, TargetError
 from memscope.follow import EventFollower
+from memscope.outputs import prepare_recording_output
 from memscope.procevents import ConnectorUnavailable, ProcConnector
 from memscope.procfs import AccessDenied, ProcessGone, ProcFS
 from memscope.recording import RecordingWriter
@@ -82,15 +83,10 @@ def stop_process(proc: subprocess.Popen[Any], signum: int, grace_s: float) -> No
         proc.wait()
 
 
-def check_output(path: str) -> None:
-    """Raise RecordingError unless a recording can be created at `path` (before starting)."""
-    directory = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(directory):
-        raise RecordingError(f"{path}: directory {directory} does not exist")
-    if not os.access(directory, os.W_OK | os.X_OK):
-        raise RecordingError(f"{path}: cannot create files in {directory}")
-    if os.path.isdir(path):
-        raise RecordingError(f"{path}: is a directory")
+def check_output(path: str, force: bool = False) -> None:
+    """Raise unless a recording can be created at `path` (before starting); `force` removes an
+    old recording there (never anything else: memscope.outputs)."""
+    prepare_recording_output(path, force)
 
 
 def check_target(procfs: ProcFS, pid: int) -> None:
@@ -99,6 +95,12 @@ def check_target(procfs: ProcFS, pid: int) -> None:
         stat = procfs.stat(pid)
         if stat.state == "Z":
             raise TargetError(f"process {pid} is a zombie (exited, not yet reaped)")
+        if stat.kernel_thread:
+            raise TargetError(f"process {pid} ({stat.comm}) is a kernel thread: it has no"
+                              " user-space memory to record")
+        if pid == os.getpid():
+            raise TargetError(f"process {pid} is this memscope itself; attach to another"
+                              " process")
         procfs.rollup(pid)
     except ProcessGone:
         raise TargetError(f"no process with PID {pid}") from None

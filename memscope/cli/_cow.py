@@ -8,6 +8,7 @@ from typing import Any, TypeVar
 
 import click
 
+from memscope.cli._options import finite_seconds
 from memscope.cow.schedule import CowScheduler, install_sigusr1
 from memscope.live import COPIED_SOURCES
 from memscope.sampler import Sampler
@@ -27,7 +28,7 @@ def _parse(value: str) -> float | None:
     if value.strip().lower() == "auto":
         return None
     try:
-        seconds = float(value)
+        seconds = finite_seconds(value)
     except ValueError:
         raise click.BadParameter(f"{value!r} is not 'auto' or a number of seconds") from None
     if seconds < 0:

@@ -13,6 +13,7 @@ from memscope.cli.report import print_summary
 from memscope.inject.attach import detach_agents, inject
 from memscope.live import live_display, live_option
 from memscope.metrics.cli import metrics_hooks, serve_metrics_option
+from memscope.outputs import unique_path
 from memscope.procfs import ProcFS
 from memscope.session import (
     SessionOptions,
@@ -22,6 +23,7 @@ from memscope.session import (
     record,
     signals_to,
 )
+from memscope.termsafe import clean
 
 __all__ = ["command"]
 
@@ -37,6 +39,7 @@ __all__ = ["command"]
 def command(
     pid: int,
     output: str | None,
+    force: bool,
     interval: float,
     duration: float | None,
     quiet: bool,
@@ -63,10 +66,11 @@ def command(
     procfs = ProcFS()
     check_target(procfs, pid)
     cmdline = procfs.cmdline(pid) if procfs.exists(pid) else []
-    path = output or default_output(cmdline[0] if cmdline else "process", pid)
-    check_output(path)
+    path = output or unique_path(default_output(cmdline[0] if cmdline else "process", pid))
+    check_output(path, force)
     stopping: list[int] = []
-    click.echo(f"memscope: attached to {pid}, recording to {path} (Ctrl-C to stop)", err=True)
+    click.echo(f"memscope: attached to {pid}, recording to {clean(path)} (Ctrl-C to stop)",
+               err=True)
     with signals_to(stopping.append, (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)), \
             live_display() as on_tick, cow_scheduler(cow_interval) as scheduler, \
             sites_session(SitesRequest(trace_sites, trace_workers, leak_census)) as sites:
@@ -92,4 +96,4 @@ def command(
                 detach_agents(sites.run_dir)
     if not quiet:
         print_summary(path)
-    click.echo(f"memscope: recording saved to {path}", err=True)
+    click.echo(f"memscope: recording saved to {clean(path)}", err=True)

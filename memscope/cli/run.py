@@ -22,6 +22,7 @@ from memscope.inject import agent_env
 from memscope.lifetime import become_subreaper, child_setup, parse_signal
 from memscope.live import live_display, live_option
 from memscope.metrics.cli import metrics_hooks, serve_metrics_option
+from memscope.outputs import unique_path
 from memscope.procfs import ProcFS
 from memscope.recording import RecordingWriter
 from memscope.sampler import Sampler
@@ -34,6 +35,7 @@ from memscope.session import (
     signals_to,
     stop_process,
 )
+from memscope.termsafe import clean, clean_join
 
 __all__ = ["command", "exit_status", "spawn"]
 
@@ -91,6 +93,7 @@ def spawn(argv: list[str], env: dict[str, str] | None = None,
 def command(
     argv: tuple[str, ...],
     output: str | None,
+    force: bool,
     interval: float,
     duration: float | None,
     quiet: bool,
@@ -122,7 +125,7 @@ def command(
     if not args:
         raise click.UsageError("missing COMMAND after --")
     extras = _Extras(cow_interval, SitesRequest(trace_sites, trace_workers, leak_census),
-                     None if keep_running else kill_signal)
+                     None if keep_running else kill_signal, force)
     if check is None:
         sys.exit(_record(args, output, interval, duration, quiet, extras)[1])
     runs = [_record(args, path, interval, duration, quiet, extras)
@@ -137,6 +140,7 @@ class _Extras:
     cow_interval: float | None
     sites: SitesRequest
     kill_signal: int | None = signal.SIGTERM
+    force: bool = False
 
 
 def _record(
@@ -149,7 +153,8 @@ def _record(
 ) -> tuple[str, int, bool]:
     """Run the command once, recording it: (recording path, exit status, whether --duration
     ended the command)."""
-    check_output(output or default_output(args[0], 0))  # before anything starts
+    # Before anything starts; default names never collide with an earlier recording.
+    check_output(output or unique_path(default_output(args[0], 0)), extras.force)
     stack = contextlib.ExitStack()
     sites = stack.enter_context(sites_session(extras.sites))
     follower = None
@@ -166,11 +171,12 @@ def _record(
             follower.close()
         stack.close()
         raise
-    path = output or default_output(args[0], proc.pid)
+    path = output or unique_path(default_output(args[0], proc.pid))
     options = SessionOptions(output=path, interval=interval, duration=duration,
                              hooks=[*metrics_hooks(), scheduler, *sites.hooks],
                              follower=follower, subreaper=subreaper)
-    click.echo(f"memscope: recording {' '.join(args)} (pid {proc.pid}) to {path}", err=True)
+    click.echo(f"memscope: recording {clean_join(args)} (pid {proc.pid}) to {clean(path)}",
+               err=True)
 
     signalled: list[float] = []  # when the root was told to stop (steady-state figures)
 
@@ -217,5 +223,5 @@ def _record(
     code = exit_status(proc.returncode)
     if not quiet:
         print_summary(path)
-    click.echo(f"memscope: recording saved to {path}", err=True)
+    click.echo(f"memscope: recording saved to {clean(path)}", err=True)
     return path, code, stopped and duration is not None

@@ -82,3 +82,4 @@ class CowScan:
     target: str = ""  # e.g. "CPython 3.11.7" or why object attribution was not possible
     duration_s: float = 0.0
     timings: dict[str, float] = field(default_factory=dict)  # phase -> seconds (not stored)
+    mode_reason: str = ""  # why this mode was used (not stored; see scan._classify_pages)

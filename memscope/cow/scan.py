@@ -43,6 +43,7 @@ from memscope.cow.pagemap import (
     read_pagemap,
     read_pages,
 )
+from memscope.errors import UsageError
 from memscope.procfs import AccessDenied, MapEntry, ProcFS
 
 __all__ = ["scan_process"]
@@ -108,6 +109,7 @@ def scan_process(
         parent_pid=parent_pid,
         scanned_at=scanned_at,
         mode=used_mode,
+        mode_reason=pages_of.reason,
         inherited_bytes=int(counts[PageClass.SHARED] + counts[PageClass.COPIED]),
         copied_bytes=int(counts[PageClass.COPIED]),
         shared_bytes=int(counts[PageClass.SHARED]),
@@ -133,6 +135,18 @@ class _Pages:
     mode: str
     counts: I64  # pages per (region, PageClass)
     copied: U64  # addresses of the copied pages, sorted
+    reason: str = ""
+
+
+#: Why a scan classified pages by the exclusive bit instead of comparing PFNs.
+REASON_FORCED = "chosen with --mode"
+REASON_HIDDEN = ("the kernel hides page frame numbers from memscope (comparing them needs"
+                 " CAP_SYS_ADMIN, e.g. root)")
+REASON_EMPTY = "no resident pages to compare"
+
+
+class PfnsHidden(UsageError):
+    """--mode pfn without the privilege to read PFNs: every page would look shared."""
 
 
 def _chunks(regions: Sequence[MapEntry], limit: int) -> Iterator[tuple[list[MapEntry], I64]]:
@@ -161,18 +175,31 @@ def _classify_pages(
     """Both pagemaps over `regions`, classified chunk by chunk (numpy within a chunk)."""
     counts = np.zeros((len(regions), len(PageClass)), dtype=np.int64)
     copied: list[U64] = []
+    decided = False
+    reason = REASON_FORCED if mode == "exclusive-bit" else ""
     for pieces, owner in _chunks(regions, CHUNK_PAGES):
         addrs, piece_index = page_addresses(pieces)
         child = decode_pagemap(addrs, read_pagemap(procfs, pid, pieces))
         parent = decode_pagemap(addrs, read_pagemap(procfs, parent_pid, pieces))
-        if mode is None and bool(child.present.any()):
-            mode = detect_mode(child)  # the first chunk with present pages decides
+        if not decided and bool(child.present.any()):
+            decided = True  # the first chunk with present pages decides
+            detected = detect_mode(child)
+            if mode == "pfn" and detected != "pfn":
+                raise PfnsHidden(
+                    f"--mode pfn: {REASON_HIDDEN}; every copied page would count as shared",
+                    hint="run as root, or leave out --mode to classify by the exclusive bit",
+                )
+            if mode is None:
+                mode = detected
+                reason = REASON_HIDDEN if mode == "exclusive-bit" else ""
         classes = classify(child, parent, mode or "exclusive-bit")
         region_index = owner[piece_index]
         counts += class_counts(classes, region_index, len(regions))
         copied.append(addrs[classes == PageClass.COPIED])
     all_copied = np.concatenate(copied) if copied else np.zeros(0, dtype=np.uint64)
-    return _Pages(mode or "exclusive-bit", counts, all_copied)
+    if mode is None:
+        reason = REASON_EMPTY
+    return _Pages(mode or "exclusive-bit", counts, all_copied, reason)
 
 
 def _compare_parent(

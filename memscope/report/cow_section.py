@@ -16,7 +16,9 @@ from rich.text import Text
 
 from memscope.analysis.cow_summary import add_cow
 from memscope.analysis.summary import SUMMARY_EXTENSIONS, ProcessSummary, Summary
+from memscope.cow.scan import REASON_HIDDEN
 from memscope.report.text import TEXT_SECTIONS
+from memscope.termsafe import clean, safe_text
 from memscope.units import format_bytes
 
 __all__ = ["cow_section"]
@@ -62,11 +64,11 @@ def _workers_table(s: Summary, rows: list[tuple[ProcessSummary, dict[str, Any]]]
         types = {t["type"]: t["bytes"] for t in cow["by_type"]}
         table.add_row(
             str(p.pid),
-            f"{when} (+{offset:.1f}s, {cow['mode']})",
+            safe_text(f"{when} (+{offset:.1f}s, {cow['mode']})"),
             format_bytes(cow["copied_bytes"]),
             _fraction(p, frac),
             format_bytes(cow["new_private_bytes"]),
-            Text(_top(types, 3)),
+            safe_text(_top(types, 3)),
             _top(cow["by_cause"], 3, _CAUSE_LABELS),
         )
     return table
@@ -93,7 +95,7 @@ def _types_table(rows: list[tuple[ProcessSummary, dict[str, Any]]]) -> Table | N
         table.add_column(col, justify="right" if col.startswith(("copied", "objects")) else "left")
     for name, (nbytes, objects) in sorted(per_type.items(), key=lambda kv: -kv[1][0])[:10]:
         table.add_row(
-            Text(name), format_bytes(nbytes), f"{objects:,}" if objects else "-",
+            safe_text(name), format_bytes(nbytes), f"{objects:,}" if objects else "-",
             _top(causes.get(name, {}), 3, _CAUSE_LABELS),
         )
     return table
@@ -107,10 +109,11 @@ def _advice(s: Summary) -> Text | None:
     text.append("COW advice\n", style="bold")
     for i, item in enumerate(items, 1):
         pids = ", ".join(str(p) for p in item["pids"][:8])
-        text.append(f"  {i}. {item['title']} (workers {pids})\n")
-        text.append(f"     {item['text']}\n")
+        text.append(f"  {i}. {clean(item['title'])} (workers {pids})\n")
+        text.append(f"     {clean(item['text'])}\n")
         if item.get("snippet"):  # code for the detected framework
-            text.append("".join(f"       {ln}\n" for ln in str(item["snippet"]).splitlines()))
+            text.append("".join(f"       {clean(ln)}\n"
+                                for ln in str(item["snippet"]).splitlines()))
     return text
 
 
@@ -120,9 +123,12 @@ def cow_section(s: Summary) -> RenderableType | None:
         return None
     rows.sort(key=lambda r: -r[1]["copied_bytes"])
     parts: list[RenderableType] = [_workers_table(s, rows)]
+    if any(cow["mode"] == "exclusive-bit" for _, cow in rows):
+        parts.append(Text(f"  mode exclusive-bit: {REASON_HIDDEN}, so a page counts as copied"
+                          " when the worker maps it exclusively and the parent has one there"))
     targets = sorted({cow["target"] for _, cow in rows if cow["target"]})
     if targets:
-        parts.append(Text("  target: " + "; ".join(targets)))
+        parts.append(safe_text("  target: " + "; ".join(targets)))
     types = _types_table(rows)
     if types is not None:
         parts.append(types)

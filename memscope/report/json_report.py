@@ -9,6 +9,7 @@ from typing import Any, ClassVar, TextIO
 
 from memscope import __version__
 from memscope.analysis.summary import Memory, ProcessSummary, Summary
+from memscope.outputs import json_text
 from memscope.report._base import ReportData, register
 
 __all__ = ["JSON_SCHEMA_VERSION", "JSON_SECTIONS", "JsonReporter", "load_schema", "to_document"]
@@ -84,5 +85,5 @@ class JsonReporter:
     suffix: ClassVar[str] = ".json"
 
     def render(self, data: ReportData, out: TextIO) -> None:
-        json.dump(to_document(data.summary), out, indent=2)
+        out.write(json_text(to_document(data.summary), indent=2))
         out.write("\n")

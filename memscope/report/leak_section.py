@@ -12,6 +12,7 @@ from rich.text import Text
 from memscope.analysis.summary import SUMMARY_EXTENSIONS, Summary
 from memscope.leaks.summary import add_leaks
 from memscope.report.text import TEXT_SECTIONS
+from memscope.termsafe import safe_text
 from memscope.units import format_bytes
 
 __all__ = ["cow_sites_section", "leak_section"]
@@ -52,13 +53,13 @@ def leak_section(s: Summary) -> RenderableType | None:
         )
         table.add_row(
             str(p.pid),
-            p.role,
-            leak["verdict"],
+            safe_text(p.role),
+            safe_text(leak["verdict"]),
             _rate(leak["slope_bytes_per_s"]),
             "-" if ci is None else f"{_rate(ci[0])} .. {_rate(ci[1])}",
             "-" if leak["confidence"] is None else f"{leak['confidence']:.2f}",
             _siblings(sib),
-            Text(growing or "-"),
+            safe_text(growing or "-"),
         )
     return table
 
@@ -71,7 +72,7 @@ def cow_sites_section(s: Summary) -> RenderableType | None:
     for col in ("site", "copied", "objects", "workers"):
         table.add_column(col, justify="left" if col == "site" else "right")
     for r in total[:10]:
-        table.add_row(Text(r["site"]), format_bytes(r["bytes"]), f"{r['objects']:,}",
+        table.add_row(safe_text(r["site"]), format_bytes(r["bytes"]), f"{r['objects']:,}",
                       str(r["workers"]))
     return Group(table)
 

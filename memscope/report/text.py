@@ -13,6 +13,7 @@ from rich.text import Text
 from memscope.analysis.summary import ProcessSummary, Summary
 from memscope.frameworks import display_name
 from memscope.report._base import ReportData, register
+from memscope.termsafe import clean, clean_join, safe_text
 from memscope.units import format_bytes, format_duration, format_signed_bytes
 
 __all__ = ["TEXT_SECTIONS", "TextReporter", "render_text"]
@@ -27,18 +28,18 @@ def _command(p: ProcessSummary, width: int = 48) -> Text:
     argv = list(p.cmdline) or ["?"]
     if argv[0].startswith(("/", "./")) and " " not in argv[0]:
         argv[0] = argv[0].rsplit("/", 1)[-1]  # the program's name, not its path
-    cmd = " ".join(argv)
+    cmd = clean_join(argv)
     if len(cmd) > width:
         cmd = cmd[: width - 1] + "…"
-    return Text(cmd)  # Text, not markup: names are controlled by the target
+    return safe_text(cmd)  # names are controlled by the target: never markup or escapes
 
 
 def _header(s: Summary) -> Text:
     started = dt.datetime.fromtimestamp(s.started_at).strftime("%Y-%m-%d %H:%M:%S")
     text = Text()
     text.append("memscope ", style="bold")
-    text.append(f"{s.mode}: ")
-    text.append(" ".join(s.command) or "?")
+    text.append(f"{clean(s.mode)}: ")
+    text.append(clean_join(s.command) or "?")
     text.append(f"\nstarted {started}, {format_duration(s.duration_s)}, ")
     text.append(f"{len(s.processes)} processes ({len(s.workers)} workers)")
     if s.exit_code is not None:
@@ -71,7 +72,7 @@ def _process_table(s: Summary) -> Table:
         copied = [_copied(p)] if has_cow else []
         table.add_row(
             str(p.pid),
-            display_name(p),
+            safe_text(display_name(p)),
             _command(p, 32),
             format_duration(p.lifetime(s.ended_at)),
             "-" if p.exit_code is None else str(p.exit_code),
