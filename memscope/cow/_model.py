@@ -12,6 +12,12 @@ from enum import IntEnum
 import numpy as np
 import numpy.typing as npt
 
+#: Why a scan classified pages by the exclusive bit instead of comparing PFNs.
+REASON_FORCED = "chosen with --mode"
+REASON_HIDDEN = ("the kernel hides page frame numbers from memscope (comparing them needs"
+                 " CAP_SYS_ADMIN, e.g. root)")
+REASON_EMPTY = "no resident pages to compare"
+
 __all__ = ["CowScan", "HeapMap", "PageClass", "TypeBytes"]
 
 U64 = npt.NDArray[np.uint64]

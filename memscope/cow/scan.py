@@ -17,7 +17,14 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from memscope.cow._model import CowScan, HeapMap, PageClass
+from memscope.cow._model import (
+    REASON_EMPTY,
+    REASON_FORCED,
+    REASON_HIDDEN,
+    CowScan,
+    HeapMap,
+    PageClass,
+)
 from memscope.cow.causes import PageDiff, attribute_diff
 from memscope.cow.classify import (
     bytes_by_kind,
@@ -138,11 +145,6 @@ class _Pages:
     reason: str = ""
 
 
-#: Why a scan classified pages by the exclusive bit instead of comparing PFNs.
-REASON_FORCED = "chosen with --mode"
-REASON_HIDDEN = ("the kernel hides page frame numbers from memscope (comparing them needs"
-                 " CAP_SYS_ADMIN, e.g. root)")
-REASON_EMPTY = "no resident pages to compare"
 
 
 class PfnsHidden(UsageError):

@@ -117,8 +117,9 @@ def add_leaks(rec: Recording, summary: Summary, options: LeakOptions | None = No
     groups: dict[int, int] = {}
     cols = rec.columns(("uss", "rss", "rss_shared"))
     ids, starts = np.unique(cols.process_id, return_index=True)
-    bounds = dict(zip(ids.tolist(), zip(starts.tolist(), [*starts[1:].tolist(), len(cols)],
-                                        strict=True), strict=True))
+    ends = np.searchsorted(cols.process_id, ids, side="right")  # rows sorted by process
+    bounds = dict(zip(ids.tolist(), zip(starts.tolist(), ends.tolist(), strict=True),
+                      strict=True))
     for p in summary.processes:
         opts = process_options(base, p)
         since = _forked_at(summary, p, opts.warmup_s)

@@ -16,7 +16,7 @@ from rich.text import Text
 
 from memscope.analysis.cow_summary import add_cow
 from memscope.analysis.summary import SUMMARY_EXTENSIONS, ProcessSummary, Summary
-from memscope.cow.scan import REASON_HIDDEN
+from memscope.cow._model import REASON_HIDDEN
 from memscope.report.text import TEXT_SECTIONS
 from memscope.termsafe import clean, safe_text
 from memscope.units import format_bytes
