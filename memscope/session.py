@@ -21,7 +21,7 @@ from memscope import __version__
 from memscope.errors import RecordingError, TargetError
 from memscope.procfs import AccessDenied, ProcessGone, ProcFS
 from memscope.recording import RecordingWriter
-from memscope.sampler import Sampler, TickHook
+from memscope.sampler import Hook, Sampler
 from memscope.tree import ProcessTree
 
 __all__ = [
@@ -46,7 +46,7 @@ class SessionOptions:
     interval: float = 0.2
     duration: float | None = None
     budget: float = 0.05
-    hooks: Sequence[TickHook] = field(default_factory=list)
+    hooks: Sequence[Hook] = field(default_factory=list)  # memscope.features.build_hooks()
     procfs: ProcFS = field(default_factory=ProcFS)
 
 
@@ -110,19 +110,20 @@ def record(
     options: SessionOptions,
     meta: dict[str, Any],
     should_stop: Callable[[], bool],
-    on_tick: Callable[[Sampler], None] | None = None,
     finalize: Callable[[RecordingWriter, Sampler], None] | None = None,
 ) -> Sampler:
     """Sample the tree under `root_pid` into `options.output` until should_stop() or it exits.
 
     The file is committed as it goes, so whatever ends this process, the recording so far is
-    readable. Returns the sampler (for its statistics); the writer is closed.
+    readable. At the end, in this order: every hook's close() persists its finished and
+    in-flight work (the COW hook scans the workers still alive), then `finalize` (e.g. `run`
+    stops its command), then the writer closes. Returns the sampler (for its statistics).
     """
     procfs = options.procfs
     tree = ProcessTree(procfs, root_pid, exclude={os.getpid()})
     started = time.time()
     try:
-        return _record(tree, options, meta, started, should_stop, on_tick, finalize)
+        return _record(tree, options, meta, started, should_stop, finalize)
     except sqlite3.Error as exc:  # disk full, file removed or locked under us, ...
         raise RecordingError(f"{options.output}: cannot write the recording ({exc})") from None
 
@@ -133,7 +134,6 @@ def _record(
     meta: dict[str, Any],
     started: float,
     should_stop: Callable[[], bool],
-    on_tick: Callable[[Sampler], None] | None,
     finalize: Callable[[RecordingWriter, Sampler], None] | None,
 ) -> Sampler:
     procfs = options.procfs
@@ -153,20 +153,23 @@ def _record(
     deadline = None if options.duration is None else started + options.duration
 
     def stop() -> bool:
-        if on_tick is not None:
-            on_tick(sampler)
         if deadline is not None and time.time() >= deadline:
             return True
         return should_stop()
 
     try:
+        sampler.start_hooks()
         sampler.run(options.interval, stop)
     except AccessDenied as exc:
         raise TargetError(str(exc), hint=_PTRACE_HINT) from None
     finally:
-        if finalize is not None:
-            finalize(writer, sampler)
-        sampler.flush()
-        writer.set_meta(ended_at=time.time())
-        writer.close()
+        try:
+            sampler.close_hooks()
+        finally:
+            if finalize is not None:
+                finalize(writer, sampler)
+            sampler.budget.settle()
+            sampler.flush()
+            writer.set_meta(ended_at=time.time())
+            writer.close()
     return sampler

@@ -11,15 +11,17 @@ from dataclasses import dataclass
 
 import click
 
-from memscope.cli._cow import cow_options, cow_scheduler
+from memscope.cli._cow import cow_options, parse_interval_text
 from memscope.cli._options import recording_options
 from memscope.cli._sites import SitesRequest, sites_options, sites_session
 from memscope.cli.check import CheckRequest, check_options
 from memscope.cli.report import print_summary
 from memscope.errors import CommandNotFound, MemscopeError
+from memscope.features import FeatureOptions, build_hooks
 from memscope.inject import agent_env
 from memscope.live import live_display, live_option
-from memscope.metrics.cli import metrics_hooks, serve_metrics_option
+from memscope.metrics.cli import serve_metrics_option
+from memscope.metrics.feed import MetricsFeed
 from memscope.recording import RecordingWriter
 from memscope.sampler import Sampler
 from memscope.session import (
@@ -83,10 +85,11 @@ def command(
     duration: float | None,
     quiet: bool,
     check: CheckRequest | None,
-    cow_interval: float | None,
+    cow_interval: float | str | None,
     trace_sites: int | None,
     trace_workers: bool,
     leak_census: bool,
+    serve_metrics: MetricsFeed | None = None,
 ) -> None:
     """Run COMMAND and record the memory of its whole process tree.
 
@@ -107,7 +110,10 @@ def command(
         args = args[1:]
     if not args:
         raise click.UsageError("missing COMMAND after --")
-    extras = _Extras(cow_interval, SitesRequest(trace_sites, trace_workers, leak_census))
+    if isinstance(cow_interval, str):  # ctx.invoke passes the default's text
+        cow_interval = parse_interval_text(cow_interval)
+    extras = _Extras(cow_interval, SitesRequest(trace_sites, trace_workers, leak_census),
+                     serve_metrics)
     if check is None:
         sys.exit(_record(args, output, interval, duration, quiet, extras)[1])
     runs = [_record(args, path, interval, duration, quiet, extras)
@@ -121,6 +127,7 @@ def command(
 class _Extras:
     cow_interval: float | None
     sites: SitesRequest
+    metrics: MetricsFeed | None
 
 
 def _record(
@@ -141,13 +148,18 @@ def _record(
         if sites.run_dir is not None:
             env = agent_env(os.environ, sites.run_dir, sites.frames, sites.trace_workers)
         proc = spawn(args, env)
-        scheduler = stack.enter_context(cow_scheduler(extras.cow_interval))
+        live = stack.enter_context(live_display())
     except BaseException:
         stack.close()
         raise
     path = output or default_output(args[0], proc.pid)
+    features = FeatureOptions(
+        cow_interval=extras.cow_interval, run_dir=sites.run_dir,
+        trace_workers=sites.trace_workers, leak_census=sites.leak_census,
+        metrics=extras.metrics, live=live,
+    )
     options = SessionOptions(output=path, interval=interval, duration=duration,
-                             hooks=[*metrics_hooks(), scheduler, *sites.hooks])
+                             hooks=build_hooks(features))
     click.echo(f"memscope: recording {' '.join(args)} (pid {proc.pid}) to {path}", err=True)
 
     def forward(signum: int) -> None:
@@ -171,16 +183,14 @@ def _record(
         if root.record_id >= 0:
             writer.mark_exited(root.record_id, sampler.clock(), proc.returncode)
         writer.set_meta(exit_code=code)
-        sites.close(writer)
 
     try:
-        with stack, signals_to(forward, FORWARDED), live_display() as on_tick:
+        with stack, signals_to(forward, FORWARDED):
             record(
                 proc.pid,
                 options,
                 {"mode": "run", "command": args},
                 should_stop=lambda: proc.poll() is not None,
-                on_tick=on_tick,
                 finalize=finalize,
             )
     finally:

@@ -82,3 +82,4 @@ class CowScan:
     target: str = ""  # e.g. "CPython 3.11.7" or why object attribution was not possible
     duration_s: float = 0.0
     timings: dict[str, float] = field(default_factory=dict)  # phase -> seconds (not stored)
+    copying: bool = False  # the worker was still copying fast when the scan started

@@ -12,7 +12,11 @@ Jobs run one at a time on a background thread (the sampler never waits for them)
 are written to the recording on the sampler's thread at the next tick. Each job's next run is
 scheduled at max(min interval, its measured cost / budget), so the
 hook stays within `budget` CPU seconds per second per job kind however large the heaps are.
-Failures (process gone, no access, unsupported interpreter) skip that process for the tick.
+Failures (process gone, no access, unsupported interpreter, agent unreachable) skip that
+process for the tick and become notes naming it (memscope.notes). A COW-sites job asks the
+worker's agent for its tracing origin first, then reads the worker's copied pages, then
+resolves them through the *origin's* agent: a worker that exits during resolution keeps its
+sites. close() waits for the job in flight and writes every result.
 """
 
 from __future__ import annotations
@@ -25,16 +29,17 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from memscope.cow.copied_sites import copied_heap
 from memscope.cow.cpython import Target, detect_target
+from memscope.cow.sites import SiteBytes, heap_sites, origin_pid
 from memscope.inject.channel import AgentClient
-from memscope.inject.cow_sites import copied_heap
 from memscope.inject.errors import AgentError
-from memscope.inject.sites import SiteBytes, heap_sites
 from memscope.leaks.census import take_census
 from memscope.leaks.store import write_cow_sites, write_leak_snapshot
-from memscope.procfs import ProcFS, ProcfsError
+from memscope.notes import NoteLog
+from memscope.procfs import ProcessGone, ProcFS, ProcfsError
 from memscope.recording import RecordingWriter
-from memscope.sampler import TickContext
+from memscope.sampler import Session, TickContext
 from memscope.tree import Member
 
 __all__ = ["LeakConfig", "LeakHook"]
@@ -83,15 +88,23 @@ class LeakHook:
         self.config = config
         self.clock = clock
         self.errors: list[str] = []
+        self.notes = NoteLog("sites")
+        self._origins: dict[tuple[int, int], int] = {}
         self._leak: dict[tuple[int, int], _Due] = {}
         self._sites: dict[tuple[int, int], _Due] = {}
         self._done: queue.SimpleQueue[_Result] = queue.SimpleQueue()
         self._busy = threading.Event()
         self._procfs: ProcFS | None = None
 
+    def start(self, session: Session) -> None:
+        self._procfs = session.procfs
+
     def __call__(self, ctx: TickContext) -> None:
+        self.tick(ctx)
+
+    def tick(self, ctx: TickContext) -> None:
         self._drain(ctx)
-        if self._busy.is_set():
+        if self._busy.is_set() or not ctx.budget.positive:
             return
         self._procfs = ctx.procfs
         for m in ctx.members:
@@ -106,13 +119,19 @@ class LeakHook:
                 return
 
     def close(self, writer: RecordingWriter) -> None:
-        """Wait for a running job (up to 30 s) and write what is pending."""
-        deadline = time.monotonic() + 30.0
+        """Wait for a running job (up to 60 s) and write what is pending."""
+        deadline = time.monotonic() + 60.0
         while self._busy.is_set() and time.monotonic() < deadline:
             time.sleep(0.01)
+        if self._busy.is_set():
+            self.notes.add(None, time.time(), "a sites/leak job was still running at the end")
         self._write_pending(writer)
         if self.errors:
             writer.set_meta(leak_hook_errors=self.errors[:20])
+
+    def _error(self, pid: int, message: str) -> None:
+        self.errors.append(message)
+        self.notes.add(pid, time.time(), message)
 
     # -- scheduling ----------------------------------------------------------------------
     def _next_job(self, m: Member, t: float, dirty: int | None) -> tuple[Any, ...] | None:
@@ -143,7 +162,7 @@ class LeakHook:
                 self._sites_job(m, t)
                 interval = self.config.sites_interval
         except Exception as exc:  # a job never takes the recording down
-            self.errors.append(f"{kind} job for {m.pid}: {type(exc).__name__}: {exc}")
+            self._error(m.pid, f"{kind} job failed: {type(exc).__name__}: {exc}")
             interval = self.config.leak_interval
         finally:
             due.last_at = self.clock()
@@ -186,8 +205,10 @@ class LeakHook:
                 self._done.put(_Result(m.record_id, t, "type", census.bytes_by_type))
             else:
                 due.skip = True
+        except ProcessGone:
+            pass  # it exited: nothing to snapshot
         except (AgentError, ProcfsError, OSError, ValueError, KeyError, TypeError) as exc:
-            self.errors.append(f"leak snapshot of {m.pid}: {exc}")
+            self._error(m.pid, f"leak snapshot failed: {exc}")
 
     def _target(self, m: Member) -> Target:
         due = self._leak.setdefault(m.key, _Due())
@@ -200,17 +221,27 @@ class LeakHook:
         if run_dir is None:
             return
         try:
+            origin = self._origins.get(m.key)
+            if origin is None:  # asked of the worker's agent while the worker is alive
+                origin = self._origins[m.key] = origin_pid(run_dir, m.pid)
             heap, copied = copied_heap(m.pid, m.ppid, self._procfs, self._target(m))
-            sites = heap_sites(run_dir, m.pid, heap, copied, top=self.config.top)
-            self._done.put(_Result(m.record_id, t, "cow_sites", sites=sites))
+        except ProcessGone:
+            return  # it exited before its pages were read: its earlier sites scan stands
         except (AgentError, ProcfsError, OSError, ValueError) as exc:
-            self.errors.append(f"COW sites of {m.pid}: {exc}")
+            self._error(m.pid, f"COW sites not read: {exc}")
+            return
+        try:  # needs the origin's agent only: the worker may exit meanwhile
+            sites = heap_sites(run_dir, m.pid, heap, copied, top=self.config.top, origin=origin)
+            self._done.put(_Result(m.record_id, t, "cow_sites", sites=sites))
+        except (AgentError, OSError, ValueError) as exc:
+            self._error(m.pid, f"COW sites not resolved: {exc}")
 
     # -- writing (sampler thread) --------------------------------------------------------
     def _drain(self, ctx: TickContext) -> None:
         self._write_pending(ctx.writer)
 
     def _write_pending(self, writer: RecordingWriter) -> None:
+        self.notes.drain(writer.conn)
         while True:
             try:
                 r = self._done.get_nowait()

@@ -1,15 +1,18 @@
-"""Leak and COW-sites part of the summary (a summary extension; pure reads of the recording).
+"""The leaks and sites features' summary sections (pure reads of the recording).
 
-`add_leaks(recording, summary)` sets, for every process with samples:
-- `ProcessSummary.extra["leak"]`: the JSON `processes[].leak` object {verdict,
-  slope_bytes_per_s, confidence, ci_bytes_per_s, samples, window_s, siblings, growing[]}; the
-  growing sites (agent snapshots) or else types (census) come from the leak_snapshots table;
-- `ProcessSummary.extra["cow_sites"]`: the latest COW sites scan {t, sites[]} of a worker;
-and `Summary.extra["cow_sites"]`: copied bytes by site summed over the workers' latest scans.
+`summarize_leaks(recording, summary)` sets `Summary.leaks` (process_id -> LeakResult) for every
+process with samples, and its JSON view `ProcessSummary.extra["leak"]` ({verdict,
+slope_bytes_per_s, confidence, ci_bytes_per_s, samples, window_s, siblings, growing[]}); the
+growing sites (agent snapshots) or else types (census) come from the leak_snapshots table.
+
+`summarize_sites(recording, summary)` sets `Summary.sites` (`SitesSection`: the latest COW
+sites scan of each worker, and copied bytes by site summed over them) and its JSON views
+`ProcessSummary.extra["cow_sites"]` {t, sites[]} and `Summary.extra["cow_sites"]`.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from memscope.analysis.leaks import (
@@ -24,14 +27,22 @@ from memscope.analysis.summary import Summary
 from memscope.leaks.store import latest_cow_sites, read_leak_snapshots
 from memscope.recording import Recording
 
-__all__ = ["TOP_GROWING", "TOP_SITES", "add_leaks"]
+__all__ = ["TOP_GROWING", "TOP_SITES", "SitesSection", "summarize_leaks", "summarize_sites"]
 
 TOP_GROWING = 5
 TOP_SITES = 20
 MIN_GROWTH_BYTES = 4096
 
 
-def add_leaks(rec: Recording, summary: Summary, options: LeakOptions | None = None) -> None:
+@dataclass(frozen=True)
+class SitesSection:
+    per_process: dict[int, tuple[float, list[dict[str, Any]]]]  # process_id -> (t, sites)
+    total: list[dict[str, Any]]  # {site, bytes, objects, workers, traceback}, largest first
+
+
+def summarize_leaks(
+    rec: Recording, summary: Summary, options: LeakOptions | None = None
+) -> None:
     results: dict[int, LeakResult] = {}
     groups: dict[int, int] = {}
     for p in summary.processes:
@@ -66,12 +77,20 @@ def add_leaks(rec: Recording, summary: Summary, options: LeakOptions | None = No
         if p.role == "worker":
             groups[p.id] = p.ppid
     results = compare_siblings(results, groups)
-    total: dict[str, list[Any]] = {}
     for p in summary.processes:
         if p.id in results:
             p.extra["leak"] = results[p.id].to_json()
+    if results:
+        summary.leaks = results
+
+
+def summarize_sites(rec: Recording, summary: Summary) -> None:
+    total: dict[str, list[Any]] = {}
+    per_process: dict[int, tuple[float, list[dict[str, Any]]]] = {}
+    for p in summary.processes:
         t_sites, rows = latest_cow_sites(rec, p.id)
         if rows:
+            per_process[p.id] = (t_sites, rows[:TOP_SITES])
             p.extra["cow_sites"] = {"t": t_sites, "sites": rows[:TOP_SITES]}
             for r in rows:
                 acc = total.setdefault(r["site"], [0, 0, r["traceback"], 0])
@@ -80,7 +99,9 @@ def add_leaks(rec: Recording, summary: Summary, options: LeakOptions | None = No
                 acc[3] += 1
     if total:
         ranked = sorted(total.items(), key=lambda kv: -kv[1][0])[:TOP_SITES]
-        summary.extra["cow_sites"] = [
+        rows = [
             {"site": s, "bytes": b, "objects": n, "workers": w, "traceback": tb}
             for s, (b, n, tb, w) in ranked
         ]
+        summary.extra["cow_sites"] = rows
+        summary.sites = SitesSection(per_process, rows)

@@ -4,7 +4,7 @@ See docs/fleet.md for the metrics, their labels and how to deploy memscope besid
 """
 
 from memscope.metrics.collector import MemscopeCollector, registry_for
-from memscope.metrics.feed import PROCESS_SOURCES, MetricsFeed, ProcessSource
+from memscope.metrics.feed import MetricsFeed, ProcessSource
 from memscope.metrics.labels import SlotAllocator, command_name, sanitise
 from memscope.metrics.server import Bind, MetricsServer, parse_bind
 from memscope.metrics.snapshot import (
@@ -17,7 +17,6 @@ from memscope.metrics.snapshot import (
 
 __all__ = [
     "PROCESS_METRICS",
-    "PROCESS_SOURCES",
     "TREE_METRICS",
     "Bind",
     "MemscopeCollector",

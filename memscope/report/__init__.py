@@ -1,11 +1,9 @@
 """Reporters: text, json, ... each registered by name behind `Reporter`."""
 
-from memscope.report import (  # noqa: F401  (registers the formats and sections)
-    cow_section,
+from memscope.report import (  # noqa: F401  (registers the formats)
     csv_report,
     html,
     json_report,
-    leak_section,
     mprof,
     prometheus,
     text,

@@ -1,5 +1,5 @@
 """COW to sites for live workers: parse the objects in a worker's copied pages and resolve their
-allocation sites through the tracing origin's agent (see memscope.inject.sites)."""
+allocation sites through the tracing origin's agent (see memscope.cow.sites)."""
 
 from __future__ import annotations
 
@@ -20,8 +20,8 @@ from memscope.cow.pagemap import (
     read_pagemap,
     read_pages,
 )
+from memscope.cow.sites import SiteBytes, heap_sites, sum_sites
 from memscope.inject.errors import AgentError
-from memscope.inject.sites import SiteBytes, heap_sites, sum_sites
 from memscope.procfs import ProcFS
 
 __all__ = ["WorkerSites", "copied_heap", "tree_sites"]
