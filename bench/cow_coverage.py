@@ -81,12 +81,17 @@ def main() -> int:
     parser.add_argument("--size", type=int, default=2_000_000)
     parser.add_argument("--hold", type=float, default=3.0)
     parser.add_argument("--tolerance", type=float, default=0.10)
+    parser.add_argument("--keep", default=None, help="copy failed runs' recordings here")
     args = parser.parse_args()
     passed = 0
     with tempfile.TemporaryDirectory() as tmp, hog(args.hog):
         for i in range(args.runs):
-            ok, line = one_run(os.path.join(tmp, f"run{i}.memscope"), args)
+            path = os.path.join(tmp, f"run{i}.memscope")
+            ok, line = one_run(path, args)
             passed += ok
+            if not ok and args.keep:
+                os.makedirs(args.keep, exist_ok=True)
+                shutil.copy(path, args.keep)
             print(f"run {i + 1}: {line}", flush=True)
     print(f"{passed}/{args.runs} runs: every worker scanned within {args.tolerance:.0%}"
           f" of its USS growth (hog: stress-ng --cpu {args.hog})")

@@ -54,6 +54,9 @@ class TickContext:
     #: record_id -> copied bytes (latest COW scan, or the estimate since when larger), set
     #: by the COW hook for the hooks after it (live view)
     copied: dict[int, int] = field(default_factory=dict)
+    #: member keys a hook wants a full rollup of at the next tick, whatever the budget (e.g.
+    #: a worker whose copying just settled: its USS has just changed for good)
+    want_rollup: set[tuple[int, int]] = field(default_factory=set)
 
 
 @dataclass(slots=True)
@@ -148,6 +151,7 @@ class Sampler:
         self._last_flush = self.started_at
         self._last_tick_t: float | None = None
         self._state: dict[tuple[int, int], _State] = {}
+        self._wanted: set[tuple[int, int]] = set()
         self.latest: dict[int, Rollup] = {}
 
     # -- discovery -----------------------------------------------------------------------
@@ -279,7 +283,7 @@ class Sampler:
         for member in order:
             state = self._state[member.key]
             overdue = t - state.last_rollup_t > self.max_staleness
-            if member.key in born or overdue:
+            if member.key in born or overdue or member.key in self._wanted:
                 self.budget.force(state.rollup_cost)
             elif not self.budget.reserve(state.rollup_cost):
                 continue
@@ -320,6 +324,7 @@ class Sampler:
                               self.budget)
         for hook in self.hooks:
             hook.tick(context)
+        self._wanted = context.want_rollup
 
         cpu = self.cpu_clock() - c0
         self.cpu_s += cpu

@@ -11,13 +11,14 @@ the growth since its first rollup). The estimate costs nothing, is recorded when
   baseline); after that only when its estimate moved by `growth` (1 MiB) since its last scan,
   and then as soon as its copying *settles* (Private_Dirty moved less than `settle_bytes`
   between two rollups `settle_s` apart), so the scan sees the final state instead of a
-  mid-copy one. A settled worker first gets a *quick* scan at once, on the sampler's thread
-  (page classes from the two pagemaps only: milliseconds, so every worker that settles gets
-  its copied bytes even if it exits before its turn for a full scan), then a full scan (types,
-  causes) on the scan thread. A worker still copying fast is rescanned only every
-  `copying_gap` seconds (the scan is marked `copying`). A worker whose memory did not move
-  is never rescanned. Scans start only while the whole-process CPU budget (ctx.budget) is
-  positive, settled workers first, then never-scanned ones, stalest first;
+  mid-copy one. A worker seen for the first time or whose copying settled first gets a
+  *quick* scan at once, on the sampler's thread (page classes from the two pagemaps only:
+  milliseconds, so it has its copied bytes even if it exits before its turn for a full
+  scan), then a full scan (types, causes) on the scan thread. A worker still copying fast
+  is rescanned only every `copying_gap` seconds (the scan is marked `copying`). A worker
+  whose memory did not move is never rescanned. Full scans start only while the
+  whole-process CPU budget (ctx.budget) is positive, settled workers first, then
+  never-scanned ones, stalest first;
 - `interval=S`: every S seconds per worker (the user's choice, not budgeted);
 - `interval=0`: no scheduled or final scans (SIGUSR1 requests still work).
 
@@ -48,7 +49,7 @@ from memscope.recording import RecordingWriter
 from memscope.sampler import Session, TickContext
 from memscope.tree import Member
 
-__all__ = ["CowScheduler", "install_sigusr1"]
+__all__ = ["CowScheduler", "install_sigusr1", "minor_faults"]
 
 Scanner = Callable[[int, int, ProcFS], CowScan]
 
@@ -59,6 +60,14 @@ def _default_scanner(pid: int, ppid: int, procfs: ProcFS) -> CowScan:
 
 def _default_quick(pid: int, ppid: int, procfs: ProcFS) -> CowScan:
     return quick_scan(pid, ppid, procfs)
+
+
+def minor_faults(procfs: ProcFS, pid: int) -> int | None:
+    """Field 10 of /proc/PID/stat (minflt), or None when the process is gone."""
+    try:
+        return procfs.stat(pid).minflt
+    except (ProcessGone, AccessDenied):
+        return None
 
 
 @dataclass
@@ -124,6 +133,7 @@ class CowScheduler:
         clock: Callable[[], float] = time.monotonic,
         scanner: Scanner = _default_scanner,
         quick: Scanner | None = _default_quick,
+        faults: Callable[[ProcFS, int], int | None] = minor_faults,
         threaded: bool = True,
     ) -> None:
         if interval is not None and interval < 0:
@@ -137,6 +147,7 @@ class CowScheduler:
         self.clock = clock
         self.scanner = scanner
         self.quick = quick
+        self.faults = faults
         self.threaded = threaded
         self.estimates = Estimates(settle_bytes=settle_bytes, settle_s=settle_s)
         self.notes = NoteLog("cow")
@@ -147,6 +158,7 @@ class CowScheduler:
         self._last_t: dict[tuple[int, int], float] = {}  # clock() of the last scan started
         self._inflight: dict[tuple[int, int], _Job] = {}
         self._want_full: set[tuple[int, int]] = set()  # quick-scanned, full scan to follow
+        self._quicked: set[tuple[int, int]] = set()  # had a quick scan at first sight
         self._thread: _ScanThread | None = None
         self._requested = False
         self._session: Session | None = None
@@ -173,6 +185,11 @@ class CowScheduler:
         if self.interval != 0 or self._requested:
             self.estimates.update(ctx.t, workers, ctx.latest)
             self.estimates.write(ctx.writer.conn)
+        if self.interval is None:  # adaptive: follow each worker's minor faults (O(1) each)
+            for m in workers:
+                minflt = self.faults(ctx.procfs, m.pid)
+                if minflt is not None:
+                    self.estimates.faults(m, ctx.t, minflt)
         for m in workers:
             est = self.estimates.copied(m.key, self.copied.get(m.key))
             if est is not None:
@@ -182,13 +199,20 @@ class CowScheduler:
             del self._last_t[key]
             self.copied.pop(key, None)
             self._want_full.discard(key)
+            self._quicked.discard(key)
             self.estimates.forget(key)
         requested, self._requested = self._requested, False
-        if self.interval is None and self.quick is not None and not requested:
-            for m in workers:
-                if (m.key not in self._inflight and m.key not in self._want_full
-                        and self._due(m, now, False) == 0):
+        if self.interval != 0 and self.quick is not None and not requested:
+            for m in workers:  # first sight, or copying settled: a quick scan now (even
+                # while its full scan runs: that one may have started before the copying)
+                first = m.key not in self._quicked
+                settled = (self.interval is None and self.estimates.moved(m.key) >= self.growth
+                           and not self.estimates.copying(m.key))
+                if first or settled:
+                    self._quicked.add(m.key)
                     self._quick(ctx, m)
+                    if settled:
+                        ctx.want_rollup.add(m.key)  # its USS just changed for good
         due = [(rank, m) for m in workers if m.key not in self._inflight
                and (rank := self._due(m, now, requested)) is not None]
         due.sort(key=lambda rm: (rm[0], self._last_t.get(rm[1].key, float("-inf"))))

@@ -20,6 +20,7 @@ import pytest
 
 from memscope.budget import CpuBudget
 from memscope.cow._model import CowScan
+from memscope.cow.scan import QUICK_TARGET
 from memscope.cow.schedule import CowScheduler, install_sigusr1
 from memscope.cow.store import read_scans
 from memscope.procfs import ProcFS, Rollup
@@ -77,13 +78,21 @@ def dirty(ctx: TickContext, nbytes: int, t: float) -> None:
     """A new rollup of the worker with this Private_Dirty, taken at tick time t."""
     ctx.t = t
     ctx.latest[ctx.members[1].record_id] = Rollup(private_dirty=nbytes)
+    FAULTS[ctx.members[1].pid] = nbytes // 4096  # each new dirty page was one minor fault
+
+
+FAULTS: dict[int, int] = {}
+
+
+def faults(_procfs: ProcFS, pid: int) -> int | None:
+    return FAULTS.get(pid, 0)
 
 
 def test_baseline_then_idle_workers_are_never_rescanned(tree: tuple[TickContext, int]) -> None:
     ctx, child = tree
     clock = Clock()
     scanner = Scanner(clock)
-    sched = CowScheduler(clock=clock, scanner=scanner, threaded=False)
+    sched = CowScheduler(clock=clock, scanner=scanner, threaded=False, faults=faults)
     dirty(ctx, 4 * MiB, 0.0)
     sched(ctx)  # GIVEN a new worker: its baseline scan, against its parent
     assert scanner.calls == [(child, os.getpid())]
@@ -95,7 +104,10 @@ def test_baseline_then_idle_workers_are_never_rescanned(tree: tuple[TickContext,
     assert len(scanner.calls) == 1  # THEN it is not rescanned
     rec = open_recording(ctx.writer.path)
     ctx.writer.flush()
-    assert [s.pid for s in read_scans(rec.conn)[ctx.members[1].record_id]] == [child]
+    # the baseline was a quick page-level scan at first sight, then the full one; nothing else
+    scans = read_scans(rec.conn)[ctx.members[1].record_id]
+    assert [s.pid for s in scans] == [child, child]
+    assert sorted(s.target == QUICK_TARGET for s in scans) == [False, True]
     rec.close()
 
 
@@ -103,7 +115,8 @@ def test_copying_worker_is_rescanned_once_it_settles(tree: tuple[TickContext, in
     ctx, _child = tree
     clock = Clock()
     scanner = Scanner(clock)
-    sched = CowScheduler(clock=clock, scanner=scanner, quick=None, threaded=False)
+    sched = CowScheduler(clock=clock, scanner=scanner, quick=None, threaded=False,
+                         faults=faults)
     dirty(ctx, 1 * MiB, 0.0)
     sched(ctx)
     assert len(scanner.calls) == 1  # baseline
@@ -136,7 +149,8 @@ def test_a_worker_copying_for_long_is_scanned_and_marked(tree: tuple[TickContext
     ctx, _child = tree
     clock = Clock()
     scanner = Scanner(clock)
-    sched = CowScheduler(clock=clock, scanner=scanner, threaded=False, copying_gap=10.0)
+    sched = CowScheduler(clock=clock, scanner=scanner, threaded=False, copying_gap=10.0,
+                         faults=faults, quick=None)
     dirty(ctx, 0, 0.0)
     sched(ctx)
     for step in range(1, 60):  # copying 5 MiB/s without a pause for 12 s
@@ -172,7 +186,7 @@ def test_budget_spent_stops_scans_until_refilled(tree: tuple[TickContext, int]) 
     ctx, _child = tree
     clock = Clock()
     scanner = Scanner(clock)
-    sched = CowScheduler(clock=clock, scanner=scanner, threaded=False)
+    sched = CowScheduler(clock=clock, scanner=scanner, threaded=False, faults=faults)
     cpu = [0.0]
     ctx.budget = CpuBudget(0.05, allowance=0.0, clock=clock, cpu_clock=lambda: cpu[0])
     cpu[0] = 0.5  # GIVEN the process just spent 0.5 CPU-s (e.g. a scan): the bucket is in debt
@@ -211,7 +225,7 @@ def test_threaded_scans_land_at_a_later_tick(tree: tuple[TickContext, int]) -> N
     ctx, child = tree
     clock = Clock()
     scanner = Scanner(clock)
-    sched = CowScheduler(clock=clock, scanner=scanner)  # threaded (the default)
+    sched = CowScheduler(clock=clock, scanner=scanner, quick=None)  # threaded (default)
     try:
         sched(ctx)  # submits the baseline scan to the scan thread
         assert sched.copied == {}
@@ -253,7 +267,7 @@ def test_close_writes_the_scan_in_flight_and_final_scans(tmp_path: Path) -> None
             release.wait(30)
             return Scanner(clock)(pid, ppid, procfs)
 
-        sched = CowScheduler(clock=clock, scanner=slow)
+        sched = CowScheduler(clock=clock, scanner=slow, quick=None)
         sched.start(Session(writer, procfs, tree, ctx.budget))
         worker = tree.members[child.pid]
         ctx.latest[worker.record_id] = Rollup(private_dirty=0)
