@@ -93,7 +93,9 @@ def _copied_ratio(src: MetricSource, p: ProcessSummary) -> float | None:
 
 def _slope(src: MetricSource, p: ProcessSummary) -> float | None:
     leak = src.leaks.get(p.id)
-    slope = None if leak is None else leak.slope_bytes_per_s
+    if leak is None or leak.verdict == "insufficient-data":
+        return None  # a fit the leak analysis itself does not trust is not a measurement
+    slope = leak.slope_bytes_per_s
     return None if slope is None else float(slope)
 
 
