@@ -5,8 +5,11 @@ Per live process, on its own schedule:
   the agent's traced growth by allocating line (kind "site"); otherwise, if the census is on,
   an out-of-process type census (kind "type"). Agent snapshots cost the *target* a
   tracemalloc snapshot (memory and time proportional to its traces), hence opt-in;
-- COW sites (workers only, with an agent run directory): copied bytes by allocation site;
-  re-run early when the worker's Private_Dirty moves by 1 MiB and 10% (copies come in bursts).
+- COW sites (workers only, with an agent run directory): copied bytes by allocation site,
+  taken once the worker's Private_Dirty moved by 1 MiB and 10% and then settled (less than
+  256 KiB between two ticks; while it moves, the hook asks the sampler for a rollup every
+  tick), or every `sites_interval` at most while it keeps moving. Sites jobs go before leak
+  snapshots: workers exit.
 
 Jobs run one at a time on a background thread (the sampler never waits for them); results
 are written to the recording on the sampler's thread at the next tick. Each job's next run is
@@ -29,7 +32,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from memscope.cow.copied_sites import copied_heap
+from memscope.cow.copied_sites import copied_pages, heap_in_pages
 from memscope.cow.cpython import Target, detect_target
 from memscope.cow.sites import SiteBytes, heap_sites, origin_pid
 from memscope.inject.channel import AgentClient
@@ -49,6 +52,8 @@ __all__ = ["LeakConfig", "LeakHook"]
 DIRTY_STEP = 1 << 20
 DIRTY_FRACTION = 0.1
 MIN_GAP_S = 0.5
+# A worker whose Private_Dirty moves less than this between ticks has settled (copies done).
+SETTLE_STEP = 256 << 10
 
 
 @dataclass(frozen=True)
@@ -69,6 +74,7 @@ class _Due:
     skip: bool = False
     last_at: float = float("-inf")
     dirty: int = -1  # private_dirty at the last job (sites: re-scan when it moves)
+    prev: int | None = None  # private_dirty at the previous tick (sites: still copying?)
 
 
 @dataclass
@@ -90,6 +96,7 @@ class LeakHook:
         self.errors: list[str] = []
         self.notes = NoteLog("sites")
         self._origins: dict[tuple[int, int], int] = {}
+        self._parent_targets: dict[int, Target] = {}
         self._leak: dict[tuple[int, int], _Due] = {}
         self._sites: dict[tuple[int, int], _Due] = {}
         self._done: queue.SimpleQueue[_Result] = queue.SimpleQueue()
@@ -111,7 +118,7 @@ class LeakHook:
             if m.exited or m.record_id < 0:
                 continue
             rollup = ctx.latest.get(m.record_id)
-            job = self._next_job(m, ctx.t, None if rollup is None else rollup.private_dirty)
+            job = self._next_job(m, ctx.t, None if rollup is None else rollup.private_dirty, ctx)
             if job is not None:
                 self._busy.set()
                 threading.Thread(target=self._run, args=job, daemon=True,
@@ -134,22 +141,33 @@ class LeakHook:
         self.notes.add(pid, time.time(), message)
 
     # -- scheduling ----------------------------------------------------------------------
-    def _next_job(self, m: Member, t: float, dirty: int | None) -> tuple[Any, ...] | None:
+    def _next_job(
+        self, m: Member, t: float, dirty: int | None, ctx: TickContext | None = None
+    ) -> tuple[Any, ...] | None:
         now = self.clock()
+        if self.config.run_dir and m.role == "worker":  # time-critical: workers exit
+            sdue = self._sites.setdefault(m.key, _Due(next_at=float("inf")))
+            if dirty is not None:
+                if sdue.dirty < 0:
+                    sdue.dirty = dirty  # first sight: nothing copied worth a scan yet
+                step = None if sdue.prev is None else abs(dirty - sdue.prev)
+                sdue.prev = dirty
+                if step is not None and step >= SETTLE_STEP and ctx is not None:
+                    ctx.want_rollup.add(m.key)  # copying: follow it tick by tick
+                moved = abs(dirty - sdue.dirty) >= max(
+                    DIRTY_STEP, DIRTY_FRACTION * max(sdue.dirty, 0)
+                )
+                settled = step is not None and step < SETTLE_STEP
+                ready = moved and (
+                    (settled and now - sdue.last_at >= MIN_GAP_S) or now >= sdue.next_at
+                )
+                sock = os.path.join(self.config.run_dir, f"agent-{m.pid}.sock")
+                if not sdue.skip and ready and os.path.exists(sock):
+                    sdue.dirty = dirty
+                    return ("sites", m, t, sdue)
         due = self._leak.setdefault(m.key, _Due())
         if not due.skip and now >= due.next_at:
             return ("leak", m, t, due)
-        if self.config.run_dir and m.role == "worker":
-            sdue = self._sites.setdefault(m.key, _Due())
-            sock = os.path.join(self.config.run_dir, f"agent-{m.pid}.sock")
-            moved = dirty is not None and abs(dirty - sdue.dirty) >= max(
-                DIRTY_STEP, DIRTY_FRACTION * max(sdue.dirty, 0)
-            )
-            ready = now >= sdue.next_at or (moved and now - sdue.last_at >= MIN_GAP_S)
-            if not sdue.skip and ready and os.path.exists(sock):
-                if dirty is not None:
-                    sdue.dirty = dirty
-                return ("sites", m, t, sdue)
         return None
 
     def _run(self, kind: str, m: Member, t: float, due: _Due) -> None:
@@ -210,25 +228,45 @@ class LeakHook:
         except (AgentError, ProcfsError, OSError, ValueError, KeyError, TypeError) as exc:
             self._error(m.pid, f"leak snapshot failed: {exc}")
 
+    def _origin(self, m: Member) -> int:
+        """The process whose traces describe the worker's inherited heap: the parent's origin
+        (asked of the parent's agent), or with --trace-workers the worker's own answer."""
+        assert self.config.run_dir is not None
+        if self.config.site_growth:
+            origin = self._origins.get(m.key)
+            if origin is None:
+                origin = self._origins[m.key] = origin_pid(self.config.run_dir, m.pid)
+            return origin
+        key = (m.ppid, -1)
+        origin = self._origins.get(key)
+        if origin is None:
+            origin = self._origins[key] = origin_pid(self.config.run_dir, m.ppid)
+        return origin
+
     def _target(self, m: Member) -> Target:
-        due = self._leak.setdefault(m.key, _Due())
-        if due.target is None:
-            due.target = detect_target(m.pid, self._procfs)
-        return due.target
+        """The interpreter of the worker's parent (the worker runs the same one)."""
+        target = self._parent_targets.get(m.ppid)
+        if target is None:
+            target = self._parent_targets[m.ppid] = detect_target(m.ppid, self._procfs)
+        return target
 
     def _sites_job(self, m: Member, t: float) -> None:
         run_dir = self.config.run_dir
         if run_dir is None:
             return
-        try:
-            origin = self._origins.get(m.key)
-            if origin is None:  # asked of the worker's agent while the worker is alive
-                origin = self._origins[m.key] = origin_pid(run_dir, m.pid)
-            heap, copied = copied_heap(m.pid, m.ppid, self._procfs, self._target(m))
-        except ProcessGone:
-            return  # it exited before its pages were read: its earlier sites scan stands
-        except (AgentError, ProcfsError, OSError, ValueError) as exc:
+        try:  # the worker's pages first: the one step that needs the worker alive
+            copied, pages, ok = copied_pages(m.pid, m.ppid, self._procfs)
+        except ProcessGone:  # it exited before its pages were read
+            self.notes.add(m.pid, time.time(), "COW sites not read: the worker exited first")
+            return
+        except (ProcfsError, OSError, ValueError) as exc:
             self._error(m.pid, f"COW sites not read: {exc}")
+            return
+        try:  # from here on only the parent and the tracing origin must be alive
+            origin = self._origin(m)
+            heap = heap_in_pages(m.ppid, copied, pages, ok, self._procfs, self._target(m))
+        except (AgentError, ProcfsError, OSError, ValueError) as exc:
+            self._error(m.pid, f"COW sites not resolved: {exc}")
             return
         try:  # needs the origin's agent only: the worker may exit meanwhile
             sites = heap_sites(run_dir, m.pid, heap, copied, top=self.config.top, origin=origin)
