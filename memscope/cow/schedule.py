@@ -128,7 +128,7 @@ class CowScheduler:
         copying_gap: float = 10.0,
         settle_bytes: int = 256 << 10,
         settle_s: float = 0.3,
-        final_timeout: float = 120.0,
+        final_timeout: float = 30.0,
         tick_slice: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
         scanner: Scanner = _default_scanner,
@@ -325,23 +325,26 @@ class CowScheduler:
         self.notes.drain(writer.conn)
 
     def _final_scans(self, writer: RecordingWriter, session: Session, deadline: float) -> None:
+        """Every live worker that moved since its last scan: a quick scan of all of them
+        first (milliseconds each), then full scans while `final_timeout` lasts."""
         members = [m for m in session.tree.members.values()
                    if not m.exited and m.record_id >= 0]
         live = {m.pid for m in members}
-        for m in members:
-            if m.ppid not in live or m.pid in self.errors or not session.procfs.exists(m.pid):
-                continue
-            never = m.key not in self.copied
-            if not never and self.estimates.moved(m.key) < self.growth:
-                continue
-            if time.monotonic() > deadline:
-                self.notes.add(m.pid, time.time(), "no final COW scan (time limit at the end)")
-                continue
-            job = _Job(m.key, m.pid, m.ppid, m.record_id, session.procfs,
-                       copying=self.estimates.copying(m.key))
-            self.estimates.mark_scan(m.key)
-            _run_job(job, self.scanner)
-            self._finish(writer, job)
+        todo = [m for m in members
+                if m.ppid in live and m.pid not in self.errors and session.procfs.exists(m.pid)
+                and (m.key not in self.copied or self.estimates.moved(m.key) >= self.growth)]
+        scanners = [s for s in (self.quick, self.scanner) if s is not None]
+        for i, scanner in enumerate(scanners):
+            for m in todo:
+                if time.monotonic() > deadline:
+                    self.notes.add(m.pid, time.time(), "no final full COW scan (time limit at"
+                                   " the end of the recording)" if i else "no final COW scan")
+                    continue
+                job = _Job(m.key, m.pid, m.ppid, m.record_id, session.procfs,
+                           copying=self.estimates.copying(m.key))
+                self.estimates.mark_scan(m.key)
+                _run_job(job, scanner)
+                self._finish(writer, job, full=i == len(scanners) - 1)
 
 
 def install_sigusr1(scheduler: CowScheduler) -> Callable[[], None]:
