@@ -332,7 +332,8 @@ class CowScheduler:
         live = {m.pid for m in members}
         todo = [m for m in members
                 if m.ppid in live and m.pid not in self.errors and session.procfs.exists(m.pid)
-                and (m.key not in self.copied or self.estimates.moved(m.key) >= self.growth)]
+                and (m.key not in self.copied or m.key in self._want_full
+                     or self.estimates.moved(m.key) >= self.growth)]
         scanners = [s for s in (self.quick, self.scanner) if s is not None]
         for i, scanner in enumerate(scanners):
             for m in todo:
