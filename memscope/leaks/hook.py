@@ -111,7 +111,9 @@ class LeakHook:
 
     def tick(self, ctx: TickContext) -> None:
         self._drain(ctx)
-        if self._busy.is_set() or not ctx.budget.positive:
+        # Not gated on ctx.budget: each job kind paces itself (next run after cost / budget),
+        # and its CPU is charged to the whole-process budget, so rollups and scans yield.
+        if self._busy.is_set():
             return
         self._procfs = ctx.procfs
         for m in ctx.members:
