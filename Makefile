@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install install-test demo test lint targets fuzz
+.PHONY: install install-test demo test test-load lint targets fuzz
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,14 @@ lint: install-test
 
 test: lint targets
 	$(BIN)/pytest -q -ra
+
+# The slow end-to-end tests with a CPU hog on every core beside them (CI's machine is loaded):
+# they must hold there too. Needs stress-ng (Debian: apt-get install stress-ng).
+test-load: install-test targets
+	@command -v stress-ng >/dev/null || { echo "test-load needs stress-ng" >&2; exit 2; }
+	@stress-ng --cpu 2 --quiet & hog=$$!; \
+	  $(BIN)/pytest -q -ra -m slow; status=$$?; \
+	  kill -INT $$hog; wait $$hog; exit $$status
 
 # Target interpreters (pyenv CPython 3.8-3.13) get numpy for the numpy COW ground truth.
 targets:

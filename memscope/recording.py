@@ -2,7 +2,8 @@
 
 The schema is documented in docs/recording.md. `SCHEMA_VERSION` is bumped whenever a table or
 column changes meaning; a reader refuses files with a newer version instead of misreading them.
-Feature modules (COW scans, leaks, ...) add their tables to `EXTENSION_DDL`.
+Feature tables (COW scans, leaks, ...) are listed by `memscope.features.recording_tables()`;
+every recording has all of them, whatever was imported before.
 """
 
 from __future__ import annotations
@@ -28,7 +29,6 @@ from memscope.sample_store import CHUNK_DDL, CHUNK_ROWS, Chunker, SampleColumns,
 
 __all__ = [
     "APPLICATION_ID",
-    "EXTENSION_DDL",
     "REPORT_COLUMNS",
     "SAMPLE_COLUMNS",
     "SCHEMA_VERSION",
@@ -100,9 +100,6 @@ _CORE_DDL = [
 #: "shared" is shared_clean + shared_dirty (sample_store.DERIVED).
 REPORT_COLUMNS = ("rss", "pss", "uss", "shared", "swap", "rss_shared")
 
-#: DDL of tables owned by feature modules; every statement must be idempotent.
-EXTENSION_DDL: list[str] = []
-
 
 @dataclass(frozen=True, slots=True)
 class ProcessRow:
@@ -145,7 +142,14 @@ def _connect(path: str) -> sqlite3.Connection:
 class RecordingWriter:
     """Streams a run into the file. Commits every `flush()` so a SIGKILL loses at most one batch."""
 
-    def __init__(self, path: str, meta: dict[str, Any]) -> None:
+    def __init__(
+        self, path: str, meta: dict[str, Any], tables: Sequence[str] | None = None
+    ) -> None:
+        """`tables`: feature DDL (idempotent); default every feature's (memscope.features)."""
+        if tables is None:
+            from memscope.features import recording_tables
+
+            tables = recording_tables()
         create_recording_file(path)  # never over anything: memscope.outputs
         self.path = path
         self.conn = _connect(path)
@@ -155,7 +159,7 @@ class RecordingWriter:
         self.conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
         self.conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         self.conn.execute("BEGIN")
-        for ddl in [*_CORE_DDL, *EXTENSION_DDL]:
+        for ddl in [*_CORE_DDL, *tables]:
             self.conn.execute(ddl)
         self.set_meta(schema_version=SCHEMA_VERSION, **meta)
         self.conn.execute("COMMIT")

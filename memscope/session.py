@@ -25,7 +25,7 @@ from memscope.outputs import prepare_recording_output
 from memscope.procevents import ConnectorUnavailable, ProcConnector
 from memscope.procfs import AccessDenied, ProcessGone, ProcFS
 from memscope.recording import RecordingWriter
-from memscope.sampler import Sampler, TickHook
+from memscope.sampler import Hook, Sampler
 from memscope.tree import ProcessTree
 
 __all__ = [
@@ -51,7 +51,7 @@ class SessionOptions:
     interval: float = 0.2
     duration: float | None = None
     budget: float = 0.05
-    hooks: Sequence[TickHook] = field(default_factory=list)
+    hooks: Sequence[Hook] = field(default_factory=list)  # memscope.features.build_hooks()
     procfs: ProcFS = field(default_factory=ProcFS)
     #: kernel process events, opened before the root was started (`run`); else opened here
     follower: EventFollower | None = None
@@ -128,13 +128,14 @@ def record(
     options: SessionOptions,
     meta: dict[str, Any],
     should_stop: Callable[[], bool],
-    on_tick: Callable[[Sampler], None] | None = None,
     finalize: Callable[[RecordingWriter, Sampler], None] | None = None,
 ) -> Sampler:
     """Sample the tree under `root_pid` into `options.output` until should_stop() or it exits.
 
     The file is committed as it goes, so whatever ends this process, the recording so far is
-    readable. Returns the sampler (for its statistics); the writer is closed.
+    readable. At the end, in this order: every hook's close() persists its finished and
+    in-flight work (the COW hook scans the workers still alive), then `finalize` (e.g. `run`
+    stops its command), then the writer closes. Returns the sampler (for its statistics).
     """
     procfs = options.procfs
     return_freed_buffers()  # scans' freed buffers must not stay resident (memscope/_malloc.py)
@@ -146,7 +147,7 @@ def record(
                            adopt_from=os.getpid() if options.subreaper else None)
         meta = {"births_tracked": births, "subreaper": options.subreaper, **meta}
         started = time.time()
-        return _record(tree, options, meta, started, should_stop, on_tick, finalize)
+        return _record(tree, options, meta, started, should_stop, finalize)
     except sqlite3.Error as exc:  # disk full, file removed or locked under us, ...
         raise RecordingError(f"{options.output}: cannot write the recording ({exc})") from None
     finally:
@@ -160,7 +161,6 @@ def _record(
     meta: dict[str, Any],
     started: float,
     should_stop: Callable[[], bool],
-    on_tick: Callable[[Sampler], None] | None,
     finalize: Callable[[RecordingWriter, Sampler], None] | None,
 ) -> Sampler:
     procfs = options.procfs
@@ -184,20 +184,23 @@ def _record(
             writer.set_meta(events_cpu_s=round(tree.follower.cpu_s, 6))
             if tree.follower.overruns:
                 writer.set_meta(event_overruns=tree.follower.overruns)
-        if on_tick is not None:
-            on_tick(sampler)
         if deadline is not None and time.time() >= deadline:
             return True
         return should_stop()
 
     try:
+        sampler.start_hooks()
         sampler.run(options.interval, stop)
     except AccessDenied as exc:
         raise TargetError(str(exc), hint=_PTRACE_HINT) from None
     finally:
-        if finalize is not None:
-            finalize(writer, sampler)
-        sampler.flush()
-        writer.set_meta(ended_at=time.time())
-        writer.close()
+        try:
+            sampler.close_hooks()
+        finally:
+            if finalize is not None:
+                finalize(writer, sampler)
+            sampler.budget.settle()
+            sampler.flush()
+            writer.set_meta(ended_at=time.time())
+            writer.close()
     return sampler

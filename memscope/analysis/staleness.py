@@ -10,10 +10,21 @@ too, so a stale scan may still be right; the gate cannot know, and says so.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from memscope.recording import Recording
 
-__all__ = ["STALE_FRACTION", "STALE_MIN_BYTES", "Staleness", "cow_staleness", "significant"]
+if TYPE_CHECKING:
+    from memscope.analysis.summary import Summary
+
+__all__ = [
+    "STALE_FRACTION",
+    "STALE_MIN_BYTES",
+    "Staleness",
+    "add_cow_staleness",
+    "cow_staleness",
+    "significant",
+]
 
 STALE_MIN_BYTES = 2 * 1024 * 1024
 STALE_FRACTION = 0.10
@@ -67,3 +78,17 @@ def cow_staleness(
     if not significant(int(before[0]), int(after[1])):
         return None
     return Staleness(scanned_at, int(before[0]), grown, float(after[0]))
+
+
+def add_cow_staleness(rec: Recording, summary: Summary) -> None:
+    """`ProcessSummary.extra["cow_stale"]`: why a worker's latest scan is older than its last
+    significant USS growth (after the COW and steady sections)."""
+    if summary.cow is None:
+        return
+    until = (summary.extra.get("steady") or {}).get("shutdown_at")
+    for p in summary.processes:
+        c = summary.cow.processes.get(p.id)
+        if c is not None:
+            stale = cow_staleness(rec, p.id, c.latest.t, until)
+            if stale is not None:
+                p.extra["cow_stale"] = stale.describe(summary.started_at)

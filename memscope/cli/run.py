@@ -12,16 +12,18 @@ from dataclasses import dataclass
 
 import click
 
-from memscope.cli._cow import cow_options, cow_scheduler
+from memscope.cli._cow import cow_options, parse_interval_text
 from memscope.cli._options import recording_options
 from memscope.cli._sites import SitesRequest, sites_options, sites_session
 from memscope.cli.check import CheckRequest, check_options
 from memscope.cli.report import print_summary
 from memscope.errors import CommandNotFound, MemscopeError
+from memscope.features import FeatureOptions, build_hooks
 from memscope.inject import agent_env
 from memscope.lifetime import become_subreaper, child_setup, parse_signal
 from memscope.live import live_display, live_option
-from memscope.metrics.cli import metrics_hooks, serve_metrics_option
+from memscope.metrics.cli import serve_metrics_option
+from memscope.metrics.feed import MetricsFeed
 from memscope.outputs import unique_path
 from memscope.procfs import ProcFS
 from memscope.recording import RecordingWriter
@@ -100,10 +102,11 @@ def command(
     kill_signal: int,
     keep_running: bool,
     check: CheckRequest | None,
-    cow_interval: float | None,
+    cow_interval: float | str | None,
     trace_sites: int | None,
     trace_workers: bool,
     leak_census: bool,
+    serve_metrics: MetricsFeed | None = None,
 ) -> None:
     """Run COMMAND and record the memory of its whole process tree.
 
@@ -124,8 +127,10 @@ def command(
         args = args[1:]
     if not args:
         raise click.UsageError("missing COMMAND after --")
+    if isinstance(cow_interval, str):  # ctx.invoke passes the default's text
+        cow_interval = parse_interval_text(cow_interval)
     extras = _Extras(cow_interval, SitesRequest(trace_sites, trace_workers, leak_census),
-                     None if keep_running else kill_signal, force)
+                     serve_metrics, None if keep_running else kill_signal, force)
     if check is None:
         sys.exit(_record(args, output, interval, duration, quiet, extras)[1])
     runs = [_record(args, path, interval, duration, quiet, extras)
@@ -139,6 +144,7 @@ def command(
 class _Extras:
     cow_interval: float | None
     sites: SitesRequest
+    metrics: MetricsFeed | None
     kill_signal: int | None = signal.SIGTERM
     force: bool = False
 
@@ -165,16 +171,21 @@ def _record(
         subreaper = become_subreaper()
         follower, births = follow_births(ProcFS())  # before the command can fork
         proc = spawn(args, env, extras.kill_signal)
-        scheduler = stack.enter_context(cow_scheduler(extras.cow_interval))
+        live = stack.enter_context(live_display())
     except BaseException:
         if follower is not None:
             follower.close()
         stack.close()
         raise
     path = output or unique_path(default_output(args[0], proc.pid))
+    features = FeatureOptions(
+        cow_interval=extras.cow_interval, run_dir=sites.run_dir,
+        trace_workers=sites.trace_workers, leak_census=sites.leak_census,
+        metrics=extras.metrics, live=live,
+    )
     options = SessionOptions(output=path, interval=interval, duration=duration,
-                             hooks=[*metrics_hooks(), scheduler, *sites.hooks],
-                             follower=follower, subreaper=subreaper)
+                             hooks=build_hooks(features), follower=follower,
+                             subreaper=subreaper)
     click.echo(f"memscope: recording {clean_join(args)} (pid {proc.pid}) to {clean(path)}",
                err=True)
 
@@ -204,17 +215,15 @@ def _record(
         writer.set_meta(exit_code=code)
         if signalled:
             writer.set_meta(signalled_at=signalled[0])
-        sites.close(writer)
 
     try:
-        with stack, signals_to(forward, FORWARDED), live_display() as on_tick:
+        with stack, signals_to(forward, FORWARDED):
             record(
                 proc.pid,
                 options,
                 {"mode": "run", "command": args, "births_tracked": births,
                  "kill_signal": extras.kill_signal},
                 should_stop=lambda: proc.poll() is not None,
-                on_tick=on_tick,
                 finalize=finalize,
             )
     finally:

@@ -89,3 +89,4 @@ class CowScan:
     duration_s: float = 0.0
     timings: dict[str, float] = field(default_factory=dict)  # phase -> seconds (not stored)
     mode_reason: str = ""  # why this mode was used (not stored; see scan._classify_pages)
+    copying: bool = False  # the worker was still copying fast when the scan started

@@ -1,8 +1,9 @@
-"""COW section of the text report; importing this module registers it (and the summary data).
+"""COW section of the text report (listed in memscope.report.text.SECTIONS).
 
-Per worker (latest scan): when it was taken, copied bytes and their share of the inherited
-memory, new private bytes, the top types and causes; then the types copied across workers and
-the advice, each item naming types and bytes.
+Per worker (latest scan): when it was taken (marked "copying" if the worker was still copying
+fast then), copied bytes and their share of the inherited memory, the peak over its scans and
+the estimate since, new private bytes, the top types and causes; then the types copied across
+workers and the advice, each item naming types, bytes and workers.
 """
 
 from __future__ import annotations
@@ -14,10 +15,8 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from memscope.analysis.cow_summary import add_cow
-from memscope.analysis.summary import SUMMARY_EXTENSIONS, ProcessSummary, Summary
+from memscope.analysis.summary import ProcessSummary, Summary
 from memscope.cow._model import REASON_HIDDEN
-from memscope.report.text import TEXT_SECTIONS
 from memscope.termsafe import clean, safe_text
 from memscope.units import format_bytes
 
@@ -53,7 +52,8 @@ def _fraction(p: ProcessSummary, frac: float | None) -> str:
 
 def _workers_table(s: Summary, rows: list[tuple[ProcessSummary, dict[str, Any]]]) -> Table:
     table = Table(title="Copy-on-write: latest scan per worker", title_justify="left")
-    for col in ("pid", "scanned", "copied", "% of inherited", "new private"):
+    for col in ("pid", "scanned", "copied", "% of inherited", "peak", "estimate now",
+                "new private"):
         table.add_column(col, justify="right" if col != "scanned" else "left", no_wrap=True)
     table.add_column("top types (share of copied)")
     table.add_column("causes")
@@ -62,11 +62,14 @@ def _workers_table(s: Summary, rows: list[tuple[ProcessSummary, dict[str, Any]]]
         offset = cow["scanned_at"] - s.started_at
         frac = cow["copied_fraction"]
         types = {t["type"]: t["bytes"] for t in cow["by_type"]}
+        copying = ", copying" if cow.get("copying") else ""
         table.add_row(
             str(p.pid),
-            safe_text(f"{when} (+{offset:.1f}s, {cow['mode']})"),
+            safe_text(f"{when} (+{offset:.1f}s, {cow['mode']}{copying})"),
             format_bytes(cow["copied_bytes"]),
             _fraction(p, frac),
+            format_bytes(cow.get("peak_copied_bytes")),
+            format_bytes(cow.get("estimated_copied_bytes")),
             format_bytes(cow["new_private_bytes"]),
             safe_text(_top(types, 3)),
             _top(cow["by_cause"], 3, _CAUSE_LABELS),
@@ -109,7 +112,9 @@ def _advice(s: Summary) -> Text | None:
     text.append("COW advice\n", style="bold")
     for i, item in enumerate(items, 1):
         pids = ", ".join(str(p) for p in item["pids"][:8])
-        text.append(f"  {i}. {clean(item['title'])} (workers {pids})\n")
+        more = "…" if len(item["pids"]) > 8 else ""
+        workers = f" (workers {pids}{more})" if pids else ""
+        text.append(f"  {i}. {clean(item['title'])}{workers}\n")
         text.append(f"     {clean(item['text'])}\n")
         if item.get("snippet"):  # code for the detected framework
             text.append("".join(f"       {clean(ln)}\n"
@@ -137,8 +142,3 @@ def cow_section(s: Summary) -> RenderableType | None:
         parts.append(advice)
     return Group(*parts)
 
-
-if add_cow not in SUMMARY_EXTENSIONS:
-    SUMMARY_EXTENSIONS.append(add_cow)
-if cow_section not in TEXT_SECTIONS:
-    TEXT_SECTIONS.append(cow_section)

@@ -13,13 +13,13 @@ from rich.text import Text
 from memscope.analysis.summary import ProcessSummary, Summary
 from memscope.frameworks import display_name
 from memscope.report._base import ReportData, register
+from memscope.report.cow_section import cow_section
+from memscope.report.leak_section import cow_sites_section, leak_section, notes_section
+from memscope.report.steady_section import steady_section
 from memscope.termsafe import clean, clean_join, safe_text
 from memscope.units import format_bytes, format_duration, format_signed_bytes
 
-__all__ = ["TEXT_SECTIONS", "TextReporter", "render_text"]
-
-#: Extra sections (COW, leaks, ...) appended after the core tables, in order.
-TEXT_SECTIONS: list[Callable[[Summary], RenderableType | None]] = []
+__all__ = ["SECTIONS", "TextReporter", "render_text"]
 
 _MAX_ROWS = 40
 
@@ -46,8 +46,9 @@ def _header(s: Summary) -> Text:
         text.append(f", exit status {s.exit_code}")
     sm = s.sampler
     text.append(
-        f"\nsampler: {sm.ticks} ticks every {sm.mean_interval_s:.3f}s, {sm.rollups} full rollups,"
-        f" {sm.cpu_s:.2f} CPU-s ({sm.cpu_fraction:.1%} of one core)"
+        f"\nsampler: {sm.ticks} ticks every {sm.mean_interval_s:.3f}s, {sm.rollups} full rollups;"
+        f" memscope used {sm.process_cpu_s:.2f} CPU-s ({sm.process_cpu_fraction:.1%} of one"
+        " core, all threads)"
     )
     return text
 
@@ -132,9 +133,15 @@ def _growers(s: Summary) -> RenderableType | None:
     return table
 
 
+#: The sections after the core tables, in order (each None when it has nothing to show).
+SECTIONS: tuple[Callable[[Summary], RenderableType | None], ...] = (
+    _growers, steady_section, cow_section, cow_sites_section, leak_section, notes_section,
+)
+
+
 def render_text(s: Summary) -> Group:
     parts: list[RenderableType] = [_header(s), _process_table(s), _totals(s)]
-    for section in (_growers, *TEXT_SECTIONS):
+    for section in SECTIONS:
         rendered = section(s)
         if rendered is not None:
             parts.append(rendered)

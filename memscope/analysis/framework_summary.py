@@ -1,15 +1,16 @@
-"""Framework names and advice snippets in the summary; importing this module registers the
-summary extension (memscope.frameworks recognizes; memscope.analysis.advice has the snippets).
+"""Framework names and advice snippets: the "frameworks" feature's summary section
+(memscope.frameworks recognizes; memscope.analysis.advice has the snippets; wired in
+memscope.features).
 
 Sets `ProcessSummary.extra["framework"]` (Recognized.to_json()) for recognized processes,
 `Summary.extra["frameworks"]` (the frameworks found), and adds `snippet` to the advice items
-that have one for a detected framework. Runs after the COW extension (it reads its advice).
+that have one for a detected framework. Runs after the COW section (it reads its advice).
 """
 
 from __future__ import annotations
 
 from memscope.analysis.advice import add_snippets
-from memscope.analysis.summary import SUMMARY_EXTENSIONS, Summary
+from memscope.analysis.summary import Summary
 from memscope.frameworks import recognize
 from memscope.recording import Recording
 
@@ -27,6 +28,3 @@ def add_frameworks(_rec: Recording, summary: Summary) -> None:
     if isinstance(advice, list):
         add_snippets(advice, names)
 
-
-if add_frameworks not in SUMMARY_EXTENSIONS:
-    SUMMARY_EXTENSIONS.append(add_frameworks)
