@@ -18,8 +18,7 @@ from typing import Any
 
 from memscope.analysis.advice import Advice, advise
 from memscope.analysis.summary import Summary
-from memscope.cow._model import CowScan
-from memscope.cow.scan import QUICK_TARGET
+from memscope.cow._model import QUICK_TARGET, CowScan
 from memscope.cow.store import (
     ScanPoint,
     latest_and_peak,

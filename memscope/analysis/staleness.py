@@ -12,6 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from memscope.recording import Recording
 
 if TYPE_CHECKING:
@@ -59,25 +61,21 @@ def cow_staleness(
 ) -> Staleness | None:
     """The staleness of a scan of `process_id` taken at `scanned_at`, judged on full samples
     up to `until` (the shutdown start; None: the whole recording). None: the scan is current."""
-    before = rec.conn.execute(
-        "SELECT uss FROM samples WHERE process_id = ? AND t <= ? AND uss IS NOT NULL"
-        " ORDER BY t DESC LIMIT 1",
-        (process_id, scanned_at),
-    ).fetchone()
-    if before is None:
+    cols = rec.columns(("uss",)).of(process_id)
+    full = ~np.isnan(cols.values["uss"])
+    t, uss = cols.t[full], cols.values["uss"][full]
+    earlier = np.flatnonzero(t <= scanned_at)
+    if earlier.size == 0:
         return None
+    at_scan = int(uss[earlier[-1]])
     end = float("inf") if until is None else until
-    after = rec.conn.execute(
-        "SELECT t, uss FROM samples WHERE process_id = ? AND t > ? AND t < ?"
-        " AND uss IS NOT NULL ORDER BY uss DESC, t LIMIT 1",
-        (process_id, scanned_at, end),
-    ).fetchone()
-    if after is None:
+    later = np.flatnonzero((t > scanned_at) & (t < end))
+    if later.size == 0:
         return None
-    grown = int(after[1]) - int(before[0])
-    if not significant(int(before[0]), int(after[1])):
+    top = later[np.argmax(uss[later])]  # the first sample at the highest USS after the scan
+    if not significant(at_scan, int(uss[top])):
         return None
-    return Staleness(scanned_at, int(before[0]), grown, float(after[0]))
+    return Staleness(scanned_at, at_scan, int(uss[top]) - at_scan, float(t[top]))
 
 
 def add_cow_staleness(rec: Recording, summary: Summary) -> None:

@@ -168,24 +168,25 @@ def _record(
         env = None
         if sites.run_dir is not None:
             env = agent_env(os.environ, sites.run_dir, sites.frames, sites.trace_workers)
+        live = stack.enter_context(live_display())
+        # The hooks (and the modules they import) are built before the command starts, so
+        # memscope forwards signals from the moment the command can receive them.
+        hooks = build_hooks(FeatureOptions(
+            cow_interval=extras.cow_interval, run_dir=sites.run_dir,
+            trace_workers=sites.trace_workers, leak_census=sites.leak_census,
+            metrics=extras.metrics, live=live,
+        ))
         subreaper = become_subreaper()
         follower, births = follow_births(ProcFS())  # before the command can fork
         proc = spawn(args, env, extras.kill_signal)
-        live = stack.enter_context(live_display())
     except BaseException:
         if follower is not None:
             follower.close()
         stack.close()
         raise
     path = output or unique_path(default_output(args[0], proc.pid))
-    features = FeatureOptions(
-        cow_interval=extras.cow_interval, run_dir=sites.run_dir,
-        trace_workers=sites.trace_workers, leak_census=sites.leak_census,
-        metrics=extras.metrics, live=live,
-    )
-    options = SessionOptions(output=path, interval=interval, duration=duration,
-                             hooks=build_hooks(features), follower=follower,
-                             subreaper=subreaper)
+    options = SessionOptions(output=path, interval=interval, duration=duration, hooks=hooks,
+                             follower=follower, subreaper=subreaper)
     click.echo(f"memscope: recording {clean_join(args)} (pid {proc.pid}) to {clean(path)}",
                err=True)
 

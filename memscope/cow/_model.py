@@ -17,6 +17,8 @@ REASON_FORCED = "chosen with --mode"
 REASON_HIDDEN = ("the kernel hides page frame numbers from memscope (comparing them needs"
                  " CAP_SYS_ADMIN, e.g. root)")
 REASON_EMPTY = "no resident pages to compare"
+#: `CowScan.target` of a quick scan: page classes only, no objects or causes.
+QUICK_TARGET = "page classes only (quick scan)"
 
 __all__ = ["CowScan", "HeapMap", "PageClass", "TypeBytes"]
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from memscope.cow._model import (
+    QUICK_TARGET,
     REASON_EMPTY,
     REASON_FORCED,
     REASON_HIDDEN,
@@ -54,9 +55,6 @@ from memscope.errors import UsageError
 from memscope.procfs import AccessDenied, MapEntry, ProcFS
 
 __all__ = ["QUICK_TARGET", "quick_scan", "scan_process"]
-
-#: `CowScan.target` of a quick scan: page classes only, no objects or causes.
-QUICK_TARGET = "page classes only (quick scan)"
 
 
 def quick_scan(

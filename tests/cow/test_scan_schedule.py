@@ -102,8 +102,8 @@ def test_baseline_then_idle_workers_are_never_rescanned(tree: tuple[TickContext,
         dirty(ctx, 4 * MiB, 60.0 * minute)
         sched(ctx)
     assert len(scanner.calls) == 1  # THEN it is not rescanned
+    ctx.writer.flush()  # committed before a reader opens it (readers read a snapshot)
     rec = open_recording(ctx.writer.path)
-    ctx.writer.flush()
     # the baseline was a quick page-level scan at first sight, then the full one; nothing else
     scans = read_scans(rec.conn)[ctx.members[1].record_id]
     assert [s.pid for s in scans] == [child, child]
@@ -135,8 +135,8 @@ def test_copying_worker_is_rescanned_once_it_settles(tree: tuple[TickContext, in
         sched(ctx)
     # THEN it is rescanned exactly once, and the scan is not marked as taken mid-copy
     assert len(scanner.calls) == 2
+    ctx.writer.flush()  # committed before a reader opens it (readers read a snapshot)
     rec = open_recording(ctx.writer.path)
-    ctx.writer.flush()
     scans = read_scans(rec.conn)[ctx.members[1].record_id]
     assert [s.copying for s in scans] == [False, False]
     # AND the per-tick estimate was recorded between the scans: 60 MiB of growth

@@ -85,7 +85,7 @@ def test_summary_is_identical_whatever_was_imported_first(tmp_path: Path) -> Non
 
 def test_the_feature_list_is_explicit_and_ordered() -> None:
     names = [f.name for f in FEATURES]
-    assert names == ["notes", "cow", "sites", "leaks", "metrics", "live"]
+    assert names == ["notes", "cow", "steady", "frameworks", "sites", "leaks", "metrics", "live"]
     # every DDL statement is idempotent (a writer may run it on an existing file)
     assert all(" IF NOT EXISTS " in ddl for ddl in recording_tables())
     # options are explicit: COW off still gets the hook (SIGUSR1), sites/leaks only on request
