@@ -177,12 +177,17 @@ class MetricSource:
         }
 
     def candidates(self, selector: str) -> list[ProcessSummary]:
+        """The processes a selector names that could be measured: a process seen only by its
+        fork and exit events (it lived between two ticks) has no sample to judge, which is
+        not missing data."""
         processes = self.summary.processes
         if selector == "root":
-            return [p for p in processes if p.role == "root"]
-        if selector == "worker":
-            return self.summary.workers
-        return list(processes)
+            chosen = [p for p in processes if p.role == "root"]
+        elif selector == "worker":
+            chosen = self.summary.workers
+        else:
+            chosen = list(processes)
+        return [p for p in chosen if p.samples]
 
     def measure(
         self, selector: str, metric: Metric, worst: Callable[[float], float]
