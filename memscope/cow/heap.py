@@ -32,6 +32,7 @@ from memscope.cow._model import HeapMap
 from memscope.cow.cpython import Target, layout_for
 from memscope.cow.cpython._layout import TPFLAGS, Layout
 from memscope.cow.cpython._types import TypeInfo, TypeResolver
+from memscope.cow.heap_index import HeapIndex
 from memscope.cow.heap_malloc import Chunks, find_chunks
 from memscope.cow.heap_objects import WordGetter, locate_objects
 from memscope.cow.heap_pymalloc import PoolBlocks, find_pool_blocks
@@ -68,14 +69,19 @@ def parse_heap(
     reader: MemReader,
     page_addrs: U64,
     page_bytes: npt.NDArray[np.uint8],
+    heap_index: HeapIndex | None = None,
 ) -> HeapMap:
-    """HeapMap of the objects and buffers in the given pages (see the module docstring)."""
+    """HeapMap of the objects and buffers in the given pages (see the module docstring).
+
+    `heap_index`: chunk boundaries of the parent's `[heap]` (heap_index.heap_index_for), so
+    that `[heap]` is not walked from its start for every call.
+    """
     if not target.supported or target.version is None:
         raise UnsupportedTarget(target.reason or "unsupported target")
     layout = layout_for(target.minor)
     snap = Snapshot(reader, page_addrs, page_bytes)
     pools = find_pool_blocks(layout, snap)
-    chunks = find_chunks(layout, snap, pools.pool_addrs)
+    chunks = find_chunks(layout, snap, pools.pool_addrs, heap_index)
     # One table of blocks: malloc chunks (user data at chunk+16), then pymalloc blocks (each
     # in address order). Rows are put in address order at the end; `[heap]` usually lies
     # below the pymalloc arenas, and then they already are.

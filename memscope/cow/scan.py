@@ -29,6 +29,7 @@ from memscope.cow.classify import (
 )
 from memscope.cow.cpython import Target, detect_target
 from memscope.cow.heap import parse_heap
+from memscope.cow.heap_index import heap_index_for
 from memscope.cow.memreader import MemReader
 from memscope.cow.pagemap import (
     BOOL,
@@ -86,6 +87,7 @@ def scan_process(
                 target,
                 procfs,
                 pid,
+                parent_pid,
                 copied if all_ok else copied[ok],
                 pages if all_ok else pages[ok],
             )
@@ -221,13 +223,14 @@ def _target(pid: int, procfs: ProcFS, regions: Sequence[MapEntry]) -> Target:
 
 
 def _parse(
-    target: Target, procfs: ProcFS, pid: int, addrs: U64, pages: U8
+    target: Target, procfs: ProcFS, pid: int, parent_pid: int, addrs: U64, pages: U8
 ) -> tuple[HeapMap | None, str]:
     """The heap map, or None and why: a target changing under the parser can break a
     read or a layout check; its pages are still classified and given causes."""
     try:
+        index = heap_index_for(parent_pid, procfs)
         with MemReader(pid, procfs) as reader:
-            return parse_heap(target, reader, addrs, pages), ""
+            return parse_heap(target, reader, addrs, pages, index), ""
     except (ValueError, LookupError) as exc:
         return None, f" (objects not attributed: {exc})"
 
