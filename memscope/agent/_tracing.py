@@ -16,6 +16,7 @@ not be saved, it falls back to tracemalloc.stop().
 
 from __future__ import annotations
 
+import atexit
 import ctypes
 import struct
 import sys
@@ -181,10 +182,27 @@ class Tracer:
             if self._flag_addr:
                 ctypes.c_int.from_address(self._flag_addr).value = 0
                 self.mode = "detached"
+                atexit.register(lambda: self.skip_teardown())
             else:
                 self.mode = "detached-partial"
         except Exception as exc:
             self.error = "detach: %s" % exc
+
+    def skip_teardown(self) -> None:
+        """At the exit of a detached child: mark tracemalloc finalized, so that interpreter
+        finalization does not free the inherited traces one by one. Freeing them writes into
+        every page of tracemalloc's tables, copying all of them from the parent in a process
+        about to die (measured: bench/bench_trace_exit.py). The config is
+        {initialized, tracing, max_nframe}: `initialized` sits just before the flag."""
+        try:
+            if self.mode != "detached" or not self._flag_addr:
+                return
+            initialized = ctypes.c_int.from_address(self._flag_addr - 4)
+            tracing = ctypes.c_int.from_address(self._flag_addr)
+            if initialized.value == 1 and tracing.value == 0:  # INITIALIZED, detached
+                initialized.value = 2  # TRACEMALLOC_FINALIZED: _PyTraceMalloc_Fini returns
+        except Exception as exc:
+            self.error = "teardown: %s" % exc
 
     def stop(self) -> None:
         """Stop tracing for good (frees the traces)."""
