@@ -9,8 +9,8 @@ iterates it, copying the pages that hold the ints (~32 bytes each: N MiB copied 
 N * 32768 ints). Each measurement runs in a fresh interpreter (`one`) that scans the worker twice and prints
 the wall and phase times of the second scan (the first also detects the interpreter and
 builds the parent's heap index, as the first scan of a run does), and its peak RSS (ru_maxrss: the whole scanning process, numpy and memscope's
-imports included). The floor is reading the worker's pagemap and every copied page, timed
-in this process, interleaved with the scans.
+imports included; VmHWM). The floor is reading the worker's pagemap and every copied page
+(through a reused buffer), timed in this process, interleaved with the scans.
 
 - sweep: scan time / floor and the scanner's peak RSS per copied size (goal: <= 5x, < 256 MiB).
 - traced: the parent runs tracemalloc (as under --trace-sites), so its `[heap]` holds one
@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import signal
 import statistics
 import subprocess
@@ -59,7 +58,7 @@ def one(pid: int, ppid: int, no_index: bool) -> None:
     import memscope.cow.scan as scan_mod
 
     if no_index:
-        scan_mod.heap_index_for = lambda *_: None  # type: ignore[assignment]
+        scan_mod.heap_index_for = lambda *_: None  # type: ignore[attr-defined]
     first = scan_mod.scan_process(pid, ppid)  # builds the parent's heap index
     result = scan_mod.scan_process(pid, ppid)  # as every later scan of this parent's workers
     print(json.dumps({
@@ -68,10 +67,49 @@ def one(pid: int, ppid: int, no_index: bool) -> None:
         "s": result.duration_s,
         "copied": result.copied_bytes,
         "laps": result.timings,
-        "rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "rss_mib": _peak_rss_mib(),
         "int_share": sum(t.bytes for t in result.by_type if t.type == "int")
         / max(result.copied_bytes, 1),
     }))
+
+
+def _peak_rss_mib() -> float:
+    """VmHWM: the peak RSS of this process image (ru_maxrss would carry the peak of the
+    process that forked us across exec)."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def floor_once(pid: int, ppid: int) -> float:
+    """Seconds to read the worker's pagemap and every copied page (through a reused 1 MiB
+    buffer, so the floor pays no page faults for a copy of them): what any out-of-process
+    forensics must at least do. Which pages are copied is decided outside the timed part."""
+    from memscope.cow.classify import classify, detect_mode
+    from memscope.cow.pagemap import (
+        decode_pagemap,
+        iter_pages,
+        page_addresses,
+        private_writable,
+        read_pagemap,
+    )
+    from memscope.procfs import ProcFS
+
+    fs = ProcFS()
+    regions = private_writable(fs.maps(pid))
+    addrs, _ = page_addresses(regions)
+    child = decode_pagemap(addrs, read_pagemap(fs, pid, regions))
+    parent = decode_pagemap(addrs, read_pagemap(fs, ppid, regions))
+    copied = addrs[classify(child, parent, detect_mode(child)) == 2]
+    t0 = time.perf_counter()
+    regions = private_writable(fs.maps(pid))
+    addrs, _ = page_addresses(regions)
+    decode_pagemap(addrs, read_pagemap(fs, pid, regions))
+    for _ in iter_pages(fs, pid, copied):
+        pass
+    return time.perf_counter() - t0
 
 
 def scan_in_child(pid: int, ppid: int, no_index: bool = False) -> dict[str, Any]:
@@ -94,17 +132,13 @@ def stop(proc: subprocess.Popen[str], pid: int) -> None:
 
 
 def sweep(python: str, sizes: list[int], repeat: int) -> None:
-    from bench_cow import floor_once
-
-    from memscope.procfs import ProcFS
-
     print("copied | floor | scan | scan/floor | peak RSS of the scanner | int share | phases")
     for mib in sizes:
         proc, ppid, pid = start(python, mib * 32768, False)
         try:
             floors, scans = [], []
             for _ in range(repeat):  # interleaved: floor, scan, floor, scan ...
-                floors.append(floor_once(ProcFS(), pid, ppid)[0])
+                floors.append(floor_once(pid, ppid))
                 scans.append(scan_in_child(pid, ppid))
         finally:
             stop(proc, pid)
