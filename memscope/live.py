@@ -33,6 +33,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from memscope.analysis.staleness import significant
 from memscope.sampler import Sampler
 from memscope.tree import Member
 from memscope.units import format_bytes
@@ -72,6 +73,7 @@ class LiveRow:
     shared: int | None = None
     copied: int | None = None
     trend: list[int] = field(default_factory=list)
+    stale: bool = False  # USS grew significantly since the copied value last changed
 
 
 def _total(rows: Sequence[LiveRow], attr: str) -> int | None:
@@ -97,7 +99,8 @@ def build_table(rows: Sequence[LiveRow], max_rows: int, elapsed: float | None = 
         share = f"{r.shared / r.rss:.0%}" if r.shared is not None and r.rss else "-"
         table.add_row(
             str(r.pid), r.role, format_bytes(r.rss), format_bytes(r.pss), format_bytes(r.uss),
-            share, format_bytes(r.copied), Text(sparkline(r.trend), style="cyan"),
+            share, format_bytes(r.copied) + (" *" if r.stale else ""),
+            Text(sparkline(r.trend), style="cyan"),
         )
     if rest:
         table.add_row(
@@ -125,6 +128,7 @@ class LiveView:
         self.clock = clock
         self.started = clock()
         self.trends: dict[int, deque[int]] = {}
+        self.scanned: dict[int, tuple[int, int]] = {}  # record id -> (copied, USS then)
         self.live = Live(console=console, auto_refresh=False, transient=False,
                          redirect_stdout=False, redirect_stderr=False)
 
@@ -147,10 +151,24 @@ class LiveView:
                 copied = source(sampler, member)
                 if copied is not None:
                     row.copied = copied
+            row.stale = self._stale(member.record_id, row.copied, row.uss)
             rows.append(row)
         for gone in set(self.trends) - alive:
             del self.trends[gone]
+        for gone in set(self.scanned) - alive:
+            del self.scanned[gone]
         return rows
+
+    def _stale(self, key: int, copied: int | None, uss: int | None) -> bool:
+        """A copied value is stale once USS grew significantly (analysis.staleness) since the
+        tick it changed: the scan behind it did not see that memory."""
+        if copied is None or uss is None:
+            return False
+        seen = self.scanned.get(key)
+        if seen is None or seen[0] != copied:
+            self.scanned[key] = (copied, uss)
+            return False
+        return significant(seen[1], uss)
 
     def __call__(self, sampler: Sampler) -> None:
         max_rows = max(self.console.size.height - 10, 5)

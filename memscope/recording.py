@@ -14,21 +14,26 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from memscope.errors import RecordingError
+from memscope.sample_store import CHUNK_DDL, CHUNK_ROWS, Chunker, SampleColumns, read_columns
 
 __all__ = [
     "APPLICATION_ID",
     "EXTENSION_DDL",
+    "REPORT_COLUMNS",
     "SAMPLE_COLUMNS",
     "SCHEMA_VERSION",
     "ProcessRow",
     "Recording",
     "RecordingWriter",
+    "SampleColumns",
     "SampleRow",
     "open_recording",
 ]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: samples in compact sample_chunks (1: plain rows only, still read)
 APPLICATION_ID = 0x4D534350  # "MSCP", so `file`-like checks can tell a recording apart
 
 SAMPLE_COLUMNS = (
@@ -78,7 +83,12 @@ _CORE_DDL = [
         processes INTEGER NOT NULL,
         rollups INTEGER NOT NULL
     )""",
+    *CHUNK_DDL,
 ]
+
+#: The sample columns reports read (summary, leaks, HTML charts), decoded together once.
+#: "shared" is shared_clean + shared_dirty (sample_store.DERIVED).
+REPORT_COLUMNS = ("rss", "pss", "uss", "shared", "swap", "rss_shared")
 
 #: DDL of tables owned by feature modules; every statement must be idempotent.
 EXTENSION_DDL: list[str] = []
@@ -133,6 +143,7 @@ class RecordingWriter:
                     os.unlink(path + suffix)
         self.path = path
         self.conn = _connect(path)
+        self.conn.execute("PRAGMA auto_vacuum = INCREMENTAL")  # close() returns freed pages
         self.conn.execute("PRAGMA journal_mode = WAL")
         self.conn.execute("PRAGMA synchronous = NORMAL")
         self.conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
@@ -143,6 +154,7 @@ class RecordingWriter:
         self.set_meta(schema_version=SCHEMA_VERSION, **meta)
         self.conn.execute("COMMIT")
         self.conn.execute("BEGIN")
+        self._chunker = Chunker(self.conn, SAMPLE_COLUMNS, CHUNK_ROWS)
 
     def set_meta(self, **values: Any) -> None:
         self.conn.executemany(
@@ -198,15 +210,11 @@ class RecordingWriter:
             " exit_code = COALESCE(?, exit_code) WHERE id = ?",
             (exited_at, exit_code, process_id),
         )
+        self._chunker.seal(process_id)
 
     def add_samples(self, rows: Iterable[tuple[Any, ...]]) -> None:
-        """Rows are (process_id, t, *SAMPLE_COLUMNS)."""
-        placeholders = ", ".join("?" * (2 + len(SAMPLE_COLUMNS)))
-        self.conn.executemany(
-            f"INSERT INTO samples (process_id, t, {', '.join(SAMPLE_COLUMNS)})"
-            f" VALUES ({placeholders})",
-            rows,
-        )
+        """Rows are (process_id, t, *SAMPLE_COLUMNS), each process's in time order."""
+        self._chunker.add(rows)
 
     def add_tick(self, t: float, wall_s: float, cpu_s: float, processes: int, rollups: int) -> None:
         self.conn.execute(
@@ -226,19 +234,22 @@ class RecordingWriter:
         self.conn.execute("BEGIN")
 
     def close(self) -> None:
+        self._chunker.seal()
         if self.conn.in_transaction:
             self.conn.execute("COMMIT")
+        self.conn.executescript("PRAGMA incremental_vacuum;")  # runs to completion, unlike execute
         self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         self.conn.close()
 
 
 class Recording:
-    """Read access to a recording. Samples are streamed, never loaded all at once."""
+    """Read access to a recording. Samples are read as numpy columns (`columns`)."""
 
     def __init__(self, path: str, conn: sqlite3.Connection, meta: dict[str, Any]) -> None:
         self.path = path
         self.conn = conn
         self.meta = meta
+        self._columns: SampleColumns | None = None
         self.processes = [
             ProcessRow(
                 id=r[0],
@@ -266,18 +277,33 @@ class Recording:
         ).fetchone()
         return row is not None
 
+    def columns(
+        self, names: Sequence[str] = SAMPLE_COLUMNS, process_id: int | None = None
+    ) -> SampleColumns:
+        """Samples as numpy columns sorted by (process_id, t), NaN where not taken.
+
+        The columns every report reads (REPORT_COLUMNS, all processes) are decoded once and
+        kept, read-only, for the life of this object."""
+        if process_id is not None or not set(names) <= set(REPORT_COLUMNS):
+            return read_columns(self.conn, names, process_id)
+        if self._columns is None:
+            self._columns = read_columns(self.conn, REPORT_COLUMNS)
+            for array in (self._columns.process_id, self._columns.t,
+                          *self._columns.values.values()):
+                array.flags.writeable = False
+        cached = self._columns
+        return SampleColumns(cached.process_id, cached.t, {n: cached.values[n] for n in names})
+
     def samples(self, process_id: int | None = None) -> Iterator[SampleRow]:
-        """Samples in time order, for one process or for all."""
-        cols = ", ".join(SAMPLE_COLUMNS)
-        if process_id is None:
-            cur = self.conn.execute(f"SELECT process_id, t, {cols} FROM samples ORDER BY t")
-        else:
-            cur = self.conn.execute(
-                f"SELECT process_id, t, {cols} FROM samples WHERE process_id = ? ORDER BY t",
-                (process_id,),
-            )
-        for row in cur:
-            yield SampleRow(row[0], row[1], dict(zip(SAMPLE_COLUMNS, row[2:], strict=True)))
+        """Samples in time order, for one process or for all: a Python object per row, so
+        for small selections (tests, one process); reports use `columns`."""
+        cols = self.columns(SAMPLE_COLUMNS, process_id)
+        order = np.argsort(cols.t, kind="stable")
+        values = [cols.values[c][order].tolist() for c in SAMPLE_COLUMNS]
+        for i, (pid, t) in enumerate(zip(cols.process_id[order].tolist(), cols.t[order].tolist(),
+                                         strict=True)):
+            yield SampleRow(pid, t, {c: None if v[i] != v[i] else int(v[i])
+                                     for c, v in zip(SAMPLE_COLUMNS, values, strict=True)})
 
     def ticks(self) -> list[tuple[float, float, float, int, int]]:
         return list(self.conn.execute("SELECT t, wall_s, cpu_s, processes, rollups FROM ticks"))

@@ -148,3 +148,41 @@ def advise(scans: Sequence[CowScan]) -> list[Advice]:
     )
     items.sort(key=lambda a: -a.bytes)
     return items
+
+
+# Framework-specific ways to apply a remedy: (advice kind, framework) -> snippet.
+_SNIPPETS = {
+    ("gc-freeze", "gunicorn"): (
+        "# gunicorn.conf.py (with --preload): freeze what the master built, before each fork\n"
+        "import gc\n"
+        "def pre_fork(server, worker):\n"
+        "    gc.freeze()"
+    ),
+    ("gc-freeze", "celery"): (
+        "# in the module that defines the Celery app\n"
+        "import gc\n"
+        "from celery.signals import worker_init, worker_process_init\n"
+        "@worker_init.connect          # main process, before the prefork pool starts\n"
+        "def _freeze_main(**_):\n"
+        "    gc.freeze()\n"
+        "@worker_process_init.connect  # each ForkPoolWorker-N, right after its fork\n"
+        "def _freeze_child(**_):\n"
+        "    gc.freeze()"
+    ),
+    ("gc-freeze", "uwsgi"): (
+        "# with uWSGI's default preloading (no lazy-apps): freeze at the end of the app module\n"
+        "import gc\n"
+        "gc.freeze()"
+    ),
+}
+
+
+def add_snippets(advice: list[dict[str, object]], frameworks: Iterable[str]) -> None:
+    """Add `snippet` (code for the detected framework) to advice items that have one."""
+    found = set(frameworks)
+    for item in advice:
+        for (kind, framework), snippet in _SNIPPETS.items():
+            if item.get("kind") == kind and framework in found:
+                item["snippet"] = snippet
+                item["framework"] = framework
+                break

@@ -11,7 +11,15 @@ Method (per process, samples after warm-up):
   `min_span_s` seconds after warm-up; `leak` when the lower bound of the interval is above zero,
   the slope is at least `min_rate` bytes/s and the fitted growth over the window is at least
   `min_growth` bytes (fewer are a few pages of noise); otherwise `stable`. The slowest leak a
-  window of W seconds can show is therefore max(min_rate, min_growth / W).
+  window of W seconds can show is therefore max(min_rate, min_growth / W);
+- siblings (compare_siblings): workers of one parent run the same code, so their slopes show
+  the noise of the workload (with 3 or more judged siblings, the process included). A worker
+  whose own test says `leak` stays `leak` only when it is an outlier among its siblings
+  (slope above their median by more than `sibling_k` robust standard deviations, at least
+  `min_rate`) or when the siblings' median slope is itself a leak (every worker leaks
+  alike); otherwise it is `stable` "within sibling noise";
+- confidence and the interval are reported only with a verdict (`leak`/`stable`), never with
+  `insufficient-data`.
 """
 
 from __future__ import annotations
@@ -49,6 +57,7 @@ class LeakOptions:
     min_rate: float = 1024.0  # bytes/s: slower growth is reported `stable`
     min_growth: float = 256 * 1024  # bytes over the window: less is page-level noise
     level: float = 0.95  # confidence level of the interval and of the verdict
+    sibling_k: float = 3.0  # robust standard deviations of sibling slopes: the noise band
 
 
 @dataclass(frozen=True)
@@ -78,6 +87,11 @@ class LeakResult:
     siblings: int = 0
     sibling_median_bytes_per_s: float | None = None
     series: str = "uss"  # the memory series the slope was fitted to
+    reason: str = ""  # why the verdict, in a few words
+
+    @property
+    def judged(self) -> bool:
+        return self.verdict != "insufficient-data"
 
     @property
     def slope_bytes_per_s(self) -> float | None:
@@ -85,12 +99,14 @@ class LeakResult:
 
     def to_json(self) -> dict[str, Any]:
         g = self.growth
+        j = g if self.judged else None  # no confidence without a verdict
         return {
             "verdict": self.verdict,
+            "reason": self.reason,
             "series": self.series,
             "slope_bytes_per_s": None if g is None else round(g.slope, 3),
-            "confidence": None if g is None else round(g.confidence, 4),
-            "ci_bytes_per_s": None if g is None else [round(g.lo, 3), round(g.hi, 3)],
+            "confidence": None if j is None else round(j.confidence, 4),
+            "ci_bytes_per_s": None if j is None else [round(j.lo, 3), round(j.hi, 3)],
             "samples": 0 if g is None else g.n,
             "window_s": 0.0 if g is None else round(g.span_s, 3),
             "siblings": {
@@ -134,21 +150,24 @@ def theil_sen(t: Sequence[float] | F64, y: Sequence[float] | F64, level: float =
     dt = ta[j] - ta[i]
     dy = ya[j] - ya[i]
     ok = dt > 0
-    slopes = np.sort(dy[ok] / dt[ok])
-    if not len(slopes):
+    slopes = dy[ok] / dt[ok]
+    m = len(slopes)
+    if not m:
         raise ValueError("theil_sen needs two distinct times")
-    slope = float(np.median(slopes))
-    intercept = float(np.median(ya - slope * ta))
     s = float(np.sign(dy[ok]).sum())
     _, ties = np.unique(ya, return_counts=True)
     var = (n * (n - 1) * (2 * n + 5) - float((ties * (ties - 1) * (2 * ties + 5)).sum())) / 18.0
+    c = _z(level) * math.sqrt(var) if var > 0 else 0.0
+    lo_i = int(max(0, math.floor((m - c) / 2.0)))
+    hi_i = int(min(m - 1, math.ceil((m + c) / 2.0)))
+    # Only the median and the two interval ranks are needed: a partial sort (reports over
+    # hundreds of processes spent most of the leak analysis sorting every pairwise slope).
+    slopes = np.partition(slopes, sorted({(m - 1) // 2, m // 2, lo_i, hi_i}))
+    slope = float((slopes[(m - 1) // 2] + slopes[m // 2]) / 2.0)
+    intercept = float(np.median(ya - slope * ta))
     if var <= 0:
         return Growth(slope, intercept, slope, slope, 0.5, n, float(ta[-1] - ta[0]))
     z = (s - math.copysign(1.0, s)) / math.sqrt(var) if s else 0.0
-    c = _z(level) * math.sqrt(var)
-    m = len(slopes)
-    lo_i = int(max(0, math.floor((m - c) / 2.0)))
-    hi_i = int(min(m - 1, math.ceil((m + c) / 2.0)))
     return Growth(
         slope, intercept, float(slopes[lo_i]), float(slopes[hi_i]), _phi(z), n,
         float(ta[-1] - ta[0]),
@@ -185,20 +204,52 @@ def leak_verdict(
         ta, ya = ta[after], ya[after]
     if len(ta) < max(2, opts.min_samples) or float(ta[-1] - ta[0]) < opts.min_span_s:
         g = theil_sen(ta, ya, opts.level) if len(ta) >= 2 and ta[-1] > ta[0] else None
-        return LeakResult("insufficient-data", g, tuple(growing), series=series)
+        span = float(ta[-1] - ta[0]) if len(ta) else 0.0
+        why = f"{len(ta)} samples over {span:.1f}s after warm-up (needs {opts.min_samples}" \
+            f" over {opts.min_span_s:g}s)"
+        return LeakResult("insufficient-data", g, tuple(growing), series=series, reason=why)
     g = theil_sen(ta, ya, opts.level)
+    verdict, why = _judge(g, opts)
+    return LeakResult(verdict, g, tuple(growing), series=series, reason=why)
+
+
+def _judge(g: Growth, opts: LeakOptions) -> tuple[str, str]:
     grown = g.slope * g.span_s
-    verdict = (
-        "leak" if g.lo > 0 and g.slope >= opts.min_rate and grown >= opts.min_growth else "stable"
-    )
-    return LeakResult(verdict, g, tuple(growing), series=series)
+    if g.lo <= 0:
+        return "stable", "no significant upward trend"
+    if g.slope < opts.min_rate:
+        return "stable", f"below the minimum rate ({opts.min_rate:g} B/s)"
+    if grown < opts.min_growth:
+        return "stable", f"grew {grown / 1024:.0f} KiB, below the minimum growth" \
+            f" ({opts.min_growth / 1024:.0f} KiB)"
+    return "leak", "significant growth above the minimum rate and growth"
+
+
+def _sibling_verdict(
+    r: LeakResult, slopes: Sequence[float], opts: LeakOptions
+) -> tuple[str, str]:
+    """`leak` survives only as an outlier among siblings or when the siblings' median leaks."""
+    if r.verdict != "leak" or r.growth is None or len(slopes) < 3:
+        return r.verdict, r.reason  # fewer than 3 slopes say nothing about the noise
+    median = float(np.median(slopes))
+    sigma = 1.4826 * float(np.median(np.abs(np.asarray(slopes) - median)))
+    band = opts.sibling_k * max(sigma, opts.min_rate)
+    if r.growth.slope > median + band:
+        return "leak", f"above its siblings' median {median:.0f} B/s by more than {band:.0f} B/s"
+    if median >= opts.min_rate and median * r.growth.span_s >= opts.min_growth:
+        return "leak", f"its siblings grow alike (median {median:.0f} B/s)"
+    return "stable", f"within sibling noise (median {median:.0f} B/s ± {band:.0f})"
 
 
 def compare_siblings(
-    results: Mapping[int, LeakResult], groups: Mapping[int, int]
+    results: Mapping[int, LeakResult],
+    groups: Mapping[int, int],
+    options: LeakOptions | None = None,
 ) -> dict[int, LeakResult]:
     """Attach, to each result, how many siblings (same group key, e.g. parent pid) it has and
-    their median slope (siblings with a growth estimate only)."""
+    their median slope (siblings with a growth estimate only), and apply the sibling rule of
+    the module docstring (all the siblings' slopes, its own included, set the noise band)."""
+    opts = options or LeakOptions()
     by_group: dict[int, list[int]] = {}
     for key in results:
         if key in groups:
@@ -211,9 +262,14 @@ def compare_siblings(
                 if k != key and (s := results[k].slope_bytes_per_s) is not None
             ]
             r = results[key]
+            group = [
+                s for k in members
+                if results[k].judged and (s := results[k].slope_bytes_per_s) is not None
+            ]
+            verdict, reason = _sibling_verdict(r, group, opts)
             out[key] = LeakResult(
-                r.verdict, r.growth, r.growing, len(members) - 1,
-                float(np.median(others)) if others else None, r.series,
+                verdict, r.growth, r.growing, len(members) - 1,
+                float(np.median(others)) if others else None, r.series, reason,
             )
     return out
 

@@ -13,8 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from memscope.analysis.totals import load_columns, tree_sums
-from memscope.recording import ProcessRow, Recording
+from memscope.analysis.totals import tree_sums
+from memscope.recording import ProcessRow, Recording, SampleColumns
 
 __all__ = [
     "SUMMARY_EXTENSIONS",
@@ -120,37 +120,51 @@ class Summary:
         return grown[:limit]
 
 
-def _process_stats(rec: Recording) -> dict[int, dict[str, Any]]:
+_STAT_COLUMNS = ("rss", "pss", "uss", "shared", "swap")
+
+
+def _int(value: float) -> int | None:
+    return None if value != value else int(value)
+
+
+def _process_stats(cols: SampleColumns) -> dict[int, dict[str, Any]]:
+    """Per process, vectorised over the sorted columns: counts, peaks, last and first full."""
+    if len(cols) == 0:
+        return {}
+    v = cols.values
+    starts = np.flatnonzero(np.r_[True, cols.process_id[1:] != cols.process_id[:-1]])
+    ids = cols.process_id[starts]
+    ends = np.r_[starts[1:], cols.t.size] - 1
+    idx = np.arange(cols.t.size, dtype=np.int64)
+    full = ~np.isnan(v["pss"])
+    last_full = np.maximum.reduceat(np.where(full, idx, -1), starts)
+    idx[np.isnan(v["uss"])] = cols.t.size
+    first_uss = np.minimum.reduceat(idx, starts)
+    del idx
+    peaks = {c: np.fmax.reduceat(v[c], starts).tolist() for c in ("rss", "pss", "uss", "swap")}
+    n_full = np.add.reduceat(full.astype(np.int64), starts).tolist()
     stats: dict[int, dict[str, Any]] = {}
-    for pid, n, full, prss, ppss, puss, pswap, last_t in rec.conn.execute(
-        "SELECT process_id, COUNT(*), COUNT(pss), MAX(rss), MAX(pss), MAX(uss), MAX(swap), MAX(t)"
-        " FROM samples GROUP BY process_id"
-    ):
-        stats[pid] = {
-            "n": n,
-            "full": full,
-            "peak": Memory(prss, ppss, puss, None, pswap),
-            "last_t": last_t,
+    for k, pid in enumerate(ids.tolist()):
+        entry: dict[str, Any] = {
+            "n": int(ends[k] - starts[k] + 1),
+            "full": n_full[k],
+            "peak": Memory(_int(peaks["rss"][k]), _int(peaks["pss"][k]),
+                           _int(peaks["uss"][k]), None, _int(peaks["swap"][k])),
+            "last_t": float(cols.t[ends[k]]),
         }
-    # Last full sample and first full sample of each process.
-    for pid, rss, pss, uss, sc, sd, swap in rec.conn.execute(
-        "SELECT s.process_id, s.rss, s.pss, s.uss, s.shared_clean, s.shared_dirty, s.swap"
-        " FROM samples s JOIN (SELECT process_id, MAX(t) AS t FROM samples WHERE pss IS NOT NULL"
-        " GROUP BY process_id) m ON s.process_id = m.process_id AND s.t = m.t"
-    ):
-        stats[pid]["last"] = Memory(rss, pss, uss, sc + sd, swap)
-    for pid, uss in rec.conn.execute(
-        "SELECT s.process_id, s.uss FROM samples s JOIN (SELECT process_id, MIN(t) AS t"
-        " FROM samples WHERE uss IS NOT NULL GROUP BY process_id) m"
-        " ON s.process_id = m.process_id AND s.t = m.t"
-    ):
-        stats[pid]["first_uss"] = uss
+        if last_full[k] >= 0:
+            i = int(last_full[k])
+            entry["last"] = Memory(_int(v["rss"][i]), _int(v["pss"][i]), _int(v["uss"][i]),
+                                   _int(v["shared"][i]), _int(v["swap"][i]))
+        if first_uss[k] < cols.t.size:
+            entry["first_uss"] = _int(v["uss"][int(first_uss[k])])
+        stats[pid] = entry
     return stats
 
 
-def _totals(rec: Recording) -> Totals:
-    process_id, t, values = load_columns(rec, ("rss", "pss"))
-    ticks, sums = tree_sums(process_id, t, values)
+def _totals(cols: SampleColumns) -> Totals:
+    ticks, sums = tree_sums(cols.process_id, cols.t, {"rss": cols.values["rss"],
+                                                      "pss": cols.values["pss"]})
     if ticks.size == 0:
         return Totals(0, None, 0, None)
     ipss, irss = int(np.argmax(sums["pss"])), int(np.argmax(sums["rss"]))
@@ -202,7 +216,8 @@ SUMMARY_EXTENSIONS: list[Callable[[Recording, Summary], None]] = []
 
 def build_summary(rec: Recording) -> Summary:
     meta = rec.meta
-    stats = _process_stats(rec)
+    cols = rec.columns(_STAT_COLUMNS)
+    stats = _process_stats(cols)
     processes = [_process_summary(row, stats.get(row.id)) for row in rec.processes]
     started = float(meta.get("started_at", 0.0))
     last_t = max((p.last_sample_at or started for p in processes), default=started)
@@ -218,7 +233,7 @@ def build_summary(rec: Recording) -> Summary:
         exit_code=meta.get("exit_code"),
         sampler=_sampler(rec, ended - started),
         processes=processes,
-        totals=_totals(rec),
+        totals=_totals(cols),
     )
     for extension in SUMMARY_EXTENSIONS:
         extension(rec, summary)

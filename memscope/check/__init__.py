@@ -59,8 +59,9 @@ def check_recordings(
     rules: Sequence[str],
     baseline: str | None = None,
     tolerance: str = DEFAULT_TOLERANCE,
+    allow_missing: bool = False,
 ) -> CheckReport:
     """Judge `rules` on the recordings (the median over several); raise on bad rules/input."""
     base = load_baseline(baseline) if baseline else None
     planned = plan_rules(rules, base, parse_tolerance(tolerance))
-    return evaluate(planned, load_sources(paths), base)
+    return evaluate(planned, load_sources(paths), base, allow_missing)

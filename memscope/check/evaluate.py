@@ -3,6 +3,11 @@
 Verdicts: "pass", "fail" (a limit is broken, exit 1) and "error" (the recording or baseline
 lacks what the rule needs, exit 2). Errors outrank failures: a gate that cannot judge every
 rule is misconfigured.
+
+A rule never passes on data it cannot see: when a selected process has no value for the metric,
+or its COW scan is stale (older than its last significant USS growth, analysis.staleness), the
+rule is an "error" naming those processes, unless `allow_missing` (`--allow-missing`) asks to
+judge the processes that have a current value.
 """
 
 from __future__ import annotations
@@ -91,7 +96,24 @@ def plan_rules(texts: Sequence[str], baseline: Baseline | None, tolerance: float
     return rules
 
 
-def _judge(rule: Rule, sources: Sequence[MetricSource], baseline: Baseline | None) -> Result:
+_MAX_NAMED = 4
+
+
+def _missing_message(rule: Rule, missing: Sequence[str]) -> str:
+    named = "; ".join(missing[:_MAX_NAMED])
+    more = f"; and {len(missing) - _MAX_NAMED} more" if len(missing) > _MAX_NAMED else ""
+    return (
+        f"{len(missing)} selected process(es) have no current value for {rule.key}, so the rule"
+        f" cannot pass: {named}{more}"
+    )
+
+
+def _judge(
+    rule: Rule,
+    sources: Sequence[MetricSource],
+    baseline: Baseline | None,
+    allow_missing: bool = False,
+) -> Result:
     limit: float
     if isinstance(rule.limit, BaselineLimit):
         assert baseline is not None
@@ -118,19 +140,31 @@ def _judge(rule: Rule, sources: Sequence[MetricSource], baseline: Baseline | Non
         process=process_label(nearest.process) if nearest.process else None,
         runs=runs,
     )
-    unmeasured = max(m.unmeasured for m in found)
-    if unmeasured:
-        result.message = f"{unmeasured} selected process(es) had no value for {rule.key}"
+    missing = max((m.missing for m in found), key=len)
+    if missing and not allow_missing:
+        result.verdict = "error"
+        result.message = _missing_message(rule, missing)
+        result.hint = (
+            "record longer, rescan COW more often (--cow-interval), select fewer processes,"
+            " or pass --allow-missing to judge only the processes with a current value"
+        )
+    elif missing:
+        result.message = f"judged without {len(missing)} process(es) (--allow-missing): " + (
+            "; ".join(missing[:_MAX_NAMED])
+        )
     return result
 
 
 def evaluate(
-    rules: Sequence[Rule], sources: Sequence[MetricSource], baseline: Baseline | None = None
+    rules: Sequence[Rule],
+    sources: Sequence[MetricSource],
+    baseline: Baseline | None = None,
+    allow_missing: bool = False,
 ) -> CheckReport:
     if not sources:
         raise UsageError("no recording to check")
     return CheckReport(
-        results=[_judge(rule, sources, baseline) for rule in rules],
+        results=[_judge(rule, sources, baseline, allow_missing) for rule in rules],
         recordings=[s.path for s in sources],
         baseline=baseline.path if baseline else None,
     )

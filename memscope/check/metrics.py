@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from memscope.analysis.staleness import cow_staleness
 from memscope.analysis.summary import ProcessSummary, Summary, build_summary
 from memscope.check.quantity import Dimension
 from memscope.errors import InputError
@@ -65,6 +66,7 @@ class Measurement:
     value: float
     process: ProcessSummary | None = None
     unmeasured: int = 0  # selected processes that lack the metric
+    missing: tuple[str, ...] = ()  # why each unmeasured process has no (current) value
 
 
 def process_label(p: ProcessSummary) -> str:
@@ -93,6 +95,14 @@ def _copied_ratio(src: MetricSource, p: ProcessSummary) -> float | None:
     if cow is None or not cow.get("inherited_bytes"):
         return None
     return float(cow["copied_bytes"]) / float(cow["inherited_bytes"])
+
+
+def _steady(key: str) -> ProcessGetter:
+    def get(_src: MetricSource, p: ProcessSummary) -> float | None:
+        value = (p.extra.get("steady") or {}).get(key)
+        return None if value is None else float(value)
+
+    return get
 
 
 def _slope(src: MetricSource, p: ProcessSummary) -> float | None:
@@ -137,6 +147,10 @@ METRICS: dict[str, Metric] = {
         Metric("rss.peak", B, _peak("rss"), _full_totals("peak_rss")),
         Metric("swap.peak", B, _peak("swap"), None),
         Metric("uss.last", B, lambda _s, p: p.last.uss, None),
+        Metric("uss.steady_peak", B, _steady("peak_uss"), None),
+        Metric("uss.steady_last", B, _steady("last_uss"), None),
+        Metric("pss.steady_peak", B, _steady("peak_pss"), None),
+        Metric("rss.steady_peak", B, _steady("peak_rss"), None),
         Metric("uss.growth", B, lambda _s, p: p.uss_growth, None),
         Metric("workers", N, None, lambda s: float(len(s.summary.workers))),
         Metric("processes", N, None, lambda s: float(len(s.summary.processes))),
@@ -152,9 +166,26 @@ def _cow_from_table(rec: Recording) -> dict[int, dict[str, Any]]:
     if not rec.has_table("cow_scans"):
         return {}
     rows = rec.conn.execute(
-        "SELECT process_id, copied_bytes, inherited_bytes FROM cow_scans ORDER BY t, id"
+        "SELECT process_id, copied_bytes, inherited_bytes, t FROM cow_scans ORDER BY t, id"
     )
-    return {pid: {"copied_bytes": c, "inherited_bytes": i} for pid, c, i in rows}
+    return {
+        pid: {"copied_bytes": c, "inherited_bytes": i, "scanned_at": t} for pid, c, i, t in rows
+    }
+
+
+def _stale_scans(
+    rec: Recording, summary: Summary, cow: dict[int, dict[str, Any]]
+) -> dict[int, str]:
+    """Processes whose latest COW scan is older than their last significant USS growth."""
+    until = (summary.extra.get("steady") or {}).get("shutdown_at")
+    out: dict[int, str] = {}
+    for process_id, scan in cow.items():
+        at = scan.get("scanned_at")
+        if isinstance(at, (int, float)):
+            stale = cow_staleness(rec, process_id, float(at), until)
+            if stale is not None:
+                out[process_id] = stale.describe(summary.started_at)
+    return out
 
 
 class MetricSource:
@@ -176,6 +207,7 @@ class MetricSource:
             leak = doc.get("leak")
             if isinstance(leak, dict):
                 self.leak[p.id] = leak
+        self.stale = _stale_scans(rec, self.summary, self.cow)
 
     def candidates(self, selector: str) -> list[ProcessSummary]:
         processes = self.summary.processes
@@ -205,6 +237,11 @@ class MetricSource:
             what = "worker processes" if selector == "worker" else "processes"
             raise MissingMetric(f"{self.path}: recording has no {what} for {name}")
         measured = [(v, p) for p in chosen if (v := metric.per_process(self, p)) is not None]
+        missing = [f"{process_label(p)}: no value" for p in chosen
+                   if all(q is not p for _, q in measured)]
+        if metric.name.startswith("cow."):
+            missing += [f"{process_label(p)}: {self.stale[p.id]}"
+                        for _, p in measured if p.id in self.stale]
         if not measured:
             raise MissingMetric(
                 f"{self.path}: recording lacks metric {name}"
@@ -212,4 +249,4 @@ class MetricSource:
                 hint=metric.hint,
             )
         value, process = max(measured, key=lambda vp: worst(vp[0]))
-        return Measurement(value, process, unmeasured=len(chosen) - len(measured))
+        return Measurement(value, process, len(chosen) - len(measured), tuple(missing))

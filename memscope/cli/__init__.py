@@ -56,6 +56,9 @@ def _register() -> None:
 
     cli.add_command(check.command)
     cli.add_command(baseline.command)
+    from memscope.cli import diff
+
+    cli.add_command(diff.command)
 
 
 _register()

@@ -60,24 +60,27 @@ class CheckRequest:
     junit: str | None
     fmt: str
     repeat: int = 1
+    allow_missing: bool = False
 
     @classmethod
     def build(cls, rules: Sequence[str], baseline: str | None, tolerance: str,
-              junit: str | None, fmt: str, repeat: int = 1) -> CheckRequest:
+              junit: str | None, fmt: str, repeat: int = 1,
+              allow_missing: bool = False) -> CheckRequest:
         base = load_baseline(baseline) if baseline else None
-        return cls(plan_rules(rules, base, parse_tolerance(tolerance)), base, junit, fmt, repeat)
+        planned = plan_rules(rules, base, parse_tolerance(tolerance))
+        return cls(planned, base, junit, fmt, repeat, allow_missing)
 
     @classmethod
     def from_run_options(
         cls, rules: Sequence[str], baseline: str | None, tolerance: str, repeat: int,
-        junit: str | None, fmt: str,
+        junit: str | None, fmt: str, allow_missing: bool = False,
     ) -> CheckRequest | None:
         """`run`'s options: None when nothing is to be checked."""
         if not rules and baseline is None:
             if repeat != 1 or junit:
                 raise UsageError("--repeat and --junit need --check RULE or --baseline")
             return None
-        return cls.build(rules, baseline, tolerance, junit, fmt, repeat)
+        return cls.build(rules, baseline, tolerance, junit, fmt, repeat, allow_missing)
 
     def outputs(self, output: str) -> list[str]:
         """Recording paths: `output` itself, or one per repetition."""
@@ -87,7 +90,7 @@ class CheckRequest:
         return [f"{stem}.run{i}{ext or '.memscope'}" for i in range(1, self.repeat + 1)]
 
     def judge(self, paths: Sequence[str]) -> int:
-        report = evaluate(self.rules, load_sources(paths), self.baseline)
+        report = evaluate(self.rules, load_sources(paths), self.baseline, self.allow_missing)
         return emit_report(report, self.fmt, self.junit)
 
 
@@ -95,6 +98,10 @@ _junit = click.option("--junit", type=click.Path(dir_okay=False), default=None,
                       help="Also write a JUnit XML file (each rule a testcase).")
 _baseline = click.option("--baseline", type=click.Path(dir_okay=False), default=None,
                          help="Compare with a baseline from `memscope baseline save`.")
+_allow_missing = click.option(
+    "--allow-missing", is_flag=True, default=False,
+    help="Judge only the selected processes with a current value; by default a process"
+    " without one (or with a COW scan older than its last USS growth) makes the rule exit 2.")
 _tolerance = click.option("--tolerance", default=DEFAULT_TOLERANCE, show_default=True,
                           help="Allowed growth over the baseline for metrics no rule names.")
 
@@ -105,16 +112,17 @@ def check_options(func: F) -> F:
 
     @functools.wraps(func)
     def wrapper(*args: Any, check_rules: tuple[str, ...], repeat: int, baseline: str | None,
-                tolerance: str, junit: str | None, check_format: str, **kwargs: Any) -> Any:
+                tolerance: str, junit: str | None, check_format: str, allow_missing: bool,
+                **kwargs: Any) -> Any:
         kwargs["check"] = CheckRequest.from_run_options(
-            list(check_rules), baseline, tolerance, repeat, junit, check_format
+            list(check_rules), baseline, tolerance, repeat, junit, check_format, allow_missing
         )
         return func(*args, **kwargs)
 
     for option in (
         click.option("--check-format", type=click.Choice(sorted(FORMATS)), default="text",
                      show_default=True, help="Format of the check report."),
-        _junit, _tolerance, _baseline,
+        _junit, _tolerance, _baseline, _allow_missing,
         click.option("--repeat", type=click.IntRange(min=1), default=1, show_default=True,
                      help="With --check: run COMMAND N times and judge the median."),
         click.option("--check", "check_rules", multiple=True, metavar="RULE",
@@ -132,16 +140,18 @@ def check_options(func: F) -> F:
               " default: [tool.memscope.check] rules in ./pyproject.toml.")
 @_baseline
 @_tolerance
+@_allow_missing
 @_junit
 @click.option("-f", "--format", "fmt", type=click.Choice(sorted(FORMATS)), default="text",
               show_default=True, help="Report format on stdout.")
 def command(recordings: tuple[str, ...], rules: tuple[str, ...], baseline: str | None,
-            tolerance: str, junit: str | None, fmt: str) -> None:
+            tolerance: str, allow_missing: bool, junit: str | None, fmt: str) -> None:
     """Judge rules on RECORDING(S); several recordings of one workload: the median is judged.
 
     \b
     Selectors: tree, root, worker (the worst worker), process (the worst process).
     Metrics:   uss.peak pss.peak rss.peak swap.peak uss.last uss.growth
+               uss.steady_peak uss.steady_last pss.steady_peak rss.steady_peak
                cow.copied cow.copied_ratio leak.slope; tree also: workers processes
     Values:    B KiB MiB GiB (1024), kB MB GB (1000), 1MiB/min (per s, min, h), 10%,
                baseline + 10%
@@ -153,12 +163,14 @@ def command(recordings: tuple[str, ...], rules: tuple[str, ...], baseline: str |
       memscope check run.memscope --baseline base.json --tolerance 5% --junit memscope.xml
 
     Exit codes: 0 every rule holds, 1 a rule is broken, 2 bad rule or input, or the
-    recording lacks a metric a rule needs.
+    recording lacks a metric a rule needs for a selected process (or its COW scan is stale;
+    --allow-missing judges the others).
     """
     config = load_config()
     if tolerance == DEFAULT_TOLERANCE and config.tolerance:
         tolerance = config.tolerance
     request = CheckRequest.build(
-        list(rules) or config.rules, baseline or config.baseline, tolerance, junit, fmt
+        list(rules) or config.rules, baseline or config.baseline, tolerance, junit, fmt,
+        allow_missing=allow_missing,
     )
     sys.exit(request.judge(recordings))

@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 
 import click
@@ -150,9 +151,12 @@ def _record(
                              hooks=[*metrics_hooks(), scheduler, *sites.hooks])
     click.echo(f"memscope: recording {' '.join(args)} (pid {proc.pid}) to {path}", err=True)
 
+    signalled: list[float] = []  # when the root was told to stop (steady-state figures)
+
     def forward(signum: int) -> None:
         if proc.poll() is not None:
             return
+        signalled.append(time.time())
         if signum == signal.SIGINT:  # what a terminal's Ctrl-C would have done
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signum)
@@ -171,6 +175,8 @@ def _record(
         if root.record_id >= 0:
             writer.mark_exited(root.record_id, sampler.clock(), proc.returncode)
         writer.set_meta(exit_code=code)
+        if signalled:
+            writer.set_meta(signalled_at=signalled[0])
         sites.close(writer)
 
     try:

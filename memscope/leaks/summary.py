@@ -6,11 +6,29 @@
   growing sites (agent snapshots) or else types (census) come from the leak_snapshots table;
 - `ProcessSummary.extra["cow_sites"]`: the latest COW sites scan {t, sites[]} of a worker;
 and `Summary.extra["cow_sites"]`: copied bytes by site summed over the workers' latest scans.
+
+The window of each process (docs/leaks.md): samples after its first child's birth for a parent
+(the preload before the fork, and the fork itself, are not growth), before the shutdown window
+(analysis.steady), then the warm-up of LeakOptions. The minimum growth is at least two pymalloc
+arenas of the process's CPython (256 KiB arenas on 3.8/3.9, 1 MiB on 3.10+): one arena is the
+allocator's step, not a trend. Options come from `[tool.memscope.leaks]` of ./pyproject.toml
+(`min_window_s`, `min_rate`, `min_growth`, `warmup_s`; sizes and rates as in rules:
+"2MiB", "1KiB/s").
 """
 
 from __future__ import annotations
 
+import dataclasses
+import os
+import sys
 from typing import Any
+
+import numpy as np
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
 
 from memscope.analysis.leaks import (
     LeakOptions,
@@ -20,52 +38,120 @@ from memscope.analysis.leaks import (
     leak_verdict,
     warmup_start,
 )
-from memscope.analysis.summary import Summary
+from memscope.analysis.steady import shutdown_start
+from memscope.analysis.summary import ProcessSummary, Summary
+from memscope.check.quantity import Dimension, parse_value
+from memscope.errors import InputError
 from memscope.leaks.store import latest_cow_sites, read_leak_snapshots
 from memscope.recording import Recording
 
-__all__ = ["TOP_GROWING", "TOP_SITES", "add_leaks"]
+__all__ = ["TOP_GROWING", "TOP_SITES", "add_leaks", "load_leak_options", "process_options"]
 
 TOP_GROWING = 5
 TOP_SITES = 20
 MIN_GROWTH_BYTES = 4096
+_KEYS = {"min_window_s": "min_span_s", "min_rate": "min_rate", "min_growth": "min_growth",
+         "warmup_s": "warmup_s"}
+_DIMS = {"min_rate": Dimension.RATE, "min_growth": Dimension.BYTES}
+
+
+def load_leak_options(path: str = "pyproject.toml") -> LeakOptions:
+    """LeakOptions from `[tool.memscope.leaks]`; the defaults without the file or table."""
+    if not os.path.isfile(path):
+        return LeakOptions()
+    try:
+        with open(path, "rb") as fh:
+            table = tomllib.load(fh).get("tool", {}).get("memscope", {}).get("leaks", {})
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise InputError(f"{path}: cannot read [tool.memscope.leaks]: {exc}") from None
+    unknown = set(table) - set(_KEYS)
+    if unknown:
+        raise InputError(f"{path}: unknown key(s) in [tool.memscope.leaks]:"
+                         f" {', '.join(sorted(unknown))} (known: {', '.join(_KEYS)})")
+    values: dict[str, Any] = {}
+    for key, value in table.items():
+        if isinstance(value, str) and key in _DIMS:
+            values[_KEYS[key]] = parse_value(value, _DIMS[key], context=f"leaks.{key}")
+        elif isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0:
+            values[_KEYS[key]] = int(value) if key == "min_samples" else float(value)
+        else:
+            raise InputError(f"{path}: [tool.memscope.leaks] {key} must be a number >= 0"
+                             + (" or a string such as '1MiB'" if key in _DIMS else ""))
+    return dataclasses.replace(LeakOptions(), **values)
+
+
+def _arena_bytes(version: str | None) -> int:
+    if not version:
+        return 0
+    parts = version.split(".")
+    try:
+        minor = (int(parts[0]), int(parts[1]))
+    except (IndexError, ValueError):
+        return 0
+    return (1 << 20) if minor >= (3, 10) else (256 << 10)
+
+
+def process_options(base: LeakOptions, p: ProcessSummary) -> LeakOptions:
+    """The options for one process: the minimum growth raised to two allocator arenas."""
+    floor = 2 * _arena_bytes(p.python_version)
+    return base if base.min_growth >= floor else dataclasses.replace(base, min_growth=floor)
+
+
+def _forked_at(summary: Summary, p: ProcessSummary, min_life: float) -> float:
+    """When `p` forked its first lasting child (one alive `min_life` seconds or still alive at
+    the end: wrappers and shims run short helpers first); -inf without one."""
+    births = [
+        c.started_at for c in summary.processes
+        if c.parent_id == p.id and c.lifetime(summary.ended_at) >= min_life
+    ]
+    return min(births) if births else float("-inf")
 
 
 def add_leaks(rec: Recording, summary: Summary, options: LeakOptions | None = None) -> None:
+    base = options or load_leak_options()
+    signalled = rec.meta.get("signalled_at")
+    until_all = shutdown_start(
+        summary, float(signalled) if isinstance(signalled, (int, float)) else None
+    )
     results: dict[int, LeakResult] = {}
     groups: dict[int, int] = {}
+    cols = rec.columns(("uss", "rss", "rss_shared"))
+    ids, starts = np.unique(cols.process_id, return_index=True)
+    bounds = dict(zip(ids.tolist(), zip(starts.tolist(), [*starts[1:].tolist(), len(cols)],
+                                        strict=True), strict=True))
     for p in summary.processes:
-        t: list[float] = []
-        uss: list[float] = []
-        t_anon: list[float] = []
-        anon: list[float] = []
-        for row in rec.samples(p.id):
-            value = row["uss"]
-            if value is not None:
-                t.append(row.t)
-                uss.append(float(value))
-            rss, shared = row["rss"], row["rss_shared"]
-            if rss is not None and shared is not None:
-                t_anon.append(row.t)
-                anon.append(float(rss - shared))
+        opts = process_options(base, p)
+        since = _forked_at(summary, p, opts.warmup_s)
+        until = float("inf") if until_all is None else until_all
+        lo, hi = bounds.get(p.id, (0, 0))
+        times = cols.t[lo:hi]
+        window = (times >= since) & (times < until)
+        uss_all = cols.values["uss"][lo:hi]
+        anon_all = cols.values["rss"][lo:hi] - cols.values["rss_shared"][lo:hi]
+        has_uss, has_anon = window & ~np.isnan(uss_all), window & ~np.isnan(anon_all)
+        t: list[float] = times[has_uss].tolist()
+        uss: list[float] = uss_all[has_uss].tolist()
+        t_anon: list[float] = times[has_anon].tolist()
+        anon: list[float] = anon_all[has_anon].tolist()
         if not t and not t_anon:
             continue
         snaps = read_leak_snapshots(rec, p.id)
         kind = "site" if "site" in snaps else "type"
-        since = warmup_start(t_anon or t, options)
-        series = [s for s in snaps.get(kind, []) if s[0] >= since]
+        warm = warmup_start(t_anon or t, opts)
+        series = [s for s in snaps.get(kind, []) if s[0] >= warm]  # snapshots are sparse
         growing = growing_from_series(series, kind, TOP_GROWING, MIN_GROWTH_BYTES)
-        result = leak_verdict(t, uss, options, growing, series="uss")
-        if result.verdict == "insufficient-data" and len(t_anon) > len(t):
-            # Full rollups (USS) are rationed by the sampler's CPU budget; the anonymous
-            # resident size (statm, every tick) grows by the same new private pages.
-            fallback = leak_verdict(t_anon, anon, options, growing, series="rss_anon")
+        # The anonymous resident size (RssAnon: statm, every tick) grows by new memory only;
+        # USS also grows when a worker copies inherited pages and when a parent's children
+        # exit (its shared pages become private again): neither is a leak.
+        result = leak_verdict(t_anon, anon, opts, growing, series="rss_anon")
+        if result.verdict == "insufficient-data" and len(t) > len(t_anon):
+            fallback = leak_verdict(t, uss, opts, growing, series="uss")
             if fallback.verdict != "insufficient-data":
                 result = fallback
         results[p.id] = result
-        if p.role == "worker":
+        if p.role != "root":  # siblings: the same parent (workers, or a wrapped master's)
             groups[p.id] = p.ppid
-    results = compare_siblings(results, groups)
+    results = compare_siblings(results, groups, base)
     total: dict[str, list[Any]] = {}
     for p in summary.processes:
         if p.id in results:

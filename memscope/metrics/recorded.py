@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from memscope.analysis.summary import ProcessSummary, Summary
 from memscope.metrics.labels import SlotAllocator, command_name
 from memscope.metrics.snapshot import ProcessPoint, Snapshot
@@ -62,9 +64,9 @@ def _leak_slope(p: ProcessSummary) -> float | None:
 
 def snapshot_from_recording(summary: Summary, rec: Recording) -> Snapshot:
     slots = _slots(summary.processes, rec)
-    sampled = dict(rec.conn.execute(
-        "SELECT process_id, MAX(t) FROM samples WHERE pss IS NOT NULL GROUP BY process_id"
-    ).fetchall())
+    full = rec.columns(("pss",))
+    ok = ~np.isnan(full.values["pss"])
+    sampled = dict(zip(full.process_id[ok].tolist(), full.t[ok].tolist(), strict=True))
     cow = _cow(rec)
     series: dict[tuple[str, int, str], tuple[float, ProcessPoint]] = {}
     for p in summary.processes:

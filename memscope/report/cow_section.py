@@ -42,6 +42,13 @@ def _top(mapping: dict[str, int], n: int, label: dict[str, str] | None = None) -
     )
 
 
+def _fraction(p: ProcessSummary, frac: float | None) -> str:
+    info = p.extra.get("framework")
+    if isinstance(info, dict) and info.get("shares_inherited") is False:
+        return "exec'd: shares nothing"  # spawned/helper: no pages inherited from its parent
+    return "-" if frac is None else f"{frac:.1%}"
+
+
 def _workers_table(s: Summary, rows: list[tuple[ProcessSummary, dict[str, Any]]]) -> Table:
     table = Table(title="Copy-on-write: latest scan per worker", title_justify="left")
     for col in ("pid", "scanned", "copied", "% of inherited", "new private"):
@@ -57,7 +64,7 @@ def _workers_table(s: Summary, rows: list[tuple[ProcessSummary, dict[str, Any]]]
             str(p.pid),
             f"{when} (+{offset:.1f}s, {cow['mode']})",
             format_bytes(cow["copied_bytes"]),
-            "-" if frac is None else f"{frac:.1%}",
+            _fraction(p, frac),
             format_bytes(cow["new_private_bytes"]),
             Text(_top(types, 3)),
             _top(cow["by_cause"], 3, _CAUSE_LABELS),
@@ -77,9 +84,13 @@ def _types_table(rows: list[tuple[ProcessSummary, dict[str, Any]]]) -> Table | N
                 causes.setdefault(t["type"], {})[c] = causes.get(t["type"], {}).get(c, 0) + b
     if not per_type:
         return None
-    table = Table(title="Types in copied pages (all workers)", title_justify="left")
-    for col in ("type", "copied", "objects", "causes"):
-        table.add_column(col, justify="right" if col in ("copied", "objects") else "left")
+    n = len(rows)
+    title = "Types in copied pages" + (
+        f" (summed over {n} workers: an inherited object copied by k workers counts k times)"
+        if n > 1 else f" (pid {rows[0][0].pid})")
+    table = Table(title=title, title_justify="left")
+    for col in ("type", "copied", "objects" + (" (Σ workers)" if n > 1 else ""), "causes"):
+        table.add_column(col, justify="right" if col.startswith(("copied", "objects")) else "left")
     for name, (nbytes, objects) in sorted(per_type.items(), key=lambda kv: -kv[1][0])[:10]:
         table.add_row(
             Text(name), format_bytes(nbytes), f"{objects:,}" if objects else "-",
@@ -98,6 +109,8 @@ def _advice(s: Summary) -> Text | None:
         pids = ", ".join(str(p) for p in item["pids"][:8])
         text.append(f"  {i}. {item['title']} (workers {pids})\n")
         text.append(f"     {item['text']}\n")
+        if item.get("snippet"):  # code for the detected framework
+            text.append("".join(f"       {ln}\n" for ln in str(item["snippet"]).splitlines()))
     return text
 
 

@@ -12,6 +12,8 @@ from __future__ import annotations
 import csv
 from typing import ClassVar, TextIO
 
+import numpy as np
+
 from memscope.recording import SAMPLE_COLUMNS
 from memscope.report._base import ReportData, register
 
@@ -38,14 +40,17 @@ class CsvReporter:
         procs = {p.id: p for p in rec.processes}
         writer = csv.writer(out, lineterminator="\n")
         writer.writerow(CSV_COLUMNS)
-        cols = ", ".join(("rss", "pss", "uss", "shared_clean + shared_dirty", "swap", *_EXTRA))
-        cursor = rec.conn.execute(
-            f"SELECT process_id, t, {cols} FROM samples ORDER BY t, process_id"
-        )
+        cols = rec.columns(SAMPLE_COLUMNS)
+        order = np.lexsort((cols.process_id, cols.t))
+        shared = cols.values["shared_clean"] + cols.values["shared_dirty"]
+        series = [cols.values[c] for c in ("rss", "pss", "uss")]
+        series += [shared, cols.values["swap"], *(cols.values[c] for c in _EXTRA)]
+        columns = [[None if v != v else int(v) for v in s[order].tolist()] for s in series]
         commands = {pid: spreadsheet_safe(p.command) for pid, p in procs.items()}
-        for process_id, t, *values in cursor:
+        for i, (process_id, t) in enumerate(zip(cols.process_id[order].tolist(),
+                                                cols.t[order].tolist(), strict=True)):
             p = procs[process_id]
             writer.writerow((
                 f"{t - started:.6f}", f"{t:.6f}", process_id, p.pid, p.ppid, p.role,
-                commands[process_id], *("" if v is None else v for v in values),
+                commands[process_id], *("" if c[i] is None else c[i] for c in columns),
             ))

@@ -23,6 +23,7 @@ import numpy as np
 from memscope import __version__
 from memscope.analysis.summary import Summary
 from memscope.errors import UsageError
+from memscope.frameworks import display_name
 from memscope.report._base import ReportData, register
 from memscope.report.html_data import Samples, chart_payload, load_samples
 from memscope.report.html_features import advice_section, cow_section, leak_section
@@ -97,7 +98,10 @@ def render_html(summary: Summary, data: dict[str, Any], samples: Samples) -> str
         **data,
         "started_at": summary.started_at,
         "processes_meta": [
-            {"id": str(p.id), "pid": p.pid, "role": p.role, "label": short_command(p, 120)}
+            {"id": str(p.id), "pid": p.pid, "role": p.role, "label": short_command(p, 120),
+             "name": display_name(p),
+             "end": (p.exited_at if p.exited_at is not None else summary.ended_at)
+             - summary.started_at}
             for p, _ in tree_order(summary.processes)
         ],
     }

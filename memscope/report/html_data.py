@@ -62,17 +62,17 @@ class Samples:
 
 
 def load_samples(rec: Recording) -> Samples:
-    """One query; NULL becomes NaN (rollup columns are NULL on counter-only ticks)."""
-    process_id, t, values = load_columns(
-        rec, SERIES, {"shared": "shared_clean + shared_dirty"}
-    )
+    """Vectorised; NULL becomes NaN (rollup columns are NULL on counter-only ticks)."""
+    process_id, t, values = load_columns(rec, SERIES)
     return Samples(process_id, t, values)
 
 
 def envelope(columns: I64, values: F64, buckets: int) -> F64:
     """Two slots per column: the column's extremes in time order (NaN where it has no sample).
 
-    `columns` must be non-decreasing (samples in time order).
+    `columns` must be non-decreasing (samples in time order). Per column: the minimum (its
+    first occurrence) and the maximum (its last occurrence), in the order they happened; a
+    column with one sample fills its first slot only. O(n) reductions, no sort.
     """
     out = np.full(2 * buckets, np.nan)
     ok = ~np.isnan(values)
@@ -80,31 +80,28 @@ def envelope(columns: I64, values: F64, buckets: int) -> F64:
     if cols.size == 0:
         return out
     pos = np.arange(cols.size)
-    # Within each column, order by value: the first of a group is its min, the last its max.
-    order = np.lexsort((pos, vals, cols))
-    starts = np.flatnonzero(np.r_[True, cols[order][1:] != cols[order][:-1]])
-    ends = np.r_[starts[1:], order.size] - 1
-    lo, hi = order[starts], order[ends]
-    col = cols[lo]
-    single = lo == hi
-    first_is_min = pos[lo] <= pos[hi]
-    out[2 * col] = np.where(first_is_min, vals[lo], vals[hi])
-    out[2 * col + 1] = np.where(single, np.nan, np.where(first_is_min, vals[hi], vals[lo]))
+    starts = np.flatnonzero(np.r_[True, cols[1:] != cols[:-1]])
+    group = np.cumsum(np.r_[True, cols[1:] != cols[:-1]]) - 1
+    lo_v = np.minimum.reduceat(vals, starts)
+    hi_v = np.maximum.reduceat(vals, starts)
+    lo = np.minimum.reduceat(np.where(vals == lo_v[group], pos, cols.size), starts)
+    hi = np.maximum.reduceat(np.where(vals == hi_v[group], pos, -1), starts)
+    col = cols[starts]
+    single = np.diff(np.r_[starts, cols.size]) == 1
+    first_is_min = lo <= hi
+    out[2 * col] = np.where(first_is_min, lo_v, hi_v)
+    out[2 * col + 1] = np.where(single, np.nan, np.where(first_is_min, hi_v, lo_v))
     return out
 
 
 def delta_encode(values: F64) -> list[int | None]:
     """KiB integers; the first present value absolute, later ones relative to the previous."""
-    out: list[int | None] = []
-    prev = 0
-    for v in values.tolist():
-        if v != v:  # NaN
-            out.append(None)
-            continue
-        kib = round(v / 1024)
-        out.append(kib - prev)
-        prev = kib
-    return out
+    present = ~np.isnan(values)
+    kib = np.round(values[present] / 1024).astype(np.int64)
+    out = np.full(values.size, None, dtype=object)
+    out[present] = np.diff(kib, prepend=np.int64(0)).tolist()
+    encoded: list[int | None] = out.tolist()
+    return encoded
 
 
 def _span(env: Sequence[F64]) -> tuple[int, int] | None:

@@ -110,8 +110,12 @@ def cow_section(s: Summary) -> str | None:
         items = [(str(r.get("type", "?")), _num(r.get("bytes")) or 0,
                   _cell(str(r.get("objects", "-")), _num(r.get("objects")) or 0, "num"))
                  for r in types]
-        parts.append("<h3>Types in copied pages</h3>" + table(
-            [("type", "text"), ("bytes", "num"), ("objects", "num"), ("share", "num")],
+        summed = not isinstance(summary_cow.get("by_type"), list) and len(procs) > 1
+        head = (f"Types in copied pages, summed over {len(procs)} processes (an inherited object"
+                " copied by k workers counts k times)" if summed else "Types in copied pages")
+        parts.append(f"<h3>{esc(head)}</h3>" + table(
+            [("type", "text"), ("bytes", "num"),
+             ("objects (Σ processes)" if summed else "objects", "num"), ("share", "num")],
             _share_rows(items)))
     causes = _by_cause(summary_cow, procs)
     if causes:

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from memscope.analysis.summary import ProcessSummary, Summary
+from memscope.frameworks import display_name
 from memscope.units import format_bytes, format_duration, format_signed_bytes
 
 __all__ = ["esc", "generic", "header", "process_table", "sparkline_svg", "tree_order"]
@@ -126,7 +127,7 @@ def process_table(s: Summary) -> str:
             f'<td><input type="checkbox" class="toggle" data-id="{p.id}" checked'
             f' aria-label="show process {p.pid}"></td>',
             _cell(str(p.pid), p.pid, "num"),
-            _cell(p.role, p.role),
+            _cell(display_name(p), display_name(p)),
             f'<td data-v="{order}" title="{esc(" ".join(p.cmdline))}">'
             f'<span class="indent" style="padding-left:{depth * 1.2:.1f}em"></span>'
             f'<span class="cmd">{esc(short_command(p))}</span></td>',
@@ -139,7 +140,10 @@ def process_table(s: Summary) -> str:
             _cell(format_signed_bytes(p.uss_growth), p.uss_growth or 0, "num"),
         ]
         if has_cow:
-            cells.append(_bytes_cell(_copied(p)))
+            stale = p.extra.get("cow_stale")
+            cells.append(_bytes_cell(_copied(p)) if not stale else (
+                f'<td class="num stale" data-v="{_copied(p) or 0}" title="{esc(stale)}">'
+                f'{esc(format_bytes(_copied(p)))} *</td>'))
         rows.append(f'<tr data-id="{p.id}" data-order="{order}">{"".join(cells)}</tr>')
     return table(cols, rows, "sortable procs")
 

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from typing import ClassVar, TextIO
 
+import numpy as np
+
 from memscope.report._base import ReportData, register
 
 __all__ = ["MIB", "MprofReporter"]
@@ -39,11 +41,13 @@ class MprofReporter:
             n = seen.get(p.pid, 0)
             seen[p.pid] = n + 1
             keys[p.id] = str(p.pid) if n == 0 else f"{p.pid}.{n}"
-        for process_id, t, rss in rec.conn.execute(
-            "SELECT process_id, t, rss FROM samples WHERE rss IS NOT NULL"
-            " ORDER BY t, process_id != ?, process_id",
-            (root_id,),
-        ):
+        cols = rec.columns(("rss",))
+        rss_all = cols.values["rss"]
+        ok = ~np.isnan(rss_all)
+        pid_all, t_all, rss_ok = cols.process_id[ok], cols.t[ok], rss_all[ok]
+        order = np.lexsort((pid_all, pid_all != (root_id if root_id is not None else -1), t_all))
+        for process_id, t, rss in zip(pid_all[order].tolist(), t_all[order].tolist(),
+                                      rss_ok[order].tolist(), strict=True):
             mib = rss / MIB
             if process_id == root_id:
                 out.write(f"MEM {mib:.6f} {t:.4f}\n")

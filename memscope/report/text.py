@@ -11,6 +11,7 @@ from rich.table import Table
 from rich.text import Text
 
 from memscope.analysis.summary import ProcessSummary, Summary
+from memscope.frameworks import display_name
 from memscope.report._base import ReportData, register
 from memscope.units import format_bytes, format_duration, format_signed_bytes
 
@@ -56,17 +57,21 @@ _PROCESS_COLUMNS = ("peak RSS", "peak PSS", "peak USS", "last USS", "shared", "p
 def _process_table(s: Summary) -> Table:
     table = Table(title="Processes", title_justify="left", expand=False)
     table.add_column("pid", no_wrap=True, min_width=5)
-    table.add_column("role", no_wrap=True, min_width=6)
+    table.add_column("role", no_wrap=True, min_width=6, max_width=22, overflow="ellipsis")
     table.add_column("command", no_wrap=True, max_width=32, overflow="ellipsis")
     table.add_column("lifetime", no_wrap=True, min_width=8)
     table.add_column("exit", no_wrap=True, min_width=4)
     for col in _PROCESS_COLUMNS:
         table.add_column(col, justify="right", no_wrap=True, min_width=len(col))
+    has_cow = any("cow" in p.extra for p in s.processes)
+    if has_cow:
+        table.add_column("copied", justify="right", no_wrap=True, min_width=6)
     ordered = sorted(s.processes, key=lambda p: (p.role != "root", -(p.peak.pss or 0)))
     for p in ordered[:_MAX_ROWS]:
+        copied = [_copied(p)] if has_cow else []
         table.add_row(
             str(p.pid),
-            p.role,
+            display_name(p),
             _command(p, 32),
             format_duration(p.lifetime(s.ended_at)),
             "-" if p.exit_code is None else str(p.exit_code),
@@ -76,10 +81,24 @@ def _process_table(s: Summary) -> Table:
             format_bytes(p.last.uss),
             format_bytes(p.last.shared),
             format_bytes(p.peak.swap),
+            *copied,
         )
+    notes = []
+    if any("cow_stale" in p.extra for p in ordered[:_MAX_ROWS]):
+        notes.append("* copied: the last COW scan is older than the process's last USS growth")
     if len(ordered) > _MAX_ROWS:
-        table.caption = f"{len(ordered) - _MAX_ROWS} more processes not shown (see --format json)"
+        notes.append(f"{len(ordered) - _MAX_ROWS} more processes not shown (see --format json)")
+    if notes:
+        table.caption = "; ".join(notes)
     return table
+
+
+def _copied(p: ProcessSummary) -> str:
+    """Copied bytes of the latest COW scan; `*` when that scan is stale."""
+    cow = p.extra.get("cow")
+    if not isinstance(cow, dict):
+        return "-"
+    return format_bytes(cow.get("copied_bytes")) + (" *" if "cow_stale" in p.extra else "")
 
 
 def _totals(s: Summary) -> Text:

@@ -191,6 +191,16 @@ def test_cow_and_leak_slots_draw(browser: Any, report: Path, tmp_path: Path) -> 
         (s) => Math.max(...s.filter((v) => v !== null)))""")
     assert len(peaks) == WORKERS  # one metric per chart: the root has no COW timeline
     assert sorted(peaks)[-1] == 4 * WORKERS * MiB  # the last worker's copied plateau
+    # copied bytes exist only at scans: drawn as steps, with a marker on every scan
+    marked = page.evaluate("""() => window.memscope.overview.series.slice(1).map(
+        (s) => [s.points.size === 5 && s.points.show !== false, typeof s.paths === "function"])""")
+    assert marked == [[True, True]] * WORKERS
+    steps = page.evaluate("""() => {
+        const u = window.memscope.overview;
+        const s = u.series[1];
+        const p = s.paths(u, 1, 0, u.data[0].length - 1);
+        return p && p.stroke ? true : false; }""")
+    assert steps
     legend = page.locator(".pcard").nth(1).locator(".u-legend").inner_text()
     assert "copied" in legend and "still shared" in legend
     assert page.locator("#cow table").count() == 2 and page.locator("#leak svg.spark").count()

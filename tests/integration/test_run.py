@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 
 from memscope.analysis.summary import build_summary
@@ -126,3 +128,57 @@ def test_demo_records_the_preload_fixture(memscope_bin: str, tmp_path: os.PathLi
     assert len(summary.workers) == 2
     # 300k ints are ~9 MiB of pymalloc pages that each iterating worker copies
     assert all((w.uss_growth or 0) > 6 * MiB for w in summary.workers)
+
+
+def _count(path: str, sql: str) -> int:
+    import sqlite3
+
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
+        try:
+            return int(conn.execute(sql).fetchone()[0] or 0)
+        finally:
+            conn.close()
+    except sqlite3.Error:  # not created yet, or the schema is still being written
+        return 0
+
+
+@pytest.mark.slow
+def test_sigkill_after_chunking_loses_at_most_a_second(memscope_bin: str, tmp_path: os.PathLike[str]) -> None:
+    # GIVEN memscope sampling fast enough that compact chunks and plain rows both exist
+    path = os.path.join(str(tmp_path), "killed.memscope")
+    proc = subprocess.Popen([memscope_bin, "run", "-q", "-o", path, "-i", "0.01", "--cow-interval", "0",
+                             "--", sys.executable, "-c", "import time; print('up', flush=True); time.sleep(120)"],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    assert proc.stdout is not None
+    assert proc.stdout.readline().strip() == "up"
+    try:
+        deadline = time.monotonic() + 90
+        while _count(path, "SELECT COUNT(*) FROM sample_chunks") == 0:
+            assert time.monotonic() < deadline, "no chunk was written within 90 s"
+            time.sleep(0.1)
+        chunk_end = _count(path, "SELECT MAX(t1) FROM sample_chunks")
+        while _count(path, f"SELECT COUNT(*) FROM samples WHERE t > {chunk_end + 1}") == 0:
+            assert time.monotonic() < deadline, "no plain rows after the chunk"
+            time.sleep(0.1)
+        # WHEN memscope is SIGKILLed: no close(), no sealing of the plain tail
+        killed_at = time.time()
+        proc.kill()
+        proc.wait()
+        rec = open_recording(path)
+        root = rec.processes[0]
+        cols = rec.columns(("rss",), root.id)
+        # THEN chunks and plain rows read back as one gapless series up to < 1 s before the kill
+        assert rec.conn.execute("SELECT COUNT(*) FROM sample_chunks").fetchone()[0] >= 1
+        assert rec.conn.execute("SELECT COUNT(*) FROM samples").fetchone()[0] >= 1
+        assert cols.t[-1] >= killed_at - 1.0
+        assert len(np.unique(cols.t)) == len(cols)  # no sample in both tables
+        assert np.all(cols.values["rss"] > 0)
+        gaps = np.diff(cols.t)
+        assert gaps.max() < 2.0, f"hole of {gaps.max():.2f}s in the series"
+        assert build_summary(rec).processes[0].samples == len(cols)
+    finally:
+        rec_pid = _count(path, "SELECT pid FROM processes WHERE role = 'root'")
+        if rec_pid:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(rec_pid, signal.SIGKILL)

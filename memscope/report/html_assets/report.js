@@ -33,6 +33,9 @@
     while (x >= 1024 && u < UNITS.length - 1) { x /= 1024; u++; }
     return (v < 0 ? '-' : '') + (u === 0 ? x.toFixed(0) : x.toFixed(1)) + ' ' + UNITS[u];
   }
+  // COW figures exist only at scans: hold each scan's value until the next one (a step, not a
+  // diagonal through times nothing was measured), with a marker on every scan.
+  const SCAN_STEPS = () => ({ paths: uPlot.paths.stepped({ align: 1 }), points: { show: true, size: 5 } });
   const fmtTime = (v) => (v === null || v === undefined ? '-' : v.toFixed(2) + ' s');
   const axisBytes = (u, vals) => vals.map(fmtBytes);
 
@@ -127,12 +130,29 @@
 
   // -- overview: one line per process --------------------------------------------------
   const overviewIndex = {}; // process id -> series index
+  const overviewColors = []; // colour of each overview series (index 0: time)
+  const overviewExtended = {}; // series index -> slot added to carry the last scan to the end
   let overview = null;
+  // Copied bytes: one colour per process (the palette, then golden-angle hues) and a legend.
+  const colorFor = (i) => (i < PALETTE.length ? PALETTE[i]
+    : 'hsl(' + ((i * 137.508) % 360).toFixed(1) + ', 65%, 42%)');
+  const slotOf = (rel) => Math.max(0, Math.min(N - 1, Math.floor((rel - offset) / G.width * 2)));
+  function carryToEnd(arr, end) {
+    // A copied value holds until the next scan: draw it to the process's end (its exit, or
+    // the end of the recording). Returns the added slot, or -1.
+    let last = -1;
+    for (let k = arr.length - 1; k >= 0; k--) if (arr[k] !== null) { last = k; break; }
+    const k = slotOf(end);
+    if (last < 0 || k <= last) return -1;
+    arr[k] = arr[last];
+    return k;
+  }
   function drawOverview() {
     const el = document.getElementById('overview');
     const readout = document.getElementById('readout');
     const data = [XS];
     const series = [];
+    overviewColors.push(null);
     // One metric for every line: copied bytes when any process has a COW timeline, else USS.
     const hasCopied = (b) => b && b.cow && b.cow.s.copied;
     const copiedMode = procs.some((p) => hasCopied(D.processes[p.id]));
@@ -141,14 +161,27 @@
       if (!block || !(copiedMode ? hasCopied(block) : block.s.uss)) continue;
       const enc = copiedMode ? block.cow.s.copied : block.s.uss;
       const o = copiedMode ? block.cow.o : block.o;
-      overviewIndex[p.id] = series.length + 1;
-      data.push(decode(enc, o));
-      series.push({ label: 'pid ' + p.pid, stroke: ROLE_COLOR[p.role] || '#555', width: 1.25,
-        spanGaps: true, value: (u, v) => fmtBytes(v) });
+      const si = series.length + 1;
+      overviewIndex[p.id] = si;
+      const arr = decode(enc, o);
+      const color = copiedMode ? colorFor(si - 1) : (ROLE_COLOR[p.role] || '#555');
+      overviewColors.push(color);
+      const s = { label: 'pid ' + p.pid + (p.name && p.name !== p.role ? ' · ' + p.name : ''),
+        stroke: color, width: copiedMode ? 1.75 : 1.25, spanGaps: true,
+        value: (u, v) => fmtBytes(v) };
+      if (copiedMode) {
+        const k = carryToEnd(arr, p.end);
+        if (k >= 0) overviewExtended[si] = k;
+        s.paths = uPlot.paths.stepped({ align: 1 });
+        s.points = { show: false }; // markers at the scans are drawn below, not at slot k
+        s.pid = p.pid;
+      }
+      data.push(arr);
+      series.push(s);
     }
     if (!series.length) { el.textContent = 'No full samples (USS) were recorded.'; return; }
     const opts = base(widthOf(el), 300, series, {
-      legend: { show: false },
+      legend: { show: copiedMode, live: true },
       cursor: { drag: { x: true, y: false, setScale: true }, sync: { key: 'memscope' },
         focus: { prox: 16 }, dataIdx: (u, si, i) => (si === 0 ? i : nearest(u.data[si], i)) },
       focus: { alpha: 0.25 },
@@ -174,6 +207,50 @@
       const v = i === null || i === undefined ? null : u.data[si][nearest(u.data[si], i)];
       readout.textContent = u.series[si].label + (v !== null ? ': ' + fmtBytes(v) : '');
     }];
+    if (copiedMode) {
+      opts.hooks.draw = [(u) => {
+        // A marker at every scan, and the pid at the end of each line.
+        const ctx = u.ctx;
+        const r = 2.5 * devicePixelRatio;
+        ctx.save();
+        ctx.font = (10 * devicePixelRatio) + 'px sans-serif';
+        ctx.textBaseline = 'bottom';
+        const placed = [];
+        for (let si = 1; si < u.series.length; si++) {
+          if (!u.series[si].show) continue;
+          const d = u.data[si];
+          ctx.fillStyle = overviewColors[si];
+          let lx = null;
+          let ly = null;
+          for (let k = 0; k < d.length; k++) {
+            if (d[k] === null) continue;
+            const x = u.valToPos(u.data[0][k], 'x', true);
+            const y = u.valToPos(d[k], 'y', true);
+            if (x < u.bbox.left || x > u.bbox.left + u.bbox.width) continue;
+            if (overviewExtended[si] !== k) {
+              ctx.beginPath();
+              ctx.arc(x, y, r, 0, 2 * Math.PI);
+              ctx.fill();
+            }
+            lx = x;
+            ly = y;
+          }
+          if (lx !== null) {
+            const text = 'pid ' + u.series[si].pid;
+            const w = ctx.measureText(text).width;
+            const x = Math.min(lx - w, u.bbox.left + u.bbox.width - w);
+            let y = ly - r;
+            const h = 11 * devicePixelRatio; // labels at the same height stack upwards
+            while (placed.some(([px, py, pw]) => Math.abs(py - y) < h && x < px + pw && px < x + w)) {
+              y -= h;
+            }
+            placed.push([x, y, w]);
+            ctx.fillText(text, x, y);
+          }
+        }
+        ctx.restore();
+      }];
+    }
     overview = new uPlot(opts, data, el);
     charts.push(overview);
   }
@@ -181,7 +258,7 @@
   // -- per-process small multiples, created when scrolled into view ----------------------
   const cards = {};
   const EAGER_CARDS = 24; // more than this: draw each card as it scrolls into view
-  function stacked(defs, block) {
+  function stacked(defs, block, scans) {
     // defs bottom-first; returns uPlot series top-first, filled to zero, with raw values.
     const raw = [];
     const sums = [];
@@ -199,8 +276,8 @@
       const [, label, color, fill] = defs[j];
       const r = raw[j];
       data.push(sums[j]);
-      series.push({ label: label, stroke: color, fill: fill, width: 1, spanGaps: true,
-        value: (u, v, si, idx) => (idx === null ? '-' : fmtBytes(r[idx])) });
+      series.push(Object.assign({ label: label, stroke: color, fill: fill, width: 1, spanGaps: true,
+        value: (u, v, si, idx) => (idx === null ? '-' : fmtBytes(r[idx])) }, scans ? SCAN_STEPS() : {}));
     }
     return [data, series];
   }
@@ -217,7 +294,7 @@
         ['new_private', 'new private', '#ff7f0e', '#ffd0a1'],
         ['shared', 'still shared', '#2ca02c', '#b9e4b4'], ['swapped', 'swap', '#7f7f7f', '#d0d0d0']]
         .filter(([k]) => block.cow.s[k]);
-      [data, series] = stacked(defs, block.cow);
+      [data, series] = stacked(defs, block.cow, true);
     } else {
       const defs = [['uss', 'USS (private)', '#1f77b4', '#a9cce8'],
         ['shared', 'shared', '#2ca02c', '#b9e4b4'], ['swap', 'swap', '#7f7f7f', '#d0d0d0']].filter(([k]) => block.s[k]);
@@ -329,6 +406,7 @@
   });
   requestAnimationFrame(() => {
     window.memscope = { charts: charts, cards: cards, overview: overview,
+      overviewColors: overviewColors, overviewExtended: overviewExtended,
       drawAll: () => { for (const p of procs) if (D.processes[p.id]) drawCard(p); },
       renderMs: performance.now() - t0, zoom: () => zoom, setZoom: (r) => setZoom(r, null) };
     document.body.dataset.ready = '1';

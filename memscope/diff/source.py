@@ -1,0 +1,121 @@
+"""What `memscope diff` compares, read from one recording: the only module that knows where.
+
+Every figure comes from the typed Summary (analysis/summary.py) with its COW and leak parts
+(analysis/cow_summary.add_cow: `processes[].cow`; leaks/summary.add_leaks: `processes[].leak`
+and `processes[].cow_sites`). If those move, only this adapter changes.
+
+A recording becomes flat figures `{(scope, metric): value}`:
+- scope "tree": `pss.peak` (ΣPSS) and `rss.peak` (ΣRSS); `copied.total`, `copied.type.T`,
+  `copied.cause.C`, `copied.site.S`, each summed over the latest COW scan of every process;
+- scope ROLE (root, worker, descendant): `uss.peak`, `uss.last`, `pss.peak`, `pss.last` and
+  `copied.total` summed over the role's processes, `leak.slope` the largest of them;
+- scope "ROLE[N]": the role's N-th process by start time (1-based), the same figures: a
+  worker is matched with the worker of the same ordinal in the other recording.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from memscope.analysis.cow_summary import add_cow
+from memscope.analysis.summary import (
+    SUMMARY_EXTENSIONS,
+    ProcessSummary,
+    Summary,
+    build_summary,
+)
+from memscope.errors import RecordingError
+from memscope.leaks.summary import add_leaks
+from memscope.recording import open_recording
+
+__all__ = ["Figures", "figures_of", "load_figures"]
+
+Figures = dict[tuple[str, str], float]
+
+
+@dataclass(frozen=True, slots=True)
+class _Process:
+    cow: dict[str, Any] | None
+    sites: list[dict[str, Any]]
+    slope: float | None
+
+
+def _extras(p: ProcessSummary) -> _Process:
+    cow = p.extra.get("cow")
+    sites = p.extra.get("cow_sites")
+    leak = p.extra.get("leak")
+    slope = leak.get("slope_bytes_per_s") if isinstance(leak, dict) else None
+    return _Process(
+        cow if isinstance(cow, dict) and cow.get("copied_bytes") is not None else None,
+        list(sites.get("sites", [])) if isinstance(sites, dict) else [],
+        float(slope) if isinstance(slope, int | float) else None,
+    )
+
+
+def _add(out: Figures, key: tuple[str, str], value: float | None) -> None:
+    if value is not None:
+        out[key] = out.get(key, 0.0) + float(value)
+
+
+def _copied(out: Figures, scope: str, extras: Iterable[_Process], detail: bool) -> None:
+    for x in extras:
+        if x.cow is None:
+            continue
+        _add(out, (scope, "copied.total"), x.cow["copied_bytes"])
+        if not detail:
+            continue
+        for row in x.cow.get("by_type", []):
+            _add(out, (scope, f"copied.type.{row['type']}"), row["bytes"])
+        for cause, nbytes in (x.cow.get("by_cause") or {}).items():
+            _add(out, (scope, f"copied.cause.{cause}"), nbytes)
+        for row in x.sites:
+            _add(out, (scope, f"copied.site.{row['site']}"), row["bytes"])
+
+
+def _process_figures(out: Figures, scope: str, procs: list[ProcessSummary]) -> None:
+    extras = [_extras(p) for p in procs]
+    for p in procs:
+        _add(out, (scope, "uss.peak"), p.peak.uss)
+        _add(out, (scope, "pss.peak"), p.peak.pss)
+        _add(out, (scope, "uss.last"), p.last.uss)
+        _add(out, (scope, "pss.last"), p.last.pss)
+    _copied(out, scope, extras, detail=False)
+    slopes = [x.slope for x in extras if x.slope is not None]
+    if slopes:
+        out[(scope, "leak.slope")] = max(slopes)
+
+
+def figures_of(summary: Summary) -> Figures:
+    out: Figures = {}
+    if summary.totals.peak_pss:
+        out[("tree", "pss.peak")] = float(summary.totals.peak_pss)
+        out[("tree", "rss.peak")] = float(summary.totals.peak_rss)
+    _copied(out, "tree", [_extras(p) for p in summary.processes], detail=True)
+    roles: dict[str, list[ProcessSummary]] = {}
+    for p in summary.processes:
+        roles.setdefault(p.role, []).append(p)
+    for role, procs in roles.items():
+        _process_figures(out, role, procs)
+        for n, p in enumerate(sorted(procs, key=lambda q: (q.started_at, q.id)), start=1):
+            if len(procs) > 1:
+                _process_figures(out, f"{role}[{n}]", [p])
+    return out
+
+
+def load_figures(path: str) -> Figures:
+    """Figures of the recording at `path` (RecordingError if it is not one)."""
+    rec = open_recording(path)
+    try:
+        try:
+            summary = build_summary(rec)
+            for extension in (add_cow, add_leaks):  # unless the report modules added them
+                if extension not in SUMMARY_EXTENSIONS:
+                    extension(rec, summary)
+        except sqlite3.DatabaseError as exc:
+            raise RecordingError(f"{path}: recording is corrupt or truncated ({exc})") from None
+        return figures_of(summary)
+    finally:
+        rec.close()
