@@ -13,6 +13,8 @@ for, and keeps one *mark* per page: the first chunk that starts in that page (a 
 ints per 100 MiB of heap). A worker's walk then starts at the last mark at or before each run
 of its copied pages instead of at the start of the heap (heap_malloc.find_chunks); where the
 worker's chunks disagree (an implausible size), the walk re-synchronises at the next mark.
+One parse walks at most WALK_BUDGET chunks of the parent; pages beyond what is indexed yet
+stay unparsed (their bytes "(unattributed)") until a later scan has extended the index.
 """
 
 from __future__ import annotations
@@ -24,9 +26,13 @@ import numpy as np
 from memscope.cow.memreader import PAGE, MemReader
 from memscope.procfs import ProcFS
 
-__all__ = ["HeapIndex", "heap_index_for"]
+__all__ = ["WALK_BUDGET", "HeapIndex", "heap_index_for"]
 
 _BLOCK_PAGES = 256  # pages read per call by the walk (1 MiB): bounded memory
+# Chunks walked per parse at most (~0.5 s): a traced parent of millions of objects is indexed
+# over several scans, and the [heap] pages past the walked part stay unparsed meanwhile,
+# rather than the first scan of a short-lived worker outliving it.
+WALK_BUDGET = 1_000_000
 _MIN_CHUNK, _FLAGS = 32, 7
 
 
@@ -50,12 +56,13 @@ class HeapIndex:
         i = bisect.bisect_right(self.marks, addr)
         return self.marks[i] if i < len(self.marks) else None
 
-    def extend(self, reader: MemReader, upto: int) -> None:
-        """Walk the parent's heap (through `reader`, a reader of `pid`) until `upto`."""
+    def extend(self, reader: MemReader, upto: int, budget: int = 0) -> None:
+        """Walk the parent's heap (through `reader`, a reader of `pid`) until `upto`, or
+        until about `budget` more chunks were walked (0: no limit)."""
         pos, end, marks = self.pos, self.end, self.marks
         last_page = marks[-1] // PAGE if marks else -1
         walked = 0
-        while not self.done and pos < upto:
+        while not self.done and pos < upto and not (budget and walked >= budget):
             base = pos & ~(PAGE - 1)
             hi = min(base + _BLOCK_PAGES * PAGE, end)
             pages = np.arange(base, hi, PAGE, dtype=np.uint64)

@@ -27,7 +27,7 @@ import numpy as np
 import numpy.typing as npt
 
 from memscope.cow.cpython import Layout
-from memscope.cow.heap_index import HeapIndex
+from memscope.cow.heap_index import WALK_BUDGET, HeapIndex
 from memscope.cow.heap_snapshot import Snapshot, writable_regions
 from memscope.cow.memreader import PAGE, MemReader, Unmapped
 
@@ -106,6 +106,7 @@ def _walk_heap_runs(
     addrs: list[int] = []
     sizes: list[int] = []
     resume = -1  # where the previous walk stopped on a chunk boundary
+    limit = index.chunks_walked + WALK_BUDGET  # chunks the parent's index may walk now
     i = 0
     with MemReader(index.pid, snap.reader.procfs) as parent:
         while i < len(wanted):
@@ -113,7 +114,11 @@ def _walk_heap_runs(
             while j < len(wanted) and wanted[j] - wanted[j - 1] <= _RUN_GAP * PAGE:
                 j += 1
             lo, stop = wanted[i], wanted[j - 1] + PAGE
-            index.extend(parent, stop)
+            left = limit - index.chunks_walked
+            if left > 0:
+                index.extend(parent, stop, left)
+            if not index.done and index.pos <= lo:
+                break  # not indexed this far yet: later scans extend the index
             mark = index.before(lo)
             if resume >= 0 and (mark is None or resume >= mark):
                 pos = resume  # the previous run's walk ended closer to (or past) this one

@@ -12,6 +12,7 @@ from memscope.cow._model import HeapMap, PageClass
 from memscope.cow.classify import classify, detect_mode
 from memscope.cow.cpython import Target, detect_target
 from memscope.cow.heap import parse_heap
+from memscope.cow.heap_index import heap_index_for
 from memscope.cow.memreader import MemReader
 from memscope.cow.pagemap import (
     decode_pagemap,
@@ -48,7 +49,8 @@ def copied_heap(
     pages, ok = read_pages(procfs, pid, copied)
     target = target if target is not None else detect_target(pid, procfs)
     with MemReader(pid, procfs) as reader:
-        heap = parse_heap(target, reader, copied[ok], pages[ok])
+        index = heap_index_for(parent_pid, procfs)  # the parent's [heap], walked once
+        heap = parse_heap(target, reader, copied[ok], pages[ok], index)
     return heap, copied
 
 
