@@ -29,10 +29,10 @@ from memscope.procfs import ProcFS
 __all__ = ["WALK_BUDGET", "HeapIndex", "heap_index_for"]
 
 _BLOCK_PAGES = 256  # pages read per call by the walk (1 MiB): bounded memory
-# Chunks walked per parse at most (~0.5 s): a traced parent of millions of objects is indexed
+# Chunks walked per parse at most (~0.1-0.5 s): a traced parent of millions of objects is indexed
 # over several scans, and the [heap] pages past the walked part stay unparsed meanwhile,
 # rather than the first scan of a short-lived worker outliving it.
-WALK_BUDGET = 1_000_000
+WALK_BUDGET = 250_000
 _MIN_CHUNK, _FLAGS = 32, 7
 
 

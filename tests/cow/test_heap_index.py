@@ -15,6 +15,7 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 
+from memscope.cow import heap_malloc
 from memscope.cow.cpython import detect_target
 from memscope.cow.heap import parse_heap
 from memscope.cow.heap_index import heap_index_for
@@ -72,8 +73,22 @@ def test_index_finds_the_same_blocks_as_the_walk_from_the_heap_start(
         from_start = parse_heap(target, reader, pages, data)
     index = heap_index_for(ppid, fs)
     assert index is not None
-    with MemReader(pid, fs) as reader:
-        indexed = parse_heap(target, reader, pages, data, index)
+    # One parse walks at most WALK_BUDGET chunks of the parent (plus the rest of one 1 MiB
+    # block); the index grows over successive parses until the wanted pages are covered.
+    budget = 50_000
+    parses = 0
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(heap_malloc, "WALK_BUDGET", budget)
+        while True:
+            before = index.chunks_walked
+            with MemReader(pid, fs) as reader:
+                indexed = parse_heap(target, reader, pages, data, index)
+            parses += 1
+            assert index.chunks_walked - before <= budget + (1 << 20) // 32
+            if index.chunks_walked == before:
+                break
+            assert parses < 50
+    assert parses > 2  # the traces needed several budgets
     assert np.array_equal(indexed.block_start, from_start.block_start)
     assert np.array_equal(indexed.block_size, from_start.block_size)
     names = np.array(indexed.type_names)
