@@ -197,7 +197,7 @@ def heap_sites(
 # Answers of each tracing origin, shared by all its workers and scans ({(run_dir, pid): ...}).
 _CACHES: dict[tuple[str, int], OriginCache] = {}
 LOOKUP_BUDGET = 200_000  # new lookups per worker; beyond, a sample (site_estimate)
-AGENT_DUTY = 0.2  # share of the origin's GIL its agent may hold while resolving
+AGENT_DUTY = 1.0  # share of the origin's GIL its agent may hold while resolving (1: no pause)
 
 
 def heap_sites_stats(

@@ -29,7 +29,7 @@ from memscope.cow.cpython import Target, detect_target
 from memscope.inject.channel import AgentClient
 from memscope.inject.cow_sites import copied_heap
 from memscope.inject.errors import AgentError
-from memscope.inject.sites import SiteBytes, heap_sites
+from memscope.inject.sites import SiteBytes, heap_sites_stats
 from memscope.leaks.census import take_census
 from memscope.leaks.store import write_cow_sites, write_leak_snapshot
 from memscope.procfs import ProcFS, ProcfsError
@@ -83,6 +83,7 @@ class LeakHook:
         self.config = config
         self.clock = clock
         self.errors: list[str] = []
+        self.resolution: dict[int, dict[str, object]] = {}  # pid -> ResolutionStats or error
         self._leak: dict[tuple[int, int], _Due] = {}
         self._sites: dict[tuple[int, int], _Due] = {}
         self._done: queue.SimpleQueue[_Result] = queue.SimpleQueue()
@@ -113,6 +114,9 @@ class LeakHook:
         self._write_pending(writer)
         if self.errors:
             writer.set_meta(leak_hook_errors=self.errors[:20])
+        if self.resolution:  # per worker: its latest site resolution, or why it failed
+            rows = [self.resolution[k] for k in sorted(self.resolution)]
+            writer.set_meta(cow_sites_resolution=rows)
 
     # -- scheduling ----------------------------------------------------------------------
     def _next_job(self, m: Member, t: float, dirty: int | None) -> tuple[Any, ...] | None:
@@ -201,10 +205,13 @@ class LeakHook:
             return
         try:
             heap, copied = copied_heap(m.pid, m.ppid, self._procfs, self._target(m))
-            sites = heap_sites(run_dir, m.pid, heap, copied, top=self.config.top)
+            sites, stats = heap_sites_stats(run_dir, m.pid, heap, copied, top=self.config.top)
             self._done.put(_Result(m.record_id, t, "cow_sites", sites=sites))
+            self.resolution[m.pid] = {"pid": m.pid, "t": t, **stats.as_dict()}
         except (AgentError, ProcfsError, OSError, ValueError) as exc:
             self.errors.append(f"COW sites of {m.pid}: {exc}")
+            if m.pid not in self.resolution or self.resolution[m.pid].get("error"):
+                self.resolution[m.pid] = {"pid": m.pid, "t": t, "error": str(exc)}
 
     # -- writing (sampler thread) --------------------------------------------------------
     def _drain(self, ctx: TickContext) -> None:

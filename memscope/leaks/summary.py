@@ -5,7 +5,9 @@
   slope_bytes_per_s, confidence, ci_bytes_per_s, samples, window_s, siblings, growing[]}; the
   growing sites (agent snapshots) or else types (census) come from the leak_snapshots table;
 - `ProcessSummary.extra["cow_sites"]`: the latest COW sites scan {t, sites[]} of a worker;
-and `Summary.extra["cow_sites"]`: copied bytes by site summed over the workers' latest scans.
+and `Summary.extra["cow_sites"]`: copied bytes by site summed over the workers' latest scans;
+`Summary.extra["cow_sites_resolution"]`: per worker, how its sites were resolved (seconds,
+blocks looked up / cached, resolved / sampled / untraced bytes) or why that failed.
 
 The window of each process (docs/leaks.md): samples after its first child's birth for a parent
 (the preload before the fork, and the fork itself, are not growth), before the shutdown window
@@ -164,6 +166,9 @@ def add_leaks(rec: Recording, summary: Summary, options: LeakOptions | None = No
                 acc[0] += r["bytes"]
                 acc[1] += r["objects"]
                 acc[3] += 1
+    resolution = rec.meta.get("cow_sites_resolution")
+    if isinstance(resolution, list) and resolution:
+        summary.extra["cow_sites_resolution"] = resolution
     if total:
         ranked = sorted(total.items(), key=lambda kv: -kv[1][0])[:TOP_SITES]
         summary.extra["cow_sites"] = [
