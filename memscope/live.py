@@ -13,7 +13,8 @@ Wiring (one decorator, one context manager per command):
         with signals_to(...), live_display() as on_tick:
             record(..., on_tick=on_tick)
 
-The table is drawn on stderr, so the report printed afterwards on stdout stays clean.
+The table is drawn on stderr, so the report printed afterwards on stdout stays clean. rich is
+imported only when the table is drawn: `run` and `attach` without --live do not load it.
 """
 
 from __future__ import annotations
@@ -25,18 +26,18 @@ from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
-from rich.console import Console, Group
-from rich.live import Live
-from rich.table import Table
-from rich.text import Text
 
 from memscope.analysis.staleness import significant
 from memscope.sampler import Sampler
 from memscope.tree import Member
 from memscope.units import format_bytes
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.table import Table
 
 __all__ = ["COPIED_SOURCES", "LiveRow", "LiveView", "build_table", "live_display", "live_option",
            "sparkline"]
@@ -83,6 +84,9 @@ def _total(rows: Sequence[LiveRow], attr: str) -> int | None:
 
 def build_table(rows: Sequence[LiveRow], max_rows: int, elapsed: float | None = None) -> Table:
     """Rows sorted by USS (unknown last), cut to max_rows with one line for the rest."""
+    from rich.table import Table
+    from rich.text import Text
+
     ordered = sorted(rows, key=lambda r: (r.uss is None, -(r.uss or 0), r.pid))
     shown = ordered[: max(max_rows, 1)]
     rest = ordered[len(shown):]
@@ -124,6 +128,8 @@ class LiveView:
     """Collects rows from the sampler each tick and redraws the table."""
 
     def __init__(self, console: Console, clock: Callable[[], float] = time.monotonic) -> None:
+        from rich.live import Live
+
         self.console = console
         self.clock = clock
         self.started = clock()
@@ -171,6 +177,9 @@ class LiveView:
         return significant(seen[1], uss)
 
     def __call__(self, sampler: Sampler) -> None:
+        from rich.console import Group
+        from rich.text import Text
+
         max_rows = max(self.console.size.height - 10, 5)
         table = build_table(self.rows(sampler), max_rows, self.clock() - self.started)
         hint = Text("Ctrl-C stops the recording and prints the report", style="dim")
@@ -199,6 +208,10 @@ def live_display(console: Console | None = None) -> Iterator[Callable[[Sampler],
     if not _live_requested.get():
         yield None
         return
-    view = LiveView(console or Console(stderr=True))
+    if console is None:
+        from rich.console import Console
+
+        console = Console(stderr=True)
+    view = LiveView(console)
     with view.live:
         yield view

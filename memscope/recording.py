@@ -68,7 +68,8 @@ _CORE_DDL = [
         started_at REAL NOT NULL,
         exited_at REAL,
         exit_code INTEGER,
-        UNIQUE (pid, start_ticks)
+        reuse INTEGER NOT NULL DEFAULT 0,
+        UNIQUE (pid, start_ticks, reuse)
     )""",
     f"""CREATE TABLE IF NOT EXISTS samples (
         process_id INTEGER NOT NULL REFERENCES processes(id),
@@ -175,9 +176,14 @@ class RecordingWriter:
         python_version: str | None,
         started_at: float,
     ) -> int:
+        # A PID recycled within one clock tick repeats (pid, start_ticks): number the newcomer.
+        reuse = self.conn.execute(
+            "SELECT COALESCE(MAX(reuse) + 1, 0) FROM processes WHERE pid = ? AND start_ticks = ?",
+            (pid, start_ticks),
+        ).fetchone()[0]
         cur = self.conn.execute(
             "INSERT INTO processes (pid, start_ticks, ppid, parent_id, role, cmdline, exe,"
-            " python_version, started_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " python_version, started_at, reuse) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 pid,
                 start_ticks,
@@ -188,6 +194,7 @@ class RecordingWriter:
                 exe,
                 python_version,
                 started_at,
+                reuse,
             ),
         )
         assert cur.lastrowid is not None

@@ -105,14 +105,24 @@ class Sampler:
         pid = member.pid
         handle: ProcessHandle | None = None
         cmdline: list[str] = []
-        try:
-            handle = self.procfs.open(pid)
-            cmdline = handle.cmdline()
-        except (ProcessGone, AccessDenied):
-            pass
-        exe = self.procfs.exe(pid)
+        exe = None
+        gone = member.exited and self.tree.members.get(pid) is not member
+        if not gone:  # (one seen only in the kernel's events has nothing left to read)
+            try:
+                handle = self.procfs.open(pid)
+                if handle.stat().start_ticks != member.start_ticks:
+                    raise ProcessGone(pid, "PID reused")
+                cmdline = handle.cmdline()
+            except (ProcessGone, AccessDenied):
+                if handle is not None:
+                    handle.close()
+                handle = None
+            exe = self.procfs.exe(pid) if handle is not None else None
+        cmdline = cmdline or member.cmdline or []
         parent = self.tree.members.get(member.ppid)
         parent_id = parent.record_id if parent is not None and member.parent_key else None
+        if parent is not None and parent.key != member.parent_key:
+            parent_id = None
         member.record_id = self.writer.add_process(
             pid=pid,
             start_ticks=member.start_ticks,
@@ -121,18 +131,22 @@ class Sampler:
             role=member.role,
             cmdline=cmdline,
             exe=exe,
-            python_version=python_version_of(self.procfs, pid, exe),
-            started_at=t,
+            python_version=python_version_of(self.procfs, pid, exe) if handle else None,
+            started_at=member.started_at if member.started_at is not None else t,
         )
-        self._state[member.key] = _State(cmdline=cmdline, handle=handle)
+        if not gone:
+            self._state[member.key] = _State(cmdline=cmdline, handle=handle)
         if member.exited:
-            code = exit_code_from_wait_status(member.exit_code)
-            self.writer.mark_exited(member.record_id, t, code)
+            self._mark_exited(member, t)
+
+    def _mark_exited(self, member: Member, t: float) -> None:
+        code = exit_code_from_wait_status(member.exit_code) if member.exited else None
+        at = member.exited_at if member.exited_at is not None else t
+        self.writer.mark_exited(member.record_id, at, code)
 
     def _record_death(self, member: Member, t: float) -> None:
         if member.record_id >= 0:
-            code = exit_code_from_wait_status(member.exit_code) if member.exited else None
-            self.writer.mark_exited(member.record_id, t, code)
+            self._mark_exited(member, t)
         state = self._state.pop(member.key, None)
         if state is not None and state.handle is not None:
             state.handle.close()
@@ -178,6 +192,9 @@ class Sampler:
             self._record_death(member, t)
         for member in change.born:
             self._record_birth(member, t)
+        for member in change.exited:
+            if member.record_id >= 0:
+                self._mark_exited(member, t)
 
         members = list(self.tree.members.values())
         born = {m.key for m in change.born}
@@ -199,9 +216,7 @@ class Sampler:
                 continue
             if statm.size == 0:  # zombie, or the kernel already tore the mm down
                 for zombie in self.tree.check_zombies():
-                    self.writer.mark_exited(
-                        zombie.record_id, t, exit_code_from_wait_status(zombie.exit_code)
-                    )
+                    self._mark_exited(zombie, t)
                 continue
             counters[member.key] = (statm.resident, statm.shared)
 
@@ -289,3 +304,6 @@ class Sampler:
                 sleep(delay)
             else:
                 next_t = time.monotonic()  # fell behind: don't try to catch up in a burst
+        else:
+            if self.tree.follower is not None:
+                self.tick()  # births and exits the kernel announced since the last tick

@@ -18,7 +18,10 @@ from types import FrameType
 from typing import Any
 
 from memscope import __version__
+from memscope._malloc import return_freed_buffers
 from memscope.errors import RecordingError, TargetError
+from memscope.follow import EventFollower
+from memscope.procevents import ConnectorUnavailable, ProcConnector
 from memscope.procfs import AccessDenied, ProcessGone, ProcFS
 from memscope.recording import RecordingWriter
 from memscope.sampler import Sampler, TickHook
@@ -29,6 +32,7 @@ __all__ = [
     "check_output",
     "check_target",
     "default_output",
+    "follow_births",
     "record",
     "signals_to",
     "stop_process",
@@ -48,6 +52,18 @@ class SessionOptions:
     budget: float = 0.05
     hooks: Sequence[TickHook] = field(default_factory=list)
     procfs: ProcFS = field(default_factory=ProcFS)
+    #: kernel process events, opened before the root was started (`run`); else opened here
+    follower: EventFollower | None = None
+    subreaper: bool = False  # we are the tree's child subreaper: adopt and reap orphans
+
+
+def follow_births(procfs: ProcFS) -> tuple[EventFollower | None, str]:
+    """Follow the kernel's process events if allowed: (follower or None, how births are
+    tracked, as recorded in meta `births_tracked`)."""
+    try:
+        return EventFollower(ProcConnector.open(), procfs), "proc-connector+scan"
+    except ConnectorUnavailable as exc:
+        return None, f"scan ({exc})"
 
 
 def default_output(name: str, pid: int) -> str:
@@ -119,12 +135,21 @@ def record(
     readable. Returns the sampler (for its statistics); the writer is closed.
     """
     procfs = options.procfs
-    tree = ProcessTree(procfs, root_pid, exclude={os.getpid()})
-    started = time.time()
+    return_freed_buffers()  # scans' freed buffers must not stay resident (memscope/_malloc.py)
+    follower, births = options.follower, "proc-connector+scan"
+    if follower is None:
+        follower, births = follow_births(procfs)
     try:
+        tree = ProcessTree(procfs, root_pid, exclude={os.getpid()}, follower=follower,
+                           adopt_from=os.getpid() if options.subreaper else None)
+        meta = {"births_tracked": births, "subreaper": options.subreaper, **meta}
+        started = time.time()
         return _record(tree, options, meta, started, should_stop, on_tick, finalize)
     except sqlite3.Error as exc:  # disk full, file removed or locked under us, ...
         raise RecordingError(f"{options.output}: cannot write the recording ({exc})") from None
+    finally:
+        if follower is not None:
+            follower.close()
 
 
 def _record(
@@ -153,6 +178,10 @@ def _record(
     deadline = None if options.duration is None else started + options.duration
 
     def stop() -> bool:
+        if tree.follower is not None:
+            writer.set_meta(events_cpu_s=round(tree.follower.cpu_s, 6))
+            if tree.follower.overruns:
+                writer.set_meta(event_overruns=tree.follower.overruns)
         if on_tick is not None:
             on_tick(sampler)
         if deadline is not None and time.time() >= deadline:

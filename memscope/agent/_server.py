@@ -18,23 +18,35 @@ import time
 from typing import Any, Callable, Dict, List, Optional
 
 Handler = Callable[[Dict[str, Any]], Dict[str, Any]]
+Idle = Callable[[], bool]
 
 _MAX_CLIENTS = 4
 _SEND_TIMEOUT_S = 5.0
+IDLE_EVERY_S = 1.0
 
 
 class Server:
-    def __init__(self, path: str, handler: Handler, max_request: int) -> None:
+    """`idle`, when given, is called by the thread at least every IDLE_EVERY_S seconds; when it
+    returns True the thread closes the socket, removes its file and ends (it cannot be
+    restarted)."""
+
+    def __init__(
+        self, path: str, handler: Handler, max_request: int, idle: Optional[Idle] = None
+    ) -> None:
         self.path = path
         self.owner_pid = os.getpid()
         self._handler = handler
         self._max = max_request
+        self._idle = idle
+        self.closed = False
         self._sock: Optional[socket.socket] = None
         self._wake_r = -1
         self._wake_w = -1
         self._thread: Optional[threading.Thread] = None
 
     def start(self) -> None:
+        if self.closed:
+            return
         if self._sock is None:
             if os.path.exists(self.path):
                 os.unlink(self.path)
@@ -59,7 +71,8 @@ class Server:
             return
         before = _threads()
         try:
-            os.write(self._wake_w, b"x")
+            if self._wake_w >= 0:
+                os.write(self._wake_w, b"x")
         except OSError:
             pass
         t.join(timeout)
@@ -70,10 +83,11 @@ class Server:
             time.sleep(0.0002)
         self._thread = None
         for fd in (self._wake_r, self._wake_w):
-            try:
-                os.close(fd)
-            except OSError:
-                pass
+            if fd >= 0:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
         self._wake_r = self._wake_w = -1
 
     def abandon(self) -> None:
@@ -111,12 +125,19 @@ class Server:
         if sock is None:
             return
         clients: Dict[socket.socket, bytearray] = {}
+        timeout = IDLE_EVERY_S if self._idle is not None else None
+        next_idle = time.monotonic() + IDLE_EVERY_S
         try:
             while True:
                 waits: List[Any] = [sock, wake, *clients]
-                ready, _, _ = select.select(waits, [], [])
+                ready, _, _ = select.select(waits, [], [], timeout)
                 if wake in ready:
                     return
+                if self._idle is not None and time.monotonic() >= next_idle:
+                    next_idle = time.monotonic() + IDLE_EVERY_S
+                    if self._idle():
+                        self._close_from_thread(sock)
+                        return
                 for r in ready:
                     if r is sock:
                         self._accept(sock, clients)
@@ -128,6 +149,25 @@ class Server:
         finally:
             for c in clients:
                 c.close()
+
+    def _close_from_thread(self, sock: socket.socket) -> None:
+        self.closed = True
+        try:
+            sock.close()
+        except OSError:
+            pass
+        if os.getpid() == self.owner_pid:
+            try:
+                os.unlink(self.path)
+            except OSError:
+                pass
+        wake = (self._wake_r, self._wake_w)
+        self._wake_r = self._wake_w = -1  # before closing: stop() must never write to them
+        for fd in wake:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
 
     def _accept(self, sock: socket.socket, clients: Dict[socket.socket, bytearray]) -> None:
         conn, _ = sock.accept()

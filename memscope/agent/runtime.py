@@ -3,6 +3,11 @@
 Runs inside targets: stdlib only, Python 3.8+ syntax. `start()` and every hook contain their
 own errors: the host interpreter never sees an exception from here.
 
+memscope owns the run directory; its name carries the owner's identity
+(memscope-PID-STARTTICKS-*, see owner_of). The server thread checks every second that this
+process still exists; when it is gone (memscope died, SIGKILL included), the agent stops
+tracing, removes its socket and its injection files, and ends its thread.
+
 Commands served over the channel (see _server.py for the framing):
   ping            -> {pid, ppid, python, tracing: {mode, frames, origin_pid, ...}}
   resolve         {addrs: [int], max_frames: int, duty: float} -> {tracebacks, index}
@@ -32,6 +37,8 @@ from . import (
     MAX_REQUEST_BYTES,
     socket_path,
 )
+from ._owner import alive as _alive
+from ._owner import owner_of
 from ._server import Server
 from ._tracing import Tracer
 
@@ -51,6 +58,10 @@ class Agent:
         self._fork_call: Tuple[Any, int] = (None, -1)
         self._retries = 0
         self._baseline: Optional[Tuple[float, Dict[Tuple[str, int], Tuple[int, int]]]] = None
+        self.forked = False  # a child forked from the process that started the agent
+        self.owner = owner_of(run_dir)
+        if self.owner is not None and not _alive(*self.owner):
+            self.owner = None  # not visible from here (another pid namespace): no watch
 
     # -- life cycle ----------------------------------------------------------------------
     def begin(self) -> None:
@@ -59,7 +70,9 @@ class Agent:
         self._serve()
 
     def _serve(self) -> None:
-        self.server = Server(socket_path(self.run_dir, self.pid), self.handle, MAX_REQUEST_BYTES)
+        idle = self._owner_gone if self.owner is not None else None
+        path = socket_path(self.run_dir, self.pid)
+        self.server = Server(path, self.handle, MAX_REQUEST_BYTES, idle)
         self.server.start()
 
     def before_fork(self) -> None:
@@ -89,6 +102,7 @@ class Agent:
         if not self.active:
             return
         self.pid = os.getpid()
+        self.forked = True
         if self.server is not None:
             self.server.abandon()
         self.server = None
@@ -102,10 +116,34 @@ class Agent:
     def shutdown(self) -> None:
         """Stop tracing and serving (memscope detaches); the fork hooks become no-ops."""
         self.active = False
-        self.tracer.stop()
+        self.stop_tracing()
         if self.server is not None and self.pid == os.getpid():
             self.server.close()
         self.server = None
+
+    def stop_tracing(self) -> None:
+        """tracemalloc.stop() where the traces are this process's own; in a forked child the
+        cheap detach instead (stop() would free, and so copy, the pages it shares with its
+        parent: see _tracing.py)."""
+        if self.forked:
+            self.tracer.detach_in_child()
+        else:
+            self.tracer.stop()
+
+    def _owner_gone(self) -> bool:
+        """Server idle hook (its thread): True once memscope is gone, after cleaning up."""
+        if self.owner is None or _alive(*self.owner) or self.pid != os.getpid():
+            return False
+        self.active = False
+        self.server = None  # the server thread closes the socket and removes its file
+        for name in ("inject-%d.py" % self.pid, "inject-%d.json" % self.pid):
+            try:
+                os.unlink(os.path.join(self.run_dir, name))
+            except OSError:
+                pass
+        if not _defer(self.stop_tracing):  # tracing is switched off on the main thread
+            self.stop_tracing()
+        return True
 
     def at_exit(self) -> None:
         if self.server is not None and self.pid == os.getpid():
@@ -145,7 +183,7 @@ class Agent:
         if cmd == "shutdown":
             self.active = False
             if not _defer(self.shutdown):
-                self.tracer.stop()
+                self.stop_tracing()
             return {"pid": os.getpid()}
         raise ValueError("unknown command %r" % cmd)
 
@@ -209,15 +247,19 @@ def start(run_dir: str, frames: int, trace_workers: bool) -> str:
     """Start the agent once per process. Returns "" or the reason it did not start."""
     global _agent
     try:
-        if _agent is not None:
-            return "already running"
+        if _agent is not None and _agent.active:
+            return "already running"  # (an agent that memscope detached may be replaced)
         if sys.implementation.name != "cpython" or sys.version_info < (3, 8):
             return "unsupported interpreter"
         if not _private_dir(run_dir):
             return "run directory is not a private (0700, same uid) directory"
         agent = Agent(run_dir, frames, trace_workers)
+        try:
+            agent.begin()
+        except Exception:
+            agent.stop_tracing()  # e.g. the socket path is too long: leave nothing running
+            raise
         _agent = agent
-        agent.begin()
         os.register_at_fork(
             before=_hook(agent.before_fork),
             after_in_parent=_hook(agent.after_fork_parent),

@@ -51,7 +51,8 @@ def command(
     another user's process needs root or CAP_SYS_PTRACE.
 
     --trace-sites is the exception: it injects memscope's agent into PID (sys.remote_exec on
-    CPython 3.14+, gdb on 3.8-3.13), which traces allocations until memscope detaches.
+    CPython 3.14+, ptrace on 3.8-3.13 while its main thread is blocked in a system call), which
+    traces allocations until memscope detaches.
     Sites exist only for allocations made after the attach.
 
     \b

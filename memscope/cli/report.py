@@ -8,18 +8,26 @@ import sys
 import tempfile
 
 import click
-from rich.console import Console
 
-from memscope.analysis.summary import build_summary
 from memscope.errors import InputError, RecordingError
-from memscope.recording import open_recording
-from memscope.report import REPORTERS, ReportData, get_reporter
 
-__all__ = ["command", "print_summary", "write_report"]
+__all__ = ["FORMATS", "command", "print_summary", "write_report"]
+
+#: The names in memscope.report.REPORTERS, written out so that `report --help` does not import
+#: every reporter (numpy, rich, ...); tests/unit/test_startup.py keeps the two equal.
+FORMATS = ("csv", "html", "json", "mprof", "prometheus", "text")
 
 
 def write_report(path: str, fmt: str, out_path: str | None) -> None:
     """Render recording `path` as `fmt` to `out_path` (atomically), or to stdout."""
+    # Imported here: `memscope report --help` and the recording commands' start-up need none
+    # of this (numpy, rich and every reporter).
+    from rich.console import Console
+
+    from memscope.analysis.summary import build_summary
+    from memscope.recording import open_recording
+    from memscope.report import ReportData, get_reporter
+
     reporter = get_reporter(fmt)
     rec = open_recording(path)
     try:
@@ -65,7 +73,7 @@ def print_summary(path: str) -> None:
     "fmt",
     default="text",
     show_default=True,
-    help=f"Output format: {', '.join(sorted(REPORTERS))}.",
+    help=f"Output format: {', '.join(FORMATS)}.",
 )
 @click.option("-o", "--output", default=None, help="Write to this file instead of stdout.")
 def command(path: str, fmt: str, output: str | None) -> None:

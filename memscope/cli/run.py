@@ -19,14 +19,17 @@ from memscope.cli.check import CheckRequest, check_options
 from memscope.cli.report import print_summary
 from memscope.errors import CommandNotFound, MemscopeError
 from memscope.inject import agent_env
+from memscope.lifetime import become_subreaper, child_setup, parse_signal
 from memscope.live import live_display, live_option
 from memscope.metrics.cli import metrics_hooks, serve_metrics_option
+from memscope.procfs import ProcFS
 from memscope.recording import RecordingWriter
 from memscope.sampler import Sampler
 from memscope.session import (
     SessionOptions,
     check_output,
     default_output,
+    follow_births,
     record,
     signals_to,
     stop_process,
@@ -47,14 +50,17 @@ def exit_status(returncode: int) -> int:
     return 128 - returncode if returncode < 0 else returncode
 
 
-def spawn(argv: list[str], env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+def spawn(argv: list[str], env: dict[str, str] | None = None,
+          kill_signal: int | None = None) -> subprocess.Popen[bytes]:
     """Start the command in its own process group (as `timeout` does).
 
     A terminal's Ctrl-C then reaches memscope alone, which forwards it once to the whole
     group, so the command sees exactly the signals it would have seen without memscope.
+    If memscope dies, even by SIGKILL, the command gets `kill_signal` (memscope.lifetime).
+    Called from the main thread: the parent-death signal follows the spawning thread.
     """
     try:
-        return subprocess.Popen(argv, preexec_fn=os.setpgrp, env=env)
+        return subprocess.Popen(argv, preexec_fn=child_setup(kill_signal), env=env)
     except FileNotFoundError:
         raise CommandNotFound(f"command not found: {argv[0]}") from None
     except PermissionError:
@@ -74,6 +80,11 @@ def spawn(argv: list[str], env: dict[str, str] | None = None) -> subprocess.Pope
 @cow_options
 @sites_options
 @click.option("-q", "--quiet", is_flag=True, help="Do not print the summary at the end.")
+@click.option("--kill-signal", default="TERM", callback=parse_signal, show_default=True,
+              metavar="SIG",
+              help="Signal COMMAND gets if memscope dies, even by SIGKILL (PR_SET_PDEATHSIG).")
+@click.option("--keep-running", is_flag=True,
+              help="Leave COMMAND running if memscope dies (no --kill-signal).")
 @click.argument(
     "argv", nargs=-1, required=True, type=click.UNPROCESSED, metavar="-- COMMAND [ARGS]..."
 )
@@ -83,6 +94,8 @@ def command(
     interval: float,
     duration: float | None,
     quiet: bool,
+    kill_signal: int,
+    keep_running: bool,
     check: CheckRequest | None,
     cow_interval: float | None,
     trace_sites: int | None,
@@ -108,7 +121,8 @@ def command(
         args = args[1:]
     if not args:
         raise click.UsageError("missing COMMAND after --")
-    extras = _Extras(cow_interval, SitesRequest(trace_sites, trace_workers, leak_census))
+    extras = _Extras(cow_interval, SitesRequest(trace_sites, trace_workers, leak_census),
+                     None if keep_running else kill_signal)
     if check is None:
         sys.exit(_record(args, output, interval, duration, quiet, extras)[1])
     runs = [_record(args, path, interval, duration, quiet, extras)
@@ -122,6 +136,7 @@ def command(
 class _Extras:
     cow_interval: float | None
     sites: SitesRequest
+    kill_signal: int | None = signal.SIGTERM
 
 
 def _record(
@@ -137,18 +152,24 @@ def _record(
     check_output(output or default_output(args[0], 0))  # before anything starts
     stack = contextlib.ExitStack()
     sites = stack.enter_context(sites_session(extras.sites))
+    follower = None
     try:
         env = None
         if sites.run_dir is not None:
             env = agent_env(os.environ, sites.run_dir, sites.frames, sites.trace_workers)
-        proc = spawn(args, env)
+        subreaper = become_subreaper()
+        follower, births = follow_births(ProcFS())  # before the command can fork
+        proc = spawn(args, env, extras.kill_signal)
         scheduler = stack.enter_context(cow_scheduler(extras.cow_interval))
     except BaseException:
+        if follower is not None:
+            follower.close()
         stack.close()
         raise
     path = output or default_output(args[0], proc.pid)
     options = SessionOptions(output=path, interval=interval, duration=duration,
-                             hooks=[*metrics_hooks(), scheduler, *sites.hooks])
+                             hooks=[*metrics_hooks(), scheduler, *sites.hooks],
+                             follower=follower, subreaper=subreaper)
     click.echo(f"memscope: recording {' '.join(args)} (pid {proc.pid}) to {path}", err=True)
 
     signalled: list[float] = []  # when the root was told to stop (steady-state figures)
@@ -184,7 +205,8 @@ def _record(
             record(
                 proc.pid,
                 options,
-                {"mode": "run", "command": args},
+                {"mode": "run", "command": args, "births_tracked": births,
+                 "kill_signal": extras.kill_signal},
                 should_stop=lambda: proc.poll() is not None,
                 on_tick=on_tick,
                 finalize=finalize,

@@ -67,7 +67,9 @@ def classify(child: PageTable, parent: PageTable, mode: str) -> U8:
         same = present & parent.present & (child.pfn == parent.pfn)
         # A page-cache page (file, unwritten) is shared with the cache even if the parent
         # has since written its own copy: the child did not copy it.
-        copied = present & parent_has & ~same & ~child.file
+        # ...and a copy is the worker's own: a page it shares (with a grandchild, or with
+        # siblings when the parent wrote after the fork) is not in its USS, so not "copied".
+        copied = present & child.exclusive & parent_has & ~same & ~child.file
         shared = present & ~copied & (same | ~child.exclusive | child.file)
         new_private = present & ~copied & ~shared
     else:

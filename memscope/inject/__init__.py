@@ -5,7 +5,6 @@ from memscope.inject.bootstrap import DEFAULT_FRAMES, agent_env, make_run_dir, r
 from memscope.inject.channel import AgentClient, agent_pids, wait_for_agent
 from memscope.inject.errors import (
     AgentError,
-    GdbMissing,
     InjectError,
     PtraceDenied,
     RemoteDebugDisabled,
@@ -15,7 +14,6 @@ __all__ = [
     "DEFAULT_FRAMES",
     "AgentClient",
     "AgentError",
-    "GdbMissing",
     "InjectError",
     "PtraceDenied",
     "RemoteDebugDisabled",

@@ -3,14 +3,14 @@
 How, by target version:
 - 3.14+: `sys.remote_exec(pid, script)`, run by the target's own interpreter (/proc/PID/exe),
   since the caller must be the same major.minor version.
-- 3.8-3.13: gdb in batch mode. gdb attaches (all threads stop), maps one page with mmap() (a
-  plain system call: safe wherever the target stopped, unlike malloc), writes a one-line
-  Python statement into it word by word, and queues it with Py_AddPendingCall(
-  PyRun_SimpleString, page). Then it detaches. CPython runs pending calls on the main thread,
-  with the GIL held, at its next bytecode boundary: never inside malloc or the GC's C code,
-  the same safe point as 3.14's remote_exec. No breakpoint is inserted, so killing gdb on a
-  timeout cannot leave a trap in the target. The target runs the injected statement once its
-  main thread next executes Python code.
+- 3.8-3.13 (x86-64): memscope's own ptrace injector (`memscope.inject.pending`). It stops the
+  main thread only while it is blocked in a system call, saves its registers and whole XSAVE
+  state, maps one page with a raw mmap system call, writes a one-line statement into it,
+  queues it with Py_AddPendingCall(PyRun_SimpleString, page), restores everything exactly and
+  detaches; every step is checked. CPython runs pending calls on the main thread, with the GIL
+  held, at its next bytecode boundary: never inside malloc or the GC's C code, the same safe
+  point as 3.14's remote_exec. No breakpoint is inserted. (gdb is not used: on CPUs with AMX
+  its register restore fails and the target dies with errno 514, see docs/agent.md.)
 
 The injected statement runs a script in the private run directory that loads the agent from
 this installation by file path and starts it; it records its outcome in a status file.
@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import time
 from dataclasses import dataclass
@@ -34,31 +33,33 @@ from memscope.agent import AGENT_DIR, PRIVATE_NAME
 from memscope.inject.channel import AgentClient, agent_pids, wait_for_agent
 from memscope.inject.errors import (
     AgentError,
-    GdbMissing,
     InjectError,
     PtraceDenied,
     RemoteDebugDisabled,
 )
+from memscope.inject.pending import queue_statement
+from memscope.inject.ptrace import SUPPORTED as PTRACE_SUPPORTED
 from memscope.procfs import AccessDenied, ProcessGone, ProcFS
 
 __all__ = [
     "Plan",
     "detach_agents",
-    "gdb_commands",
     "inject",
     "injection_script",
+    "injection_statement",
     "plan_injection",
     "remote_debug_opt_out",
 ]
 
-GDB_TIMEOUT_S = 30.0
+INJECT_TIMEOUT_S = 30.0
+QUEUE_TIMEOUT_S = 5.0  # how long to wait for the main thread to block in a system call
 
 
 @dataclass(frozen=True)
 class Plan:
-    method: str  # "remote_exec" | "gdb"
+    method: str  # "remote_exec" | "ptrace"
     version: tuple[int, int]
-    tool: str  # the gdb or python executable to run
+    tool: str  # remote_exec: the python executable to run; ptrace: the interpreter image
 
 
 def remote_debug_opt_out(environ: dict[str, str], cmdline: list[str]) -> str | None:
@@ -83,9 +84,14 @@ def remote_debug_opt_out(environ: dict[str, str], cmdline: list[str]) -> str | N
 
 
 def plan_injection(
-    version: tuple[int, int] | None, exe: str, gdb: str | None, free_threaded: bool = False
+    version: tuple[int, int] | None,
+    exe: str,
+    image: str | None,
+    free_threaded: bool = False,
+    ptrace_supported: bool = PTRACE_SUPPORTED,
 ) -> Plan:
-    """Choose how to inject into a CPython `version` (decision logic, no side effects)."""
+    """Choose how to inject into a CPython `version` (decision logic, no side effects).
+    `image` is the file holding the interpreter (libpython or the executable)."""
     if version is None:
         raise InjectError("the target is not a CPython interpreter memscope can recognise")
     if version < (3, 8):
@@ -94,12 +100,14 @@ def plan_injection(
         raise InjectError("free-threaded CPython builds are not supported by the agent")
     if version >= (3, 14):
         return Plan("remote_exec", version, exe)
-    if gdb is None:
-        raise GdbMissing(
-            f"gdb is needed to attach to CPython {version[0]}.{version[1]}",
-            hint="install it (Debian/Ubuntu: apt-get install gdb)",
+    if not ptrace_supported:
+        raise InjectError(
+            f"attaching to CPython {version[0]}.{version[1]} needs x86-64 Linux"
+            " (memscope's ptrace injector); CPython 3.14+ targets work everywhere"
         )
-    return Plan("gdb", version, gdb)
+    if image is None:
+        raise InjectError("the target's interpreter image was not found in its mappings")
+    return Plan("ptrace", version, image)
 
 
 def injection_script(run_dir: str, frames: int, trace_workers: bool, status_path: str) -> str:
@@ -134,57 +142,16 @@ _memscope_inject()
 '''
 
 
-def _words(data: bytes) -> list[int]:
-    data = data + b"\0" * (8 - len(data) % 8)
-    return [int.from_bytes(data[i : i + 8], "little") for i in range(0, len(data), 8)]
-
-
-def gdb_commands(statement: str) -> list[str]:
-    """gdb batch commands that queue `statement` as a pending call (see the module docstring)."""
-    code = statement.encode()
-    if len(code) >= 4000:
-        raise InjectError("injected statement too long")
-    cmds = [
-        "set pagination off",
-        "set confirm off",
-        "set width 0",
-        "set scheduler-locking off",
-        "handle all nostop noprint pass",
-        "set $memscope_buf = (char *) mmap(0, 4096, 3, 34, -1, 0)",
-        'printf "MEMSCOPE-BUF %lu\\n", (unsigned long) $memscope_buf',
-    ]
-    for k, w in enumerate(_words(code)):
-        cmds.append(f"set {{unsigned long long}}($memscope_buf + {8 * k}) = {w}")
-    cmds += [
-        "set $memscope_rc = (int) Py_AddPendingCall((int (*)(void *)) PyRun_SimpleString,"
-        " (void *) $memscope_buf)",
-        'printf "MEMSCOPE-RC %d\\n", $memscope_rc',
-        "detach",
-        "quit",
-    ]
-    return cmds
-
-
-def _run_gdb(gdb: str, pid: int, statement: str, timeout: float) -> None:
-    argv = [gdb, "-nx", "-q", "--batch", "-p", str(pid)]
-    for c in gdb_commands(statement):
-        argv += ["-ex", c]
-    try:
-        out = subprocess.run(
-            argv, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL
-        )
-    except subprocess.TimeoutExpired:
-        raise InjectError(f"gdb did not finish within {timeout:g}s; it was stopped") from None
-    text = out.stdout + out.stderr
-    if "ptrace: Operation not permitted" in text or "Could not attach" in text:
-        raise PtraceDenied(
-            f"the kernel refused to let gdb trace process {pid}",
-            hint="run as the target's user with kernel.yama.ptrace_scope=0, or as root /"
-            " with CAP_SYS_PTRACE",
-        )
-    if "MEMSCOPE-RC 0" not in text:
-        last = [ln for ln in text.splitlines() if ln.strip()][-3:]
-        raise InjectError(f"gdb could not queue the agent in {pid}: {' | '.join(last)}")
+def injection_statement(script: str) -> str:
+    """The statement queued with Py_AddPendingCall: run `script`, never raise. (A pending
+    call that fails would surface in the target as a SystemError at a random place.)"""
+    return (
+        "try:\n"
+        f"    exec(compile(open({script!r}).read(), {script!r}, 'exec'),"
+        " {'__name__': '_memscope_inject'})\n"
+        "except BaseException:\n"
+        "    pass\n"
+    )
 
 
 def _read_target(procfs: ProcFS, pid: int) -> tuple[dict[str, str], list[str], str]:
@@ -212,10 +179,13 @@ def inject(
     run_dir: str,
     frames: int,
     trace_workers: bool = False,
-    timeout: float = GDB_TIMEOUT_S,
+    timeout: float = INJECT_TIMEOUT_S,
     procfs: ProcFS | None = None,
 ) -> dict[str, Any]:
-    """Inject and start the agent in `pid`; returns the agent's ping answer."""
+    """Inject and start the agent in `pid`; returns the agent's ping answer, plus under
+    "inject" how it went: method, queued_s / started_s (seconds until queued / answering),
+    and for ptrace the attempts, held_s (how long the main thread was stopped) and syscall
+    (the system call it was blocked in)."""
     from memscope.cow.cpython import detect_target
 
     procfs = procfs if procfs is not None else ProcFS()
@@ -225,24 +195,28 @@ def inject(
         raise RemoteDebugDisabled(f"not injecting into {pid}: {reason}")
     target = detect_target(pid, procfs)
     version = target.minor if target.implementation == "cpython" and target.version else None
-    plan = plan_injection(version, exe, shutil.which("gdb"), free_threaded=target.free_threaded)
+    plan = plan_injection(version, exe, target.image, free_threaded=target.free_threaded)
     status = os.path.join(run_dir, f"inject-{pid}.json")
     script = os.path.join(run_dir, f"inject-{pid}.py")
     fd = os.open(script, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
         f.write(injection_script(run_dir, frames, trace_workers, status))
     started = time.monotonic()
+    stats: dict[str, Any] = {"method": plan.method}
     if plan.method == "remote_exec":
         _remote_exec(plan.tool, pid, script, timeout)
     else:
-        statement = (
-            f"exec(compile(open({script!r}).read(), {script!r}, 'exec'),"
-            " {'__name__': '_memscope_inject'})"
+        done = queue_statement(
+            pid, plan.tool, injection_statement(script), min(timeout, QUEUE_TIMEOUT_S), procfs
         )
-        _run_gdb(plan.tool, pid, statement, timeout)
+        stats.update(attempts=done.attempts, held_s=done.stopped_s, syscall=done.syscall)
+    stats["queued_s"] = time.monotonic() - started
     left = max(1.0, timeout - (time.monotonic() - started))
     try:
-        return wait_for_agent(run_dir, pid, left)
+        info = wait_for_agent(run_dir, pid, left)
+        stats["started_s"] = time.monotonic() - started
+        info["inject"] = stats
+        return info
     except AgentError:
         pass
     if os.path.exists(status):

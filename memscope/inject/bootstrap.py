@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import stat
 import tempfile
 from collections.abc import Mapping
 
@@ -19,17 +20,46 @@ from memscope.agent import (
     ENV_RUN_DIR,
     ENV_TRACE_WORKERS,
 )
+from memscope.agent._owner import alive, owner_of, start_ticks
 
-__all__ = ["DEFAULT_FRAMES", "agent_env", "make_run_dir", "remove_run_dir"]
+__all__ = ["DEFAULT_FRAMES", "agent_env", "clean_stale_run_dirs", "make_run_dir", "remove_run_dir"]
 
 DEFAULT_FRAMES = 16
 
 
-def make_run_dir() -> str:
-    """A fresh private (0700) directory for agent sockets and injected scripts."""
-    path = tempfile.mkdtemp(prefix="memscope-")
+def make_run_dir(parent: str | None = None) -> str:
+    """A fresh private (0700) directory for agent sockets and injected scripts, named after
+    this process (memscope-PID-STARTTICKS-*: agents watch that owner, see agent/_owner.py).
+    Run directories left behind by memscope processes that died are removed first."""
+    parent = parent if parent is not None else tempfile.gettempdir()
+    clean_stale_run_dirs(parent)
+    pid = os.getpid()
+    path = tempfile.mkdtemp(prefix=f"memscope-{pid}-{start_ticks(pid) or 0}-", dir=parent)
     os.chmod(path, 0o700)
     return path
+
+
+def clean_stale_run_dirs(parent: str) -> list[str]:
+    """Remove this user's run directories in `parent` whose owner is dead; returns them.
+    Directories of live owners, of other users, and any other entry are left alone."""
+    removed: list[str] = []
+    try:
+        names = os.listdir(parent)
+    except OSError:
+        return removed
+    for name in names:
+        owner = owner_of(name)
+        if owner is None or alive(*owner):
+            continue
+        path = os.path.join(parent, name)
+        try:
+            st = os.lstat(path)
+        except OSError:
+            continue
+        if stat.S_ISDIR(st.st_mode) and st.st_uid == os.getuid():
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    return removed
 
 
 def remove_run_dir(path: str) -> None:

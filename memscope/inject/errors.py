@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from memscope.errors import InputError
 
-__all__ = ["AgentError", "GdbMissing", "InjectError", "PtraceDenied", "RemoteDebugDisabled"]
+__all__ = ["AgentError", "InjectError", "PtraceDenied", "RemoteDebugDisabled"]
 
 
 class AgentError(InputError):
@@ -13,10 +13,6 @@ class AgentError(InputError):
 
 class InjectError(InputError):
     """Injecting the agent into a running interpreter failed (the target keeps running)."""
-
-
-class GdbMissing(InjectError):
-    """gdb is needed to inject into CPython 3.8-3.13 and is not installed."""
 
 
 class PtraceDenied(InjectError):

@@ -18,10 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from wsgiref.simple_server import WSGIServer
 
-from prometheus_client import start_http_server
-
 from memscope.errors import UsageError
-from memscope.metrics.collector import registry_for
 from memscope.metrics.snapshot import Snapshot
 
 __all__ = ["DEFAULT_HOST", "Bind", "MetricsServer", "parse_bind"]
@@ -79,6 +76,11 @@ class MetricsServer:
     """prometheus_client's WSGI server on `bind`, exposing the snapshot `source()` returns."""
 
     def __init__(self, bind: Bind, source: Callable[[], Snapshot | None]) -> None:
+        # prometheus_client loads here, when metrics are served, not with the CLI.
+        from prometheus_client import start_http_server
+
+        from memscope.metrics.collector import registry_for
+
         self.requested = bind
         try:
             server, thread = start_http_server(

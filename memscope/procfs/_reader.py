@@ -221,16 +221,51 @@ class ProcessHandle:
         with boundary(self.pid, name):
             return _read_fd(os.open(name, os.O_RDONLY | os.O_CLOEXEC, dir_fd=self._dirfd))
 
+    def _memory(self, name: str) -> bytes:
+        """A memory file (statm, smaps_rollup, smaps). When the main thread has exited
+        (pthread_exit) while others run, the leader's files are empty or ESRCH: read them
+        through a live thread, which shares the memory."""
+        try:
+            data = self.read(name)
+        except ProcessGone:
+            alt = self._thread_read(name)
+            if alt is None:
+                raise
+            return alt
+        if data and not data.startswith(b"0 0 0 "):
+            return data
+        return self._thread_read(name) or data
+
+    def _thread_read(self, name: str) -> bytes | None:
+        try:
+            with boundary(self.pid, "task"):
+                fd = os.open("task", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC,
+                             dir_fd=self._dirfd)
+                try:
+                    tids = [t for t in os.listdir(fd) if t != str(self.pid)]
+                finally:
+                    os.close(fd)
+            for tid in tids:
+                try:
+                    data = self.read(f"task/{tid}/{name}")
+                except ProcessGone:
+                    continue
+                if data and not data.startswith(b"0 0 0 "):
+                    return data
+        except ProcfsError:
+            pass
+        return None
+
     def statm(self) -> Statm:
-        return parse_statm(self.read("statm"))
+        return parse_statm(self._memory("statm"))
 
     def stat(self) -> Stat:
         return parse_stat(self.read("stat"))
 
     def rollup(self) -> Rollup:
         if self.procfs.has_rollup(self.pid):
-            return parse_smaps_rollup(self.read("smaps_rollup"))
-        return sum_rollups([m.memory for m in parse_smaps(self.read("smaps"))])
+            return parse_smaps_rollup(self._memory("smaps_rollup"))
+        return sum_rollups([m.memory for m in parse_smaps(self._memory("smaps"))])
 
     def cmdline(self) -> list[str]:
         return _split_cmdline(self.read("cmdline"))

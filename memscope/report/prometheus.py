@@ -10,9 +10,6 @@ from __future__ import annotations
 
 from typing import ClassVar, TextIO
 
-from prometheus_client.exposition import generate_latest
-
-from memscope.metrics.collector import registry_for
 from memscope.metrics.recorded import snapshot_from_recording
 from memscope.report._base import ReportData, register
 
@@ -25,5 +22,10 @@ class PrometheusReporter:
     suffix: ClassVar[str] = ".prom"
 
     def render(self, data: ReportData, out: TextIO) -> None:
+        # prometheus_client is imported only when this format is asked for.
+        from prometheus_client.exposition import generate_latest
+
+        from memscope.metrics.collector import registry_for
+
         snapshot = snapshot_from_recording(data.summary, data.recording)
         out.write(generate_latest(registry_for(lambda: snapshot)).decode("utf-8"))

@@ -121,8 +121,9 @@ def test_classes_on_crafted_entries() -> None:
         (_entries(P, X, pfn=8), 0, PageClass.NEW_PRIVATE, PageClass.NEW_PRIVATE),
         (_entries(S), _entries(P, pfn=7), PageClass.SWAPPED, PageClass.SWAPPED),
         (0, _entries(P, pfn=7), PageClass.NOT_PRESENT, PageClass.NOT_PRESENT),
-        # copied, then shared with a grandchild: not exclusive, yet a different frame
-        (_entries(P, pfn=9), _entries(P, pfn=7), PageClass.COPIED, PageClass.SHARED),
+        # copied, then shared with a grandchild: a different frame, but not the worker's own
+        # (not exclusive, so not in its USS): shared, in both modes
+        (_entries(P, pfn=9), _entries(P, pfn=7), PageClass.SHARED, PageClass.SHARED),
         # an unwritten file page of .data is the page cache's, whatever the parent did
         (_entries(P, F, pfn=5), _entries(P, pfn=6), PageClass.SHARED, PageClass.SHARED),
         # the parent swapped its copy out: the child's exclusive page is still a copy

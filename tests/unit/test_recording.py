@@ -86,3 +86,19 @@ def test_truncated(tmp_path: os.PathLike[str]) -> None:
 def test_missing(tmp_path: os.PathLike[str]) -> None:
     with pytest.raises(RecordingError, match="no such recording"):
         open_recording(os.path.join(str(tmp_path), "nope.memscope"))
+
+
+def test_same_pid_and_start_tick_twice_is_two_rows(tmp_path: os.PathLike[str]) -> None:
+    # GIVEN a PID recycled within one clock tick: two processes with the same (pid, start_ticks)
+    path = os.path.join(str(tmp_path), "r.memscope")
+    writer = RecordingWriter(path, {"mode": "run"})
+    fields = {"pid": 4242, "start_ticks": 777, "ppid": 1, "parent_id": None, "role": "root",
+              "cmdline": ["a"], "exe": None, "python_version": None}
+    first = writer.add_process(**fields, started_at=1.0)
+    second = writer.add_process(**{**fields, "cmdline": ["b"]}, started_at=1.005)
+    writer.close()
+    # THEN both are kept, the newcomer numbered by `reuse`, instead of an integrity error
+    rec = open_recording(path)
+    assert [p.command for p in rec.processes] == ["a", "b"]
+    reuse = dict(rec.conn.execute("SELECT id, reuse FROM processes").fetchall())
+    assert reuse == {first: 0, second: 1}

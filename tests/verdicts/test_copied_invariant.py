@@ -15,12 +15,13 @@ THEN copied ≤ USS for every scan.
 
 from __future__ import annotations
 
-import sqlite3
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+from memscope.recording import open_recording
 from tests.check.helpers import FIXTURES, memscope
 
 HERE = Path(__file__).resolve().parent
@@ -42,36 +43,27 @@ MARGIN = 0.1  # s: the recording's sampling interval
 def violations(path: Path) -> tuple[int, list[tuple[int, int, int]]]:
     """(scans checked, [(process_id, copied, USS around the scan)] where copied > USS)."""
     bad = []
-    with sqlite3.connect(path) as conn:
-        scans = conn.execute(
+    rec = open_recording(str(path))
+    try:
+        scans = rec.conn.execute(
             "SELECT process_id, t, duration_s, copied_bytes FROM cow_scans").fetchall()
+        cols = rec.columns(("uss",))
         checked = 0
         for process_id, t, duration, copied in scans:
-            (uss,) = conn.execute(
-                "SELECT MAX(uss) FROM samples WHERE process_id = ? AND t BETWEEN ? AND ?",
-                (process_id, t - MARGIN, t + duration + MARGIN)).fetchone()
-            if uss is None:
+            near = ((cols.process_id == process_id) & (cols.t >= t - MARGIN)
+                    & (cols.t <= t + duration + MARGIN) & ~np.isnan(cols.values["uss"]))
+            if not near.any():
                 continue
+            uss = int(cols.values["uss"][near].max())
             checked += 1
             if copied > uss:
                 bad.append((process_id, copied, uss))
+    finally:
+        rec.close()
     return checked, bad
 
 
-# The fixtures break the invariant today by ~60 KiB in most runs (pages the parent's own
-# runtime wrote after the fork, whose originals the siblings still share; whether the parent
-# wrote any before a scan is timing); parent_writes always does, by the whole list. The fix is
-# one line in memscope/cow/classify.py (pfn mode: `copied` also requires the child to map the
-# page exclusively), owned by another branch: see notes/issue-16-verdicts.md. parent_writes is
-# strict: once the fix lands it XPASSes and fails, so the markers must go with it.
-_REASON = "needs `& child.exclusive` for copied pages in classify.py pfn mode"
-
-
-def _marks(name: str) -> pytest.MarkDecorator:
-    return pytest.mark.xfail(strict=name == "parent_writes", reason=_REASON)
-
-
-@pytest.mark.parametrize("case", [pytest.param(name, marks=_marks(name)) for name in CASES])
+@pytest.mark.parametrize("case", list(CASES))
 def test_copied_never_exceeds_uss(case: str, tmp_path: Path) -> None:
     script, *args = CASES[case]
     path = tmp_path / f"{case}.memscope"
