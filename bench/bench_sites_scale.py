@@ -6,7 +6,8 @@
 
 A parent started with memscope's agent (as under `memscope run --trace-sites=4`) preloads
 `--objects` ints and forks `--workers` workers that each iterate all of them, copying the
-same ~32 bytes per object. Its main thread then counts loop iterations and prints its rate
+same ~32 bytes per object (`--split`: each worker reads only its own share, so the objects
+copied across the workers add up to `--objects`). Its main thread then counts loop iterations and prints its rate
 every 0.2 s. For each worker in turn, memscope parses the worker's copied pages
 (inject.cow_sites.copied_heap) and resolves their sites (inject.sites.heap_sites_stats:
 lookups shared per origin, at most --budget new ones per worker, the rest sampled).
@@ -37,14 +38,15 @@ from memscope.procfs import ProcFS  # noqa: E402
 
 TARGET = r"""
 import os, sys, time
-n, workers = int(sys.argv[1]), int(sys.argv[2])
+n, workers, split = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3] == "1"
 data = list(range(10**9, 10**9 + n))  # SITE:preload
 pids = []
-for _ in range(workers):
+for w in range(workers):
     pid = os.fork()
     if pid == 0:
-        for _ in data:
-            pass
+        lo, hi = (w * n // workers, (w + 1) * n // workers) if split else (0, n)
+        for i in range(lo, hi):
+            data[i]
         print("worker", os.getpid(), flush=True)
         time.sleep(3600)
         os._exit(0)
@@ -67,12 +69,15 @@ def main() -> None:
     parser.add_argument("--python", default=sys.executable)
     parser.add_argument("--duty", type=float, default=sites_mod.AGENT_DUTY)
     parser.add_argument("--budget", type=int, default=sites_mod.LOOKUP_BUDGET)
+    parser.add_argument("--split", action="store_true",
+                        help="each worker copies its own 1/WORKERS of the objects")
     args = parser.parse_args()
     sites_mod.AGENT_DUTY, sites_mod.LOOKUP_BUDGET = args.duty, args.budget
     run_dir = make_run_dir()
     env = agent_env({"PATH": "/usr/bin:/bin"}, run_dir, 4)
     t_start = time.perf_counter()
-    proc = subprocess.Popen([args.python, "-c", TARGET, str(args.objects), str(args.workers)],
+    proc = subprocess.Popen([args.python, "-c", TARGET, str(args.objects), str(args.workers),
+                             "1" if args.split else "0"],
                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, text=True, env=env)
     assert proc.stdout is not None
     workers: list[int] = []
