@@ -34,10 +34,16 @@ def both(request: pytest.FixtureRequest) -> Iterator[tuple[str, CowScan, CowScan
     child = children["work"]
     fs = ProcFS()
     try:
-        whole = scan_process(child, parent, fs)
-        with pytest.MonkeyPatch.context() as mp:
-            mp.setattr(scan_slices, "SLICE_PAGES", 1024)
-            sliced = scan_process(child, parent, fs)
+        # A worker can still copy a page now and then (its interpreter's own bookkeeping):
+        # compare a sliced scan with whole scans before and after it that agree.
+        for _ in range(5):
+            whole = scan_process(child, parent, fs)
+            with pytest.MonkeyPatch.context() as mp:
+                mp.setattr(scan_slices, "SLICE_PAGES", 1024)
+                sliced = scan_process(child, parent, fs)
+            after = scan_process(child, parent, fs)
+            if after.by_cause == whole.by_cause:
+                break
         yield workload, whole, sliced
     finally:
         proc.kill()
