@@ -60,17 +60,14 @@ def _mapping_end(addr: int) -> int:
 
 
 _BATCH = 2000  # lookups between two yields of the GIL (resolve's duty cycle)
-AGENT_SITE = "<memscope agent>"
 _AGENT_DIR = os.path.dirname(os.path.abspath(__file__))
 
 
 def _host_frames(tb: Tuple[Tuple[str, int], ...], max_frames: int) -> List[List[Any]]:
     """The traceback without memscope's agent frames (as [file, line] lists), at most
-    `max_frames`; [[AGENT_SITE, 0]] when only the agent's frames were there."""
-    kept = [[f, n] for f, n in tb if not f.startswith(_AGENT_DIR)]
-    if not kept:
-        return [[AGENT_SITE, 0]]
-    return kept[:max_frames]
+    `max_frames`; empty when only the agent's frames were there (the block is then reported
+    untraced: it is memscope's, not the host's)."""
+    return [[f, n] for f, n in tb if not f.startswith(_AGENT_DIR)][:max_frames]
 
 
 class Tracer:
@@ -236,7 +233,7 @@ class Tracer:
         "index": [i into tracebacks, or -1 if untraced]}.
 
         memscope's own frames (this package) are cut from every traceback; a block allocated
-        by the agent alone is reported as AGENT_SITE. `duty` < 1 bounds the share of time the
+        by the agent alone is reported untraced (-1). `duty` < 1 bounds the share of time the
         lookups hold the GIL: after each batch the agent sleeps (1/duty - 1) times as long as
         the batch took, so the host's threads keep at least 1 - duty of it."""
         if self.mode != "tracing" or not tracemalloc.is_tracing():
@@ -255,8 +252,10 @@ class Tracer:
                     continue
                 i = table.get(tb)
                 if i is None:
-                    i = table[tb] = len(out)
-                    out.append(_host_frames(tb, max_frames))
+                    frames = _host_frames(tb, max_frames)
+                    i = table[tb] = len(out) if frames else -1
+                    if frames:
+                        out.append(frames)
                 index.append(i)
             if rest:
                 time.sleep((time.perf_counter() - t0) * rest)

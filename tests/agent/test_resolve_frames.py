@@ -15,7 +15,7 @@ from collections.abc import Iterator
 import pytest
 
 from memscope.agent import _tracing
-from memscope.agent._tracing import AGENT_SITE, Tracer
+from memscope.agent._tracing import Tracer
 
 
 @pytest.fixture
@@ -42,9 +42,19 @@ def test_agent_frames_are_cut_from_sites(tracer: Tracer) -> None:
     assert tb[0][0] == __file__
 
 
-def test_only_agent_frames_give_the_agent_site() -> None:
+def test_blocks_only_the_agent_allocated_are_untraced(tracer: Tracer) -> None:
     agent_file = os.path.join(_tracing._AGENT_DIR, "runtime.py")
-    assert _tracing._host_frames(((agent_file, 3),), 4) == [[AGENT_SITE, 0]]
+    assert _tracing._host_frames(((agent_file, 3),), 4) == []
+    # A real traced block whose every frame counts as the agent's (the agent's directory
+    # widened to "/" for the lookup): resolve answers untraced, with no traceback.
+    made = [_tracing._host_frames((("x.py", 1),), 4) for _ in range(1000)][-1]
+    saved = _tracing._AGENT_DIR
+    try:
+        _tracing._AGENT_DIR = "/"  # every frame counts as the agent's
+        out = tracer.resolve([id(made) - 16], 8)
+    finally:
+        _tracing._AGENT_DIR = saved
+    assert out == {"tracebacks": [], "index": [-1]}
 
 
 def test_duty_cycle_sleeps_in_proportion(tracer: Tracer) -> None:
