@@ -16,9 +16,12 @@ not be saved, it falls back to tracemalloc.stop().
 
 from __future__ import annotations
 
+import atexit
 import ctypes
+import os
 import struct
 import sys
+import time
 import tracemalloc
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -54,6 +57,17 @@ def _mapping_end(addr: int) -> int:
             if lo <= addr < hi:
                 return hi
     return addr
+
+
+_BATCH = 2000  # lookups between two yields of the GIL (resolve's duty cycle)
+_AGENT_DIR = os.path.dirname(os.path.abspath(__file__))
+
+
+def _host_frames(tb: Tuple[Tuple[str, int], ...], max_frames: int) -> List[List[Any]]:
+    """The traceback without memscope's agent frames (as [file, line] lists), at most
+    `max_frames`; empty when only the agent's frames were there (the block is then reported
+    untraced: it is memscope's, not the host's)."""
+    return [[f, n] for f, n in tb if not f.startswith(_AGENT_DIR)][:max_frames]
 
 
 class Tracer:
@@ -181,10 +195,27 @@ class Tracer:
             if self._flag_addr:
                 ctypes.c_int.from_address(self._flag_addr).value = 0
                 self.mode = "detached"
+                atexit.register(lambda: self.skip_teardown())
             else:
                 self.mode = "detached-partial"
         except Exception as exc:
             self.error = "detach: %s" % exc
+
+    def skip_teardown(self) -> None:
+        """At the exit of a detached child: mark tracemalloc finalized, so that interpreter
+        finalization does not free the inherited traces one by one. Freeing them writes into
+        every page of tracemalloc's tables, copying all of them from the parent in a process
+        about to die (measured: bench/bench_trace_exit.py). The config is
+        {initialized, tracing, max_nframe}: `initialized` sits just before the flag."""
+        try:
+            if self.mode != "detached" or not self._flag_addr:
+                return
+            initialized = ctypes.c_int.from_address(self._flag_addr - 4)
+            tracing = ctypes.c_int.from_address(self._flag_addr)
+            if initialized.value == 1 and tracing.value == 0:  # INITIALIZED, detached
+                initialized.value = 2  # TRACEMALLOC_FINALIZED: _PyTraceMalloc_Fini returns
+        except Exception as exc:
+            self.error = "teardown: %s" % exc
 
     def stop(self) -> None:
         """Stop tracing for good (frees the traces)."""
@@ -196,26 +227,38 @@ class Tracer:
             self.mode = "stopped"
 
     # -- resolution ----------------------------------------------------------------------
-    def resolve(self, addrs: List[int], max_frames: int) -> Dict[str, Any]:
+    def resolve(self, addrs: List[int], max_frames: int, duty: float = 1.0) -> Dict[str, Any]:
         """Tracebacks of the allocator blocks starting at `addrs` (domain 0), without touching
         the objects. Returns {"tracebacks": [[[file, line], ...] most recent first],
-        "index": [i into tracebacks, or -1 if untraced]}."""
+        "index": [i into tracebacks, or -1 if untraced]}.
+
+        memscope's own frames (this package) are cut from every traceback; a block allocated
+        by the agent alone is reported untraced (-1). `duty` < 1 bounds the share of time the
+        lookups hold the GIL: after each batch the agent sleeps (1/duty - 1) times as long as
+        the batch took, so the host's threads keep at least 1 - duty of it."""
         if self.mode != "tracing" or not tracemalloc.is_tracing():
             raise RuntimeError("this process is not tracing (mode %s)" % self.mode)
         get = _api()._PyTraceMalloc_GetTraceback
         table: Dict[Tuple[Any, ...], int] = {}
         out: List[List[List[Any]]] = []
         index: List[int] = []
-        for addr in addrs:
-            tb = get(0, addr)
-            if not tb:
-                index.append(-1)
-                continue
-            i = table.get(tb)
-            if i is None:
-                i = table[tb] = len(out)
-                out.append([[f, n] for f, n in tb[:max_frames]])
-            index.append(i)
+        rest = (1.0 / duty - 1.0) if 0.0 < duty < 1.0 else 0.0
+        for lo in range(0, len(addrs), _BATCH):
+            t0 = time.perf_counter()
+            for addr in addrs[lo : lo + _BATCH]:
+                tb = get(0, addr)
+                if not tb:
+                    index.append(-1)
+                    continue
+                i = table.get(tb)
+                if i is None:
+                    frames = _host_frames(tb, max_frames)
+                    i = table[tb] = len(out) if frames else -1
+                    if frames:
+                        out.append(frames)
+                index.append(i)
+            if rest:
+                time.sleep((time.perf_counter() - t0) * rest)
         return {"tracebacks": out, "index": index}
 
     def describe(self) -> Dict[str, Any]:

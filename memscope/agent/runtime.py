@@ -10,7 +10,8 @@ tracing, removes its socket and its injection files, and ends its thread.
 
 Commands served over the channel (see _server.py for the framing):
   ping            -> {pid, ppid, python, tracing: {mode, frames, origin_pid, ...}}
-  resolve         {addrs: [int], max_frames: int} -> {tracebacks, index}  (tracing process only)
+  resolve         {addrs: [int], max_frames: int, duty: float} -> {tracebacks, index}
+                  (tracing process only; duty < 1 bounds the GIL share of the lookups)
   growth          {limit: int} -> {elapsed_s, sites: [{file, line, size_diff, count_diff, size}]}
                   growth of traced memory per allocating line since this process's first
                   growth request (its baseline)
@@ -169,7 +170,8 @@ class Agent:
         if cmd == "resolve":
             addrs = _addresses(req)
             max_frames = int(req.get("max_frames", 1000))
-            out = self.tracer.resolve(addrs, max(1, max_frames))
+            duty = float(req.get("duty", 1.0))
+            out = self.tracer.resolve(addrs, max(1, max_frames), duty)
             if "addrs_b64" in req:  # answer in kind: little-endian int32 indexes
                 idx = array.array("i", out.pop("index"))
                 if sys.byteorder != "little":

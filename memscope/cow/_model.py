@@ -61,6 +61,11 @@ class HeapMap:
     # target (4096 before 3.10, 16384 after; 0 when unknown).
     pools: U64 = field(default_factory=lambda: np.zeros(0, dtype=np.uint64))
     pool_size: int = 0
+    # Pointers of typed owners (list items, dict tables, buffers...) that land in no block
+    # of this map, with the owner's type index: a scan parsing its pages in slices gives
+    # them to the untyped blocks of its other slices.
+    owner_ptrs: U64 = field(default_factory=lambda: np.zeros(0, dtype=np.uint64))
+    owner_types: I64 = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ from memscope.cow._model import HeapMap, PageClass
 from memscope.cow.classify import classify, detect_mode
 from memscope.cow.cpython import Target, detect_target
 from memscope.cow.heap import parse_heap
+from memscope.cow.heap_index import heap_index_for
 from memscope.cow.memreader import MemReader
 from memscope.cow.pagemap import (
     decode_pagemap,
@@ -64,7 +65,8 @@ def heap_in_pages(
     procfs = procfs if procfs is not None else ProcFS()
     target = target if target is not None else detect_target(parent_pid, procfs)
     with MemReader(parent_pid, procfs) as reader:
-        return parse_heap(target, reader, copied[ok], pages[ok])
+        index = heap_index_for(parent_pid, procfs)  # the parent's [heap], walked once
+        return parse_heap(target, reader, copied[ok], pages[ok], index)
 
 
 def copied_heap(

@@ -32,6 +32,7 @@ from memscope.cow._model import HeapMap
 from memscope.cow.cpython import Target, layout_for
 from memscope.cow.cpython._layout import TPFLAGS, Layout
 from memscope.cow.cpython._types import TypeInfo, TypeResolver
+from memscope.cow.heap_index import HeapIndex
 from memscope.cow.heap_malloc import Chunks, find_chunks
 from memscope.cow.heap_objects import WordGetter, locate_objects
 from memscope.cow.heap_pymalloc import PoolBlocks, find_pool_blocks
@@ -68,14 +69,19 @@ def parse_heap(
     reader: MemReader,
     page_addrs: U64,
     page_bytes: npt.NDArray[np.uint8],
+    heap_index: HeapIndex | None = None,
 ) -> HeapMap:
-    """HeapMap of the objects and buffers in the given pages (see the module docstring)."""
+    """HeapMap of the objects and buffers in the given pages (see the module docstring).
+
+    `heap_index`: chunk boundaries of the parent's `[heap]` (heap_index.heap_index_for), so
+    that `[heap]` is not walked from its start for every call.
+    """
     if not target.supported or target.version is None:
         raise UnsupportedTarget(target.reason or "unsupported target")
     layout = layout_for(target.minor)
     snap = Snapshot(reader, page_addrs, page_bytes)
     pools = find_pool_blocks(layout, snap)
-    chunks = find_chunks(layout, snap, pools.pool_addrs)
+    chunks = find_chunks(layout, snap, pools.pool_addrs, heap_index)
     # One table of blocks: malloc chunks (user data at chunk+16), then pymalloc blocks (each
     # in address order). Rows are put in address order at the end; `[heap]` usually lies
     # below the pymalloc arenas, and then they already are.
@@ -96,7 +102,9 @@ def parse_heap(
     is_buffer = types.row_type == 0
     obj_start = start + obj_off.astype(np.uint64)
     type_index = types.name_index[types.row_type]
-    _attribute_buffers(layout, snap, types, obj_start, start, size, type_index, is_buffer)
+    owner_ptrs, owner_types = _attribute_buffers(
+        layout, snap, types, obj_start, start, size, type_index, is_buffer
+    )
     allocator = np.concatenate(
         (
             np.stack((pools.pool_addrs, pools.pool_addrs + np.uint64(layout.pool_header)), axis=1),
@@ -115,6 +123,8 @@ def parse_heap(
         allocator_ranges=allocator[np.argsort(allocator[:, 0], kind="stable")],
         pools=pools.pool_addrs,
         pool_size=layout.pool_size,
+        owner_ptrs=owner_ptrs,
+        owner_types=owner_types,
     )
 
 
@@ -211,8 +221,10 @@ def _attribute_buffers(
     size: I64,
     type_index: I64,
     is_buffer: npt.NDArray[np.bool_],
-) -> None:
-    """Give untyped blocks the type of an owner object that points into them (in place)."""
+) -> tuple[U64, I64]:
+    """Give untyped blocks the type of an owner object that points into them (in place).
+    Returns the owners' pointers that land in no block here, or in one that reaches past
+    these pages, with the owners' type index."""
     # Per type slot: up to three pointer fields (offsets from the object), and the
     # tp_dictoffset of instances whose __dict__ is a separate object.
     fields = _owner_fields(layout)
@@ -264,6 +276,12 @@ def _attribute_buffers(
     valid = ok & (ptrs != 0) & (j >= 0)
     j = np.maximum(j, 0)
     inside = valid & (ptrs < start[j] + size[j].astype(np.uint64))
+    # Pointers to no block here, or to a block reaching past these pages (a caller parsing
+    # its pages in slices types that block's bytes in the other slices with them).
+    lo, hi = (snap.addrs[0], snap.addrs[-1] + np.uint64(4096)) if len(snap.addrs) else (0, 0)
+    reaches_out = (start[j] < lo) | (start[j] + size[j].astype(np.uint64) > hi)
+    foreign = ok & (ptrs != 0) & (~inside | reaches_out)
+    foreign_ptrs, foreign_types = ptrs[foreign], type_index[owner[foreign]]
     target, owner = j[inside], owner[inside]
     untyped = types.row_type[target] == 0
     if layout.bytearray_bytes_object and {"bytes", "bytearray"} <= set(types.names):
@@ -273,3 +291,4 @@ def _attribute_buffers(
         )
         is_buffer[target[untyped]] = True
     type_index[target[untyped]] = type_index[owner[untyped]]
+    return foreign_ptrs, foreign_types

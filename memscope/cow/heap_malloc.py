@@ -27,8 +27,9 @@ import numpy as np
 import numpy.typing as npt
 
 from memscope.cow.cpython import Layout
+from memscope.cow.heap_index import WALK_BUDGET, HeapIndex
 from memscope.cow.heap_snapshot import Snapshot, writable_regions
-from memscope.cow.memreader import PAGE, Unmapped
+from memscope.cow.memreader import PAGE, MemReader, Unmapped
 
 __all__ = ["Chunks", "find_chunks"]
 
@@ -36,6 +37,7 @@ _PREV_INUSE, _IS_MMAPPED, _FLAGS = 1, 2, 7
 _MIN_CHUNK = 32
 _READ_AHEAD = 64  # pages read at once by the [heap] walk
 _MMAP_SLACK = 16  # glibc 2.43 mmapped chunks: size = mapping size - 16
+_RUN_GAP = 8  # wanted [heap] pages this close are walked through as one run
 
 
 @dataclass
@@ -44,8 +46,17 @@ class Chunks:
     size: npt.NDArray[np.int64]  # chunk size, header included
 
 
-def find_chunks(layout: Layout, snap: Snapshot, pool_bases: npt.NDArray[np.uint64]) -> Chunks:
-    """In-use malloc chunks overlapping the snapshot pages that are not pymalloc pools."""
+def find_chunks(
+    layout: Layout,
+    snap: Snapshot,
+    pool_bases: npt.NDArray[np.uint64],
+    index: HeapIndex | None = None,
+) -> Chunks:
+    """In-use malloc chunks overlapping the snapshot pages that are not pymalloc pools.
+
+    `index`: the parent's `[heap]` chunk boundaries (heap_index): the `[heap]` walk then
+    starts next to each run of pages instead of at the start of the heap.
+    """
     pool_pages = (
         pool_bases[:, None] + np.arange(layout.pool_size // PAGE, dtype=np.uint64) * np.uint64(PAGE)
     ).ravel()
@@ -64,16 +75,20 @@ def find_chunks(layout: Layout, snap: Snapshot, pool_bases: npt.NDArray[np.uint6
         if lo == hi:
             continue
         wanted = rest[lo:hi].tolist()
-        if path == "[heap]":
-            walked_addrs, walked_sizes = _walk_heap(snap, lo_addr, hi_addr, wanted[-1] + PAGE)
+        if path == "[heap]" and index is not None and index.start == lo_addr:
+            walked_addrs, walked_sizes = _walk_heap_runs(snap, index, hi_addr, wanted)
+            heap_addrs += walked_addrs
+            heap_sizes += walked_sizes
+        elif path == "[heap]":
+            walked_addrs, walked_sizes, _ = _walk_heap(snap, lo_addr, hi_addr, wanted[-1] + PAGE)
             heap_addrs += walked_addrs
             heap_sizes += walked_sizes
         else:
             found.extend(_walk_mmapped(layout, snap, lo_addr, hi_addr, wanted))
     addr = np.array(heap_addrs + [a for a, _ in found], dtype=np.uint64)
     size = np.array(heap_sizes + [s for _, s in found], dtype=np.int64)
-    order = np.argsort(addr, kind="stable")
-    addr, size = addr[order], size[order]
+    addr, first_at = np.unique(addr, return_index=True)  # sorted; runs' walks may overlap
+    size = size[first_at]
     # Keep chunks that overlap one of the snapshot's pages.
     first = addr & ~np.uint64(PAGE - 1)
     last = (addr + size.astype(np.uint64) - np.uint64(1)) & ~np.uint64(PAGE - 1)
@@ -83,8 +98,52 @@ def find_chunks(layout: Layout, snap: Snapshot, pool_bases: npt.NDArray[np.uint6
     return Chunks(addr[keep], size[keep])
 
 
-def _walk_heap(snap: Snapshot, start: int, end: int, stop: int) -> tuple[list[int], list[int]]:
-    """In-use chunks of the main arena from `start` up to `stop`, as (addresses, sizes).
+def _walk_heap_runs(
+    snap: Snapshot, index: HeapIndex, end: int, wanted: list[int]
+) -> tuple[list[int], list[int]]:
+    """In-use chunks of `[heap]` over the `wanted` pages, each run of them walked from the
+    parent's last chunk boundary before it (re-synchronised at the next one on a bad size)."""
+    addrs: list[int] = []
+    sizes: list[int] = []
+    resume = -1  # where the previous walk stopped on a chunk boundary
+    limit = index.chunks_walked + WALK_BUDGET  # chunks the parent's index may walk now
+    i = 0
+    with MemReader(index.pid, snap.reader.procfs) as parent:
+        while i < len(wanted):
+            j = i + 1  # a run: pages at most _RUN_GAP pages apart
+            while j < len(wanted) and wanted[j] - wanted[j - 1] <= _RUN_GAP * PAGE:
+                j += 1
+            lo, stop = wanted[i], wanted[j - 1] + PAGE
+            left = limit - index.chunks_walked
+            if left > 0:
+                index.extend(parent, stop, left)
+            if not index.done and index.pos <= lo:
+                break  # not indexed this far yet: later scans extend the index
+            mark = index.before(lo)
+            if resume >= 0 and (mark is None or resume >= mark):
+                pos = resume  # the previous run's walk ended closer to (or past) this one
+            else:
+                pos = mark if mark is not None else index.start
+            while pos < stop:
+                got_addrs, got_sizes, reached = _walk_heap(snap, pos, end, stop)
+                addrs += got_addrs
+                sizes += got_sizes
+                if reached >= stop:
+                    resume = reached
+                    break
+                nxt = index.after(reached)  # a size did not parse: the parent's next boundary
+                if nxt is None or nxt >= stop:
+                    break
+                pos = nxt
+            i = j
+    return addrs, sizes
+
+
+def _walk_heap(
+    snap: Snapshot, start: int, end: int, stop: int
+) -> tuple[list[int], list[int], int]:
+    """In-use chunks of the main arena from `start` up to `stop`, as (addresses, sizes,
+    where the walk stopped: a chunk start >= `stop`, or the chunk whose size did not parse).
 
     This is the one per-chunk Python loop of the parser; it keeps the current page as bytes
     and reads missing pages 64 at a time when the walk moves through them in order.
@@ -116,7 +175,7 @@ def _walk_heap(snap: Snapshot, start: int, end: int, stop: int) -> tuple[list[in
             break
         prev_pos, prev_size = pos, size
         pos += size
-    return addrs, sizes
+    return addrs, sizes, pos
 
 
 def _walk_mmapped(

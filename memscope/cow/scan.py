@@ -26,7 +26,7 @@ from memscope.cow._model import (
     HeapMap,
     PageClass,
 )
-from memscope.cow.causes import PageDiff, attribute_diff
+from memscope.cow.causes import CauseResult, PageDiff, attribute_diff
 from memscope.cow.classify import (
     bytes_by_kind,
     class_counts,
@@ -37,6 +37,7 @@ from memscope.cow.classify import (
 )
 from memscope.cow.cpython import Target, detect_target
 from memscope.cow.heap import parse_heap
+from memscope.cow.heap_index import heap_index_for
 from memscope.cow.memreader import MemReader
 from memscope.cow.pagemap import (
     BOOL,
@@ -51,6 +52,7 @@ from memscope.cow.pagemap import (
     read_pagemap,
     read_pages,
 )
+from memscope.cow.scan_slices import Totals, slices
 from memscope.errors import UsageError
 from memscope.procfs import AccessDenied, MapEntry, ProcFS
 
@@ -108,37 +110,61 @@ def scan_process(
     counts = pages_of.counts.sum(axis=0) * PAGE_SIZE
     timer.lap("pagemap")
 
-    target_text, heap, pool_size = "", None, 0
+    target_text, why, pool_size = "", "", 0
+    pymalloc = np.zeros(len(regions), dtype=np.bool_)
+    single: CauseResult | None = None
     try:
-        pages, ok = read_pages(procfs, pid, copied)
-        timer.lap("read_child")
-        diff = _compare_parent(procfs, parent_pid, copied, pages, ok)
-        timer.lap("read_parent")
         target = _target(pid, procfs, regions)
+        totals = Totals(copied, bytearray_bytes=target.minor >= (3, 15))
         target_text = target.describe()
-        if objects and target.supported:
-            # Boolean indexing copies: skip it when every page was read (the usual case).
-            all_ok = bool(ok.all())
-            heap, why = _parse(
-                target,
-                procfs,
-                pid,
-                copied if all_ok else copied[ok],
-                pages if all_ok else pages[ok],
-            )
-            target_text += why
-            pool_size = 16384 if target.minor >= (3, 10) else 4096
-        elif not objects:
-            target_text += " (object attribution skipped)"
+        parse = objects and target.supported
+        pool_size = (16384 if target.minor >= (3, 10) else 4096) if parse else 0
         timer.lap("heap")
+        parts = slices(copied)
+        for lo, hi in parts:  # bounded memory: one slice of pages and heap rows at a time
+            addrs = copied[lo:hi]
+            pages, ok = read_pages(procfs, pid, addrs)
+            timer.lap("read_child")
+            diff = _compare_parent(procfs, parent_pid, addrs, pages, ok)
+            timer.lap("read_parent")
+            heap = None
+            if parse:
+                # Boolean indexing copies: skip it when every page was read (the usual case).
+                all_ok = bool(ok.all())
+                heap, failed = _parse(
+                    target,
+                    procfs,
+                    pid,
+                    parent_pid,
+                    addrs if all_ok else addrs[ok],
+                    pages if all_ok else pages[ok],
+                )
+                why = why or failed
+                if heap is not None:
+                    pymalloc |= _pymalloc_regions(regions, heap)
+            del pages
+            timer.lap("heap")
+            result = attribute_diff(addrs, diff, ok, heap, pool_size if heap else 0)
+            if len(parts) == 1:
+                single = result
+            else:
+                totals.add(result, addrs, heap)
+            timer.lap("attribute")
+        if not objects:
+            why = " (object attribution skipped)"
+        target_text += why
     except AccessDenied as exc:
-        ok = np.zeros(len(copied), dtype=np.bool_)
-        diff = PageDiff.concat([])
+        none = np.zeros(0, dtype=np.int64)
+        diff = PageDiff(np.zeros(len(copied), dtype=np.bool_), none, none)
+        single = attribute_diff(copied, diff, diff.differ, None, 0)
         target_text = f"page-level only: {exc}"
-    result = attribute_diff(copied, diff, ok, heap, pool_size)
+    if single is not None:
+        by_cause, by_type, by_type_cause = single.by_cause, single.by_type, single.by_type_cause
+    else:
+        by_cause, by_type, by_type_cause = totals.finish()
     timer.lap("attribute")
 
-    kinds = _kinds(procfs, pid, regions, heap)
+    kinds = _kinds(procfs, pid, regions, pymalloc)
     timer.lap("kinds")
     return CowScan(
         pid=pid,
@@ -152,9 +178,9 @@ def scan_process(
         new_private_bytes=int(counts[PageClass.NEW_PRIVATE]),
         swapped_bytes=int(counts[PageClass.SWAPPED]),
         by_kind=bytes_by_kind(pages_of.counts, kinds),
-        by_type=result.by_type,
-        by_cause=result.by_cause,
-        by_type_cause=result.by_type_cause,
+        by_type=by_type,
+        by_cause=by_cause,
+        by_type_cause=by_type_cause,
         target=target_text,
         duration_s=timer.total(),
         timings=timer.laps,
@@ -252,8 +278,9 @@ class _Timer:
         self.laps: dict[str, float] = {}
 
     def lap(self, name: str) -> None:
+        """Add the time since the last lap to phase `name` (phases recur per slice)."""
         now = time.perf_counter()
-        self.laps[name] = now - self.last
+        self.laps[name] = self.laps.get(name, 0.0) + now - self.last
         self.last = now
 
     def total(self) -> float:
@@ -279,27 +306,34 @@ def _target(pid: int, procfs: ProcFS, regions: Sequence[MapEntry]) -> Target:
 
 
 def _parse(
-    target: Target, procfs: ProcFS, pid: int, addrs: U64, pages: U8
+    target: Target, procfs: ProcFS, pid: int, parent_pid: int, addrs: U64, pages: U8
 ) -> tuple[HeapMap | None, str]:
     """The heap map, or None and why: a target changing under the parser can break a
     read or a layout check; its pages are still classified and given causes."""
     try:
+        index = heap_index_for(parent_pid, procfs)
         with MemReader(pid, procfs) as reader:
-            return parse_heap(target, reader, addrs, pages), ""
+            return parse_heap(target, reader, addrs, pages, index), ""
     except (ValueError, LookupError) as exc:
         return None, f" (objects not attributed: {exc})"
 
 
+def _pymalloc_regions(regions: Sequence[MapEntry], heap: HeapMap) -> BOOL:
+    """Anonymous regions in which the heap parser validated allocator metadata."""
+    out = np.zeros(len(regions), dtype=np.bool_)
+    if len(heap.allocator_ranges):
+        heads = np.sort(heap.allocator_ranges[:, 0])
+        for i, r in enumerate(regions):
+            lo, hi = np.searchsorted(heads, [r.start, r.end])
+            out[i] = hi > lo and r.inode == 0 and not r.path
+    return out
+
+
 def _kinds(
-    procfs: ProcFS, pid: int, regions: Sequence[MapEntry], heap: HeapMap | None
+    procfs: ProcFS, pid: int, regions: Sequence[MapEntry], parsed_pymalloc: BOOL
 ) -> list[str]:
     """Kind of each region; pymalloc when a pool header is found at its start or the heap
     parser validated a pool header inside it."""
     pymalloc = probe_pymalloc(procfs, pid, regions)
-    if heap is not None and len(heap.allocator_ranges):
-        heads = np.sort(heap.allocator_ranges[:, 0])
-        for i, r in enumerate(regions):
-            lo, hi = np.searchsorted(heads, [r.start, r.end])
-            if hi > lo and r.inode == 0 and not r.path:
-                pymalloc[i] = True
+    pymalloc = [bool(p) or bool(q) for p, q in zip(pymalloc, parsed_pymalloc, strict=True)]
     return [mapping_kind(r, p) for r, p in zip(regions, pymalloc, strict=True)]

@@ -26,6 +26,7 @@ import numpy as np
 import numpy.typing as npt
 
 from memscope.cow._model import HeapMap
+from memscope.cow.site_estimate import OriginCache, ResolutionStats, estimate_sites
 from memscope.inject.channel import AgentClient
 from memscope.inject.errors import AgentError
 
@@ -35,6 +36,7 @@ __all__ = [
     "SiteBytes",
     "bytes_in_pages",
     "heap_sites",
+    "heap_sites_stats",
     "is_agent_frame",
     "origin_pid",
     "resolve_addresses",
@@ -47,6 +49,7 @@ _CHUNK = 50000
 _PAGE = 4096
 
 Frames = list[tuple[str, int]]
+Frames_ = tuple[tuple[str, int], ...]
 
 _AGENT_DIR = os.path.dirname(os.path.abspath(__file__)).rsplit(os.sep, 1)[0] + "/agent/"
 
@@ -62,6 +65,7 @@ class SiteBytes:
     bytes: int
     objects: int
     traceback: tuple[tuple[str, int], ...] = field(default=())  # most recent first
+    ci_bytes: int = 0  # 95% interval half-width of `bytes` when estimated from a sample
 
 
 @dataclass
@@ -95,9 +99,11 @@ def _frames(raw: Any) -> Frames:
 
 
 def resolve_addresses(
-    client: AgentClient, addrs: npt.NDArray[np.uint64], max_frames: int = 64
+    client: AgentClient, addrs: npt.NDArray[np.uint64], max_frames: int = 64, duty: float = 1.0
 ) -> Resolution:
-    """Ask a tracing agent for the traceback of each block start, in chunks."""
+    """Ask a tracing agent for the traceback of each block start, in chunks (`duty` < 1:
+    the agent holds the target's GIL at most that share of the time)."""
+    extra = {"duty": duty} if duty < 1.0 else {}
     tracebacks: list[Frames] = []
     seen: dict[tuple[tuple[str, int], ...], int] = {}
     index = np.full(len(addrs), -1, dtype=np.int64)
@@ -107,6 +113,7 @@ def resolve_addresses(
             "resolve",
             addrs_b64=base64.b64encode(part.tobytes()).decode("ascii"),
             max_frames=max_frames,
+            **extra,
         )
         tbs = ans.get("tracebacks")
         local = _indexes(ans, len(part))
@@ -188,8 +195,17 @@ def bytes_in_pages(
         partial = np.where(hit, (x - p).astype(np.int64), 0)
         return np.asarray(k.astype(np.int64) * _PAGE + partial, dtype=np.int64)
 
+    # Most blocks lie in one page: all their bytes count if that page is given (one search);
+    # the few that span pages take the general count.
+    mask = ~np.uint64(_PAGE - 1)
+    first = starts & mask
+    k = np.minimum(np.searchsorted(pages, first), len(pages) - 1)
+    out = np.where(pages[k] == first, sizes.astype(np.int64), 0)
     ends = starts + sizes.astype(np.uint64)
-    return below(ends) - below(starts)
+    multi = np.flatnonzero(((ends - np.uint64(1)) & mask) != first)
+    if len(multi):
+        out[multi] = below(ends[multi]) - below(starts[multi])
+    return out
 
 
 def heap_sites(
@@ -205,13 +221,49 @@ def heap_sites(
 
     Resolution needs the tracing origin's agent only: pass `origin` (asked of the worker's
     agent before its pages were read) and the worker may exit meanwhile."""
-    starts, first = np.unique(heap.block_start, return_index=True)
-    sizes = bytes_in_pages(starts, heap.block_size[first].astype(np.int64), pages)
+    return heap_sites_stats(run_dir, pid, heap, pages, top, max_frames, origin)[0]
+
+
+# Answers of each tracing origin, shared by all its workers and scans ({(run_dir, pid): ...}).
+_CACHES: dict[tuple[str, int], OriginCache] = {}
+LOOKUP_BUDGET = 200_000  # new lookups per worker; beyond, a sample (site_estimate)
+AGENT_DUTY = 1.0  # share of the origin's GIL its agent may hold while resolving (1: no pause)
+
+
+def heap_sites_stats(
+    run_dir: str,
+    pid: int,
+    heap: HeapMap,
+    pages: npt.NDArray[np.uint64],
+    top: int = 20,
+    max_frames: int = 64,
+    origin: int | None = None,
+) -> tuple[list[SiteBytes], ResolutionStats]:
+    """`heap_sites` and how they were resolved (timing, coverage; memscope.cow.site_estimate).
+
+    Each block is looked up once per origin, whichever worker copied it; at most
+    LOOKUP_BUDGET new lookups are made per call (a uniform sample beyond that, with 95%
+    intervals in `ci_bytes`), the origin's agent holding its GIL at most AGENT_DUTY of the
+    time."""
+    starts, size = heap.block_start, heap.block_size
+    if len(starts) > 1 and not bool(np.all(starts[1:] > starts[:-1])):  # the parser's order
+        starts, first = np.unique(starts, return_index=True)
+        size = size[first]
+    sizes = bytes_in_pages(starts, size.astype(np.int64), pages)
     if origin is None:
         origin = origin_pid(run_dir, pid)
+    if len(_CACHES) >= 16 and (run_dir, origin) not in _CACHES:
+        _CACHES.clear()
+    cache = _CACHES.setdefault((run_dir, origin), OriginCache())
     with AgentClient.for_pid(run_dir, origin, timeout=30.0) as c:
-        res = resolve_addresses(c, starts, max_frames)
-    return sites_by_bytes(sizes, res, top)
+
+        def resolve(addrs: npt.NDArray[np.uint64]) -> tuple[list[Frames_], npt.NDArray[np.int64]]:
+            res = resolve_addresses(c, addrs, max_frames, AGENT_DUTY)
+            return [tuple(tb) for tb in res.tracebacks], res.index
+
+        found, stats = estimate_sites(starts, sizes, cache, resolve, LOOKUP_BUDGET, seed=pid)
+    rows = [SiteBytes(e.site, e.bytes, e.objects, e.traceback, e.ci_bytes) for e in found]
+    return rows[:top], stats
 
 
 def sum_sites(per_worker: list[list[SiteBytes]], top: int = 20) -> list[SiteBytes]:

@@ -34,7 +34,7 @@ from typing import Any
 
 from memscope.cow.copied_sites import copied_pages, heap_in_pages
 from memscope.cow.cpython import Target, detect_target
-from memscope.cow.sites import SiteBytes, heap_sites, origin_pid
+from memscope.cow.sites import SiteBytes, heap_sites_stats, origin_pid
 from memscope.inject.channel import AgentClient
 from memscope.inject.errors import AgentError
 from memscope.leaks.census import take_census
@@ -97,6 +97,7 @@ class LeakHook:
         self.notes = NoteLog("sites")
         self._origins: dict[tuple[int, int], int] = {}
         self._parent_targets: dict[int, Target] = {}
+        self.resolution: dict[int, dict[str, object]] = {}  # pid -> ResolutionStats or error
         self._leak: dict[tuple[int, int], _Due] = {}
         self._sites: dict[tuple[int, int], _Due] = {}
         self._done: queue.SimpleQueue[_Result] = queue.SimpleQueue()
@@ -137,6 +138,9 @@ class LeakHook:
         self._write_pending(writer)
         if self.errors:
             writer.set_meta(leak_hook_errors=self.errors[:20])
+        if self.resolution:  # per worker: its latest site resolution, or why it failed
+            rows = [self.resolution[k] for k in sorted(self.resolution)]
+            writer.set_meta(cow_sites_resolution=rows)
 
     def _error(self, pid: int, message: str) -> None:
         self.errors.append(message)
@@ -262,19 +266,28 @@ class LeakHook:
             self.notes.add(m.pid, time.time(), "COW sites not read: the worker exited first")
             return
         except (ProcfsError, OSError, ValueError) as exc:
-            self._error(m.pid, f"COW sites not read: {exc}")
+            self._resolution_failed(m, t, f"COW sites not read: {exc}")
             return
         try:  # from here on only the parent and the tracing origin must be alive
             origin = self._origin(m)
             heap = heap_in_pages(m.ppid, copied, pages, ok, self._procfs, self._target(m))
         except (AgentError, ProcfsError, OSError, ValueError) as exc:
-            self._error(m.pid, f"COW sites not resolved: {exc}")
+            self._resolution_failed(m, t, f"COW sites not resolved: {exc}")
             return
         try:  # needs the origin's agent only: the worker may exit meanwhile
-            sites = heap_sites(run_dir, m.pid, heap, copied, top=self.config.top, origin=origin)
+            sites, stats = heap_sites_stats(run_dir, m.pid, heap, copied, top=self.config.top,
+                                            origin=origin)
             self._done.put(_Result(m.record_id, t, "cow_sites", sites=sites))
+            self.resolution[m.pid] = {"pid": m.pid, "t": t, **stats.as_dict()}
         except (AgentError, OSError, ValueError) as exc:
-            self._error(m.pid, f"COW sites not resolved: {exc}")
+            self._resolution_failed(m, t, f"COW sites not resolved: {exc}")
+
+    def _resolution_failed(self, m: Member, t: float, why: str) -> None:
+        """A note for the report, and the error as this worker's resolution record unless an
+        earlier resolution of it succeeded."""
+        self._error(m.pid, why)
+        if m.pid not in self.resolution or self.resolution[m.pid].get("error"):
+            self.resolution[m.pid] = {"pid": m.pid, "t": t, "error": why}
 
     # -- writing (sampler thread) --------------------------------------------------------
     def _drain(self, ctx: TickContext) -> None:

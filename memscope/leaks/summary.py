@@ -8,6 +8,8 @@ growing sites (agent snapshots) or else types (census) come from the leak_snapsh
 `summarize_sites(recording, summary)` sets `Summary.sites` (`SitesSection`: the latest COW
 sites scan of each worker, and copied bytes by site summed over them) and its JSON views
 `ProcessSummary.extra["cow_sites"]` {t, sites[]} and `Summary.extra["cow_sites"]`.
+`Summary.extra["cow_sites_resolution"]`: per worker, how its sites were resolved (seconds,
+blocks looked up / cached, resolved / sampled / untraced bytes) or why that failed.
 
 The window of each process (docs/leaks.md): samples after its first child's birth for a parent
 (the preload before the fork, and the fork itself, are not growth), before the shutdown window
@@ -192,6 +194,9 @@ def summarize_sites(rec: Recording, summary: Summary) -> None:
                 acc[0] += r["bytes"]
                 acc[1] += r["objects"]
                 acc[3] += 1
+    resolution = rec.meta.get("cow_sites_resolution")
+    if isinstance(resolution, list) and resolution:
+        summary.extra["cow_sites_resolution"] = resolution
     if total:
         ranked = sorted(total.items(), key=lambda kv: -kv[1][0])[:TOP_SITES]
         rows = [
