@@ -9,7 +9,7 @@ A parent started with memscope's agent (as under `memscope run --trace-sites=4`)
 same ~32 bytes per object (`--split`: each worker reads only its own share, so the objects
 copied across the workers add up to `--objects`). Its main thread then counts loop iterations and prints its rate
 every 0.2 s. For each worker in turn, memscope parses the worker's copied pages
-(inject.cow_sites.copied_heap) and resolves their sites (inject.sites.heap_sites_stats:
+(cow.copied_sites.copied_heap) and resolves their sites (cow.sites.heap_sites_stats:
 lookups shared per origin, at most --budget new ones per worker, the rest sampled).
 Reported per worker: parse and resolution wall time, lookups made / shared, the top site
 and its share; and the parent's loop rate while memscope resolves, against its rate before.
@@ -31,10 +31,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from memscope.inject.cow_sites import copied_heap  # noqa: E402
+from memscope.cow.copied_sites import copied_heap  # noqa: E402
 
 from memscope.inject import agent_env, make_run_dir, remove_run_dir, wait_for_agent  # noqa: E402
-from memscope.inject import sites as sites_mod  # noqa: E402
+from memscope.cow import sites as sites_mod  # noqa: E402
 from memscope.procfs import ProcFS  # noqa: E402
 
 TARGET = r"""
