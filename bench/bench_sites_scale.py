@@ -31,10 +31,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from memscope.cow.copied_sites import copied_heap  # noqa: E402
-
-from memscope.inject import agent_env, make_run_dir, remove_run_dir, wait_for_agent  # noqa: E402
 from memscope.cow import sites as sites_mod  # noqa: E402
+from memscope.cow.copied_sites import copied_heap  # noqa: E402
+from memscope.inject import agent_env, make_run_dir, remove_run_dir, wait_for_agent  # noqa: E402
 from memscope.procfs import ProcFS  # noqa: E402
 
 TARGET = r"""
