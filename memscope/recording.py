@@ -61,7 +61,7 @@ _CORE_DDL = [
         start_ticks INTEGER NOT NULL,
         ppid INTEGER NOT NULL,
         parent_id INTEGER REFERENCES processes(id),
-        role TEXT NOT NULL CHECK (role IN ('root', 'worker', 'descendant')),
+        role TEXT NOT NULL CHECK (role IN ('root', 'worker', 'descendant', 'master', 'wrapper')),
         cmdline TEXT NOT NULL,
         exe TEXT,
         python_version TEXT,
@@ -205,6 +205,10 @@ class RecordingWriter:
             "UPDATE processes SET cmdline = ?, exe = ? WHERE id = ?",
             (json.dumps(list(cmdline)), exe, process_id),
         )
+
+    def set_role(self, process_id: int, role: str) -> None:
+        """Revise a process's role (memscope.roles): the recording keeps the last one."""
+        self.conn.execute("UPDATE processes SET role = ? WHERE id = ?", (role, process_id))
 
     def set_python_version(self, process_id: int, version: str | None) -> None:
         self.conn.execute(

@@ -18,6 +18,7 @@ from memscope.analysis.summary import ProcessSummary, Summary, build_summary
 from memscope.check.quantity import Dimension
 from memscope.errors import InputError
 from memscope.recording import Recording
+from memscope.roles import MAIN_ROLES
 
 __all__ = [
     "METRICS",
@@ -211,8 +212,8 @@ class MetricSource:
 
     def candidates(self, selector: str) -> list[ProcessSummary]:
         processes = self.summary.processes
-        if selector == "root":
-            return [p for p in processes if p.role == "root"]
+        if selector == "root":  # the root-equivalent: the master below any wrappers
+            return [p for p in processes if p.role in MAIN_ROLES]
         if selector == "worker":
             return self.summary.workers
         return list(processes)

@@ -66,7 +66,8 @@ def _process_table(s: Summary) -> Table:
     has_cow = any("cow" in p.extra for p in s.processes)
     if has_cow:
         table.add_column("copied", justify="right", no_wrap=True, min_width=6)
-    ordered = sorted(s.processes, key=lambda p: (p.role != "root", -(p.peak.pss or 0)))
+    ordered = sorted(s.processes, key=lambda p: (p.role not in ("wrapper", "root", "master"),
+                                                  -(p.peak.pss or 0)))
     for p in ordered[:_MAX_ROWS]:
         copied = [_copied(p)] if has_cow else []
         table.add_row(
