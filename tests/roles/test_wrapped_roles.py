@@ -13,9 +13,13 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import socket
 import stat
 import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -127,3 +131,69 @@ def test_environment_wrapper_env(tmp_path: Path) -> None:
     assert not by_role(doc, "wrapper")
     assert_master_and_workers(doc, "root")
     assert os.path.basename(doc["processes"][0]["cmdline"][0]).startswith("python")
+
+
+def test_gunicorn_through_a_script_recycling_workers(tmp_path: Path) -> None:
+    """A start script (trap + wait, as real entrypoints do) runs gunicorn --max-requests 10:
+    the script is a wrapper, gunicorn's master the master, every worker (the replacements
+    too) a worker."""
+    pytest.importorskip("gunicorn")
+    port = free_port()
+    start = tmp_path / "start.sh"
+    start.write_text(
+        "#!/bin/sh\n"
+        f'{sys.executable} -m gunicorn --preload -w 2 --max-requests 10 -b 127.0.0.1:{port}'
+        f' --chdir {REPO / "fixtures"} gunicorn_app:app &\n'
+        'pid=$!\ntrap \'kill -TERM "$pid"; wait "$pid"\' INT TERM HUP\nwait "$pid"\n')
+    start.chmod(start.stat().st_mode | stat.S_IXUSR)
+    out = tmp_path / "gunicorn.memscope"
+    env = dict(os.environ, MEMSCOPE_FIXTURE_SIZE="200000")
+    proc = subprocess.Popen([sys.executable, "-c", MAIN, "run", "-q", "-i", "0.1", "-o",
+                             str(out), "--", str(start)], cwd=tmp_path, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    served: list[int] = []
+    try:
+        url = f"http://127.0.0.1:{port}/?count=1000"
+        deadline = time.monotonic() + 90
+        while not served and time.monotonic() < deadline:
+            try:
+                served.append(get_pid(url))
+            except OSError:
+                time.sleep(0.2)
+        assert served, "gunicorn did not answer within 90 s"
+        for _ in range(59):  # bounded: 60 requests, each with a timeout
+            served.append(get_pid(url))
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=90)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert len(set(served)) > 2, served  # GIVEN: workers were recycled (10 requests each)
+    report = CliRunner().invoke(cli, ["report", str(out), "--format", "json"])
+    assert report.exit_code == 0, (err, report.output)
+    doc: dict[str, Any] = json.loads(report.stdout)
+    rows = {p["pid"]: p for p in doc["processes"]}
+    assert rows[doc["processes"][0]["pid"]]["role"] == "wrapper"
+    masters = by_role(doc, "master")
+    assert len(masters) == 1 and "gunicorn" in " ".join(masters[0]["cmdline"]), masters
+    workers = {p["pid"] for p in by_role(doc, "worker")}
+    assert set(served) <= workers, (served, sorted(workers))
+    assert all(rows[w]["ppid"] == masters[0]["pid"] for w in workers)
+    named = {p["pid"]: (p.get("framework") or {}).get("name") for p in doc["processes"]}
+    assert named[masters[0]["pid"]] == "gunicorn master"
+    assert all(named[w] == "gunicorn worker" for w in workers), named
+    doc["path"] = str(out)
+    verdicts = json.dumps(check(doc, "worker.uss.peak <= 1GiB", "root.uss.peak <= 1GiB"))
+    assert f"master pid {masters[0]['pid']}" in verdicts
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def get_pid(url: str) -> int:
+    with urllib.request.urlopen(url, timeout=30) as reply:
+        return int(json.loads(reply.read())["pid"])
