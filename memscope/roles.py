@@ -5,7 +5,8 @@ Roles (the recording's `processes.role`):
 
 - ``wrapper``: a process on the path from the root to the master whose only purpose is to
   run another program. It has a *lasting* child (alive, or lived >= LASTING_S) that it
-  fork+exec'd, every lasting child it has is exec'd, and at most one is alive at a time.
+  fork+exec'd, every lasting child it has is exec'd, they ran one after the other (never
+  two at once), and none is a multiprocessing helper (fork server, resource tracker).
   Short helpers (`true`, `$(dirname "$0")`, a pyenv shim's lookups) do not count.
 - ``root``: the command's own process when it is not a wrapper (it is then the master).
 - ``master``: below a chain of wrappers, the first process that is not one: the
@@ -24,6 +25,7 @@ recording keeps each process's last role.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 __all__ = ["LASTING_S", "MAIN_ROLES", "Node", "RoleBook", "retitled"]
@@ -113,13 +115,16 @@ class RoleBook:
     def _wrapped(self, node: Node) -> Node | None:
         """The program `node` wraps (its current, else last, lasting exec'd child), or None
         when `node` is not a wrapper."""
-        kids = [c for c in self.children(node.key) if c.lasting()]
+        kids = sorted((c for c in self.children(node.key) if c.lasting()),
+                      key=lambda c: c.born)
         if not kids or not all(self.execd(c) for c in kids):
             return None
-        alive = [c for c in kids if c.ended is None]
-        if len(alive) > 1:
-            return None
-        return alive[0] if alive else max(kids, key=lambda c: c.born)
+        if any(h in " ".join(c.cmdline) for c in kids for h in _HELPERS):
+            return None  # a Python master with multiprocessing helpers
+        for before, after in itertools.pairwise(kids):
+            if before.ended is None or before.ended > after.born:
+                return None  # two programs at once: not a wrapper
+        return kids[-1]
 
     def decide(self) -> dict[Key, str]:
         """Revise every role; returns {key: role} of the processes whose role changed."""
