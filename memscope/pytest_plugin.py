@@ -13,7 +13,8 @@ or spawns are its workers (memscope.roles: also a multiprocessing fork server's 
 `worker.*` limits never include pytest's own memory; `tree.*` ones do. The sampler runs out
 of process on purpose: a sampler thread inside pytest would make every fork in the test a
 fork of a multi-threaded process (deadlock-prone, and a DeprecationWarning on 3.12+) and would
-compete for the GIL. The sampler excludes itself; children pytest already had before the test are measured too.
+compete for the GIL. The sampler excludes itself; children pytest already had before the
+test are measured too.
 
 A broken limit fails the test (pytest summary, --junitxml) with the check table; a limit on a
 metric the recording lacks (COW, leaks) fails it too, never passes silently. If the sampler
