@@ -69,27 +69,33 @@ class RoleBook:
         self.nodes: dict[Key, Node] = {}
         self._children: dict[Key, list[Key]] = {}
         self.dirty = False
+        self.execs: list[Key] = []  # processes newly known to have exec'd (to record)
 
     def add(self, key: Key, parent: Key | None, cmdline: list[str], exe: str | None,
             t: float, execd: bool = False, record_id: int = -1) -> None:
         node = Node(key, parent, list(cmdline), exe, t, execd=execd, record_id=record_id)
         self.nodes[key] = node
         self.dirty = True
+        if execd:
+            self.execs.append(key)
         if parent is not None:
             self._children.setdefault(parent, []).append(key)
 
     def exec(self, key: Key, cmdline: list[str], exe: str | None,
-             at: float | None = None) -> None:
-        """The process exec'd (an event, at `at`, or its command line changed)."""
+             at: float | None = None, event: bool = False) -> None:
+        """The process exec'd: a kernel event (`event`, at `at`), or its command line changed
+        (a new process title set in place is not an exec)."""
         node = self.nodes.get(key)
-        if node is not None and at is not None:
-            node.exec_at, self.dirty = at, True
-        if node is None or (cmdline == node.cmdline and exe == node.exe):
+        if node is None:
             return
-        if not retitled(cmdline):
-            node.execd = True
-        self.dirty = True
-        node.cmdline, node.exe = list(cmdline), exe  # (None: not read yet)
+        changed = bool(cmdline) and (cmdline != node.cmdline or exe != node.exe)
+        if at is not None:
+            node.exec_at, self.dirty = at, True
+        if not node.execd and (event or (changed and not retitled(cmdline))):
+            node.execd, self.dirty = True, True
+            self.execs.append(key)
+        if changed:
+            node.cmdline, node.exe, self.dirty = list(cmdline), exe, True  # exe None: unread
 
     def end(self, key: Key, t: float) -> None:
         node = self.nodes.get(key)

@@ -163,6 +163,11 @@ class Sampler:
     def _revise_roles(self) -> None:
         """Roles from the fork structure (memscope.roles): revised as the tree evolves, the
         recording keeps each process's last one."""
+        book = self.tree.roles
+        for key in book.execs:
+            if book.nodes[key].record_id >= 0:
+                self.writer.mark_execd(book.nodes[key].record_id)
+        book.execs.clear()
         for key, role in self.tree.roles.decide().items():
             member = self.tree.members.get(key[0])
             if member is not None and member.key == key:

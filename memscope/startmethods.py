@@ -28,9 +28,9 @@ __all__ = ["made_by", "start_methods"]
 _FORKSERVER = "multiprocessing.forkserver"
 
 _WHAT_TO_DO = (
-    "To share the master's data again: load it in the fork server with "
-    "multiprocessing.set_forkserver_preload(['yourapp.data']) (modules imported there are "
-    "shared by every worker, copy-on-write), or choose "
+    "To share the master's data again: load it in the fork server (start method "
+    "'forkserver') with multiprocessing.set_forkserver_preload(['yourapp.data']) (modules "
+    "imported there are shared by every worker, copy-on-write), or choose "
     "multiprocessing.set_start_method('fork') knowingly (forking a master that runs threads "
     "can deadlock a worker), or put the bulk data in multiprocessing.shared_memory (or an "
     "mmap'd file) that every worker maps."
@@ -42,17 +42,20 @@ def _execd(child: ProcessSummary, parent: ProcessSummary) -> bool:
         child.cmdline)
 
 
-def made_by(p: ProcessSummary, by_id: dict[int, ProcessSummary]) -> str | None:
-    """"fork", "forkserver" or "spawn" for a worker, else None."""
+def made_by(p: ProcessSummary, by_id: dict[int, ProcessSummary],
+            execd: frozenset[int] = frozenset()) -> str | None:
+    """"fork", "forkserver" or "spawn" for a worker, else None. `execd`: ids of the processes
+    the recording saw exec (table process_exec); a spawned worker that then set a process
+    title (dask, setproctitle) is known only from there."""
     parent = by_id.get(p.parent_id) if p.parent_id is not None else None
     if p.role != "worker" or parent is None:
         return None
     if _FORKSERVER in " ".join(parent.cmdline):
         return "forkserver"
-    return "spawn" if _execd(p, parent) else "fork"
+    return "spawn" if p.id in execd or _execd(p, parent) else "fork"
 
 
-def start_methods(summary: Summary) -> dict[str, Any]:
+def start_methods(summary: Summary, execd: frozenset[int] = frozenset()) -> dict[str, Any]:
     """Sets `extra["made_by"]` on each worker; returns {"workers": {method: count},
     "notes": [{"method", "pids", "parent_pids", "master_pid", "text"}]}."""
     by_id = {p.id: p for p in summary.processes}
@@ -61,7 +64,7 @@ def start_methods(summary: Summary) -> dict[str, Any]:
     pids: dict[str, list[int]] = {}
     parents: dict[str, set[int]] = {}
     for p in summary.processes:
-        how = made_by(p, by_id)
+        how = made_by(p, by_id, execd)
         if how is None:
             continue
         p.extra["made_by"] = how

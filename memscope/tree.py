@@ -229,7 +229,7 @@ class ProcessTree:
             member.execd = True
             if fact.cmdline is not None:
                 member.cmdline = list(fact.cmdline)
-                self.roles.exec(member.key, member.cmdline, fact.exe, fact.at)
+            self.roles.exec(member.key, member.cmdline or [], fact.exe, fact.at, event=True)
         elif member.start_ticks == fact.start_ticks and (
             not member.exited or member.exit_code is None
         ):

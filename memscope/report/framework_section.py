@@ -20,7 +20,7 @@ from memscope.startmethods import start_methods
 __all__ = ["add_frameworks", "start_method_section"]
 
 
-def add_frameworks(_rec: Recording, summary: Summary) -> None:
+def add_frameworks(rec: Recording, summary: Summary) -> None:
     found = recognize(summary)
     for p in summary.processes:
         if p.id in found:
@@ -30,7 +30,9 @@ def add_frameworks(_rec: Recording, summary: Summary) -> None:
     advice = summary.extra.get("advice")
     if isinstance(advice, list):
         add_snippets(advice, names)
-    summary.extra["start_methods"] = start_methods(summary)
+    execd = frozenset(r[0] for r in rec.conn.execute("SELECT process_id FROM process_exec")
+                      ) if rec.has_table("process_exec") else frozenset()
+    summary.extra["start_methods"] = start_methods(summary, execd)
 
 
 def start_method_section(s: Summary) -> Text | None:

@@ -104,3 +104,22 @@ def test_spawned_pool_workers(tmp_path: Path) -> None:
     assert tracker and all(p["role"] == "descendant" for p in tracker)
     assert [n["method"] for n in doc["start_methods"]["notes"]] == ["spawn"]
     assert "were spawned" in text and "share nothing" in text
+
+
+def test_dask_nanny_spawns_its_workers(tmp_path: Path) -> None:
+    pytest.importorskip("distributed")
+    out = tmp_path / "dask.memscope"
+    done = subprocess.run([sys.executable, "-c", MAIN, "run", "-q", "-i", "0.1", "-o", str(out),
+                           "--", sys.executable, str(HERE / "dask_target.py")],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    result = CliRunner().invoke(cli, ["report", str(out), "--format", "json"])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    root = doc["processes"][0]
+    workers = [p for p in doc["processes"] if p["role"] == "worker"]
+    assert len(workers) == 2, [(p["pid"], p["role"], p["cmdline"]) for p in doc["processes"]]
+    # the title hides the exec; the kernel's exec events (or the command line seen before the
+    # title) tell it
+    assert all(w["ppid"] == root["pid"] and w["made_by"] == "spawn" for w in workers), workers
+    assert [n["method"] for n in doc["start_methods"]["notes"]] == ["spawn"]
