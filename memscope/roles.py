@@ -4,9 +4,10 @@ which are only wrappers (shells, `uv run`, `poetry run`, `env`, entrypoint scrip
 Roles (the recording's `processes.role`):
 
 - ``wrapper``: a process on the path from the root to the master whose only purpose is to
-  run another program. It has a *lasting* child (alive, or lived >= LASTING_S) that it
-  fork+exec'd, every lasting child it has is exec'd, they ran one after the other (never
-  two at once), and none is a multiprocessing helper (fork server, resource tracker).
+  run another program. It has a *lasting* child (alive, or lived >= LASTING_S or half the
+  wrapper's own life) that it fork+exec'd, every lasting child it has is exec'd, they ran
+  one after the other (never two at once), and none is a multiprocessing helper (fork
+  server, resource tracker).
   Short helpers (`true`, `$(dirname "$0")`, a pyenv shim's lookups) do not count.
 - ``root``: the command's own process when it is not a wrapper (it is then the master).
 - ``master``: below a chain of wrappers, the first process that is not one: the
@@ -121,8 +122,10 @@ class RoleBook:
     def _wrapped(self, node: Node) -> Node | None:
         """The program `node` wraps (its current, else last, lasting exec'd child), or None
         when `node` is not a wrapper."""
-        kids = sorted((c for c in self.children(node.key) if c.lasting()),
-                      key=lambda c: c.born)
+        life = None if node.ended is None else node.ended - node.born
+        kids = sorted((c for c in self.children(node.key) if c.lasting() or (
+            life is not None and c.ended is not None and c.ended - c.born >= life / 2
+        )), key=lambda c: c.born)  # (in a short run: a child that lived most of its life)
         if not kids or not all(self.execd(c) for c in kids):
             return None
         if any(h in " ".join(c.cmdline) for c in kids for h in _HELPERS):

@@ -12,6 +12,7 @@ the master and what to do; forked workers get no such note; spawned ones get the
 from __future__ import annotations
 
 import json
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -95,7 +96,7 @@ def test_314_with_fork_has_no_explanation(tmp_path: Path) -> None:
 
 
 def test_spawned_pool_workers(tmp_path: Path) -> None:
-    _, doc, text = record(tmp_path, sys.executable, "spawn")
+    path, doc, text = record(tmp_path, sys.executable, "spawn")
     root = doc["processes"][0]
     workers = [p for p in doc["processes"] if p["role"] == "worker"]
     assert len(workers) == 2, [(p["pid"], p["role"], p["cmdline"]) for p in doc["processes"]]
@@ -104,6 +105,13 @@ def test_spawned_pool_workers(tmp_path: Path) -> None:
     assert tracker and all(p["role"] == "descendant" for p in tracker)
     assert [n["method"] for n in doc["start_methods"]["notes"]] == ["spawn"]
     assert "were spawned" in text and "share nothing" in text
+    # a file written before process_exec (and the master/wrapper roles) existed reads as before
+    with sqlite3.connect(path) as conn:
+        conn.execute("DROP TABLE process_exec")
+    old = CliRunner().invoke(cli, ["report", str(path), "--format", "json"])
+    assert old.exit_code == 0, old.output
+    assert [p.get("made_by") for p in json.loads(old.stdout)["processes"]] == [
+        p.get("made_by") for p in doc["processes"]]
 
 
 def test_dask_nanny_spawns_its_workers(tmp_path: Path) -> None:

@@ -72,8 +72,8 @@ def assert_master_and_workers(doc: dict[str, Any], master_role: str) -> dict[str
     return master
 
 
-def check(doc: dict[str, Any], *rules: str) -> dict[str, Any]:
-    argv = ["check", doc["path"], "--format", "json"]
+def check(doc: dict[str, Any], *rules: str, allow_missing: bool = False) -> dict[str, Any]:
+    argv = ["check", doc["path"], "--format", "json", *(["--allow-missing"] * allow_missing)]
     for rule in rules:
         argv += ["--rule", rule]
     result = CliRunner().invoke(cli, argv)
@@ -184,7 +184,9 @@ def test_gunicorn_through_a_script_recycling_workers(tmp_path: Path) -> None:
     assert named[masters[0]["pid"]] == "gunicorn master"
     assert all(named[w] == "gunicorn worker" for w in workers), named
     doc["path"] = str(out)
-    verdicts = json.dumps(check(doc, "worker.uss.peak <= 1GiB", "root.uss.peak <= 1GiB"))
+    # (a replacement worker forked just before the stop may have no full sample yet)
+    verdicts = json.dumps(check(doc, "worker.uss.peak <= 1GiB", "root.uss.peak <= 1GiB",
+                                allow_missing=True))
     assert f"master pid {masters[0]['pid']}" in verdicts
 
 

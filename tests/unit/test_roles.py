@@ -99,3 +99,12 @@ def test_decide_reports_only_changes() -> None:
     book = book_with(((1, 0), None, PY, 0.0), ((2, 1), (1, 0), PY, 1.0))
     assert book.decide() == {(1, 0): "root", (2, 1): "worker"}
     assert book.decide() == {}
+
+
+def test_a_short_run_keeps_its_wrapper() -> None:
+    """The whole run took 0.5 s: the program lived most of the wrapper's life."""
+    book = book_with(((1, 0), None, SH, 0.0), ((2, 1), (1, 0), PY, 0.01),
+                     ((3, 2), (2, 1), PY, 0.1))
+    for key, t in (((3, 2), 0.3), ((2, 1), 0.45), ((1, 0), 0.5)):
+        book.end(key, t)
+    assert roles(book) == {1: "wrapper", 2: "master", 3: "worker"}
