@@ -116,9 +116,9 @@ def bench_resolve(versions: list[str], n: int) -> None:
 
     import numpy as np
 
+    from memscope.cow.copied_sites import copied_heap
+    from memscope.cow.sites import resolve_addresses
     from memscope.inject import AgentClient, wait_for_agent
-    from memscope.inject.cow_sites import copied_heap
-    from memscope.inject.sites import resolve_addresses
 
     target = os.path.join(os.path.dirname(os.path.dirname(__file__)), "tests", "agent",
                           "site_target.py")

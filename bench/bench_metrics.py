@@ -23,7 +23,7 @@ from prometheus_client.exposition import generate_latest
 from memscope.metrics import MetricsFeed, SnapshotBox, registry_for
 from memscope.procfs import ProcFS
 from memscope.recording import RecordingWriter
-from memscope.sampler import Sampler, TickContext
+from memscope.sampler import Sampler, TickContext, on_tick
 from memscope.tree import ProcessTree
 
 
@@ -47,7 +47,7 @@ def bench(workers: int, mib: int, ticks: int, scrapes: int) -> None:
             procfs = ProcFS()
             writer = RecordingWriter(os.path.join(tmp, "b.memscope"), {})
             sampler = Sampler(procfs, ProcessTree(procfs, proc.pid, exclude={os.getpid()}),
-                              writer, hooks=[hook])
+                              writer, hooks=[on_tick(hook)])
             tick_cpu = []
             for _ in range(ticks):
                 c0 = time.process_time()

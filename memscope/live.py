@@ -3,15 +3,17 @@
 Columns: pid, role, RSS, PSS, USS, shared %, copied, and a USS trend sparkline. Rows are sorted
 by USS (largest first) and cut to what fits the terminal; a summary line accounts for the rest,
 and a totals line gives ΣRSS against ΣPSS for the whole tree. Values come from the sampler's
-latest full rollup of each process (`Sampler.latest`), so they move as the CPU budget allows.
-"Copied" is '-' unless a COW module registers a source in `COPIED_SOURCES`.
+latest full rollup of each process (`TickContext.latest`), so they move as the CPU budget
+allows. "Copied" is what the COW hook, which ticks before this one, put in `TickContext.copied`
+(the latest scan, or the estimate since it when larger); '-' when COW scans are off.
 
-Wiring (one decorator, one context manager per command):
+Wiring (one decorator, one context manager per command; the view is a hook, see
+memscope.features):
 
     @live_option
     def command(...):
-        with signals_to(...), live_display() as on_tick:
-            record(..., on_tick=on_tick)
+        with signals_to(...), live_display() as live:
+            record(..., hooks=build_hooks(FeatureOptions(live=live, ...)))
 
 The table is drawn on stderr, so the report printed afterwards on stdout stays clean. rich is
 imported only when the table is drawn: `run` and `attach` without --live do not load it.
@@ -31,21 +33,17 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 from memscope.analysis.staleness import significant
-from memscope.sampler import Sampler
-from memscope.tree import Member
+from memscope.recording import RecordingWriter
+from memscope.sampler import Session, TickContext
 from memscope.units import format_bytes
 
 if TYPE_CHECKING:
     from rich.console import Console
     from rich.table import Table
 
-__all__ = ["COPIED_SOURCES", "LiveRow", "LiveView", "build_table", "live_display", "live_option",
-           "sparkline"]
+__all__ = ["LiveRow", "LiveView", "build_table", "live_display", "live_option", "sparkline"]
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-#: fn(sampler, member) -> bytes copied since the fork, or None if unknown.
-COPIED_SOURCES: list[Callable[[Sampler, Member], int | None]] = []
 
 _BLOCKS = "▁▂▃▄▅▆▇█"
 _TREND = 24  # samples kept per process for the sparkline
@@ -138,25 +136,22 @@ class LiveView:
         self.live = Live(console=console, auto_refresh=False, transient=False,
                          redirect_stdout=False, redirect_stderr=False)
 
-    def rows(self, sampler: Sampler) -> list[LiveRow]:
+    def rows(self, ctx: TickContext) -> list[LiveRow]:
         rows = []
         alive = set()
-        for member in list(sampler.tree.members.values()):
+        for member in list(ctx.members):
             if member.exited or member.record_id < 0:
                 continue
             alive.add(member.record_id)
             row = LiveRow(member.pid, member.role)
-            rollup = sampler.latest.get(member.record_id)
+            rollup = ctx.latest.get(member.record_id)
             if rollup is not None:
                 row.rss, row.pss, row.uss = rollup.rss, rollup.pss, rollup.uss
                 row.shared = rollup.shared_clean + rollup.shared_dirty
                 trend = self.trends.setdefault(member.record_id, deque(maxlen=_TREND))
                 trend.append(rollup.uss)
                 row.trend = list(trend)
-            for source in COPIED_SOURCES:
-                copied = source(sampler, member)
-                if copied is not None:
-                    row.copied = copied
+            row.copied = ctx.copied.get(member.record_id)
             row.stale = self._stale(member.record_id, row.copied, row.uss)
             rows.append(row)
         for gone in set(self.trends) - alive:
@@ -176,12 +171,18 @@ class LiveView:
             return False
         return significant(seen[1], uss)
 
-    def __call__(self, sampler: Sampler) -> None:
+    def start(self, session: Session) -> None:
+        pass
+
+    def close(self, writer: RecordingWriter) -> None:
+        pass
+
+    def tick(self, ctx: TickContext) -> None:
         from rich.console import Group
         from rich.text import Text
 
         max_rows = max(self.console.size.height - 10, 5)
-        table = build_table(self.rows(sampler), max_rows, self.clock() - self.started)
+        table = build_table(self.rows(ctx), max_rows, self.clock() - self.started)
         hint = Text("Ctrl-C stops the recording and prints the report", style="dim")
         self.live.update(Group(table, hint), refresh=True)
 
@@ -203,8 +204,8 @@ def live_option(func: F) -> F:
 
 
 @contextmanager
-def live_display(console: Console | None = None) -> Iterator[Callable[[Sampler], None] | None]:
-    """Yield an on_tick callback drawing the live table if --live was given, else None."""
+def live_display(console: Console | None = None) -> Iterator[LiveView | None]:
+    """Yield the view (a hook drawing the live table) if --live was given, else None."""
     if not _live_requested.get():
         yield None
         return

@@ -91,7 +91,7 @@ class MemscopeRecording:
         self._recording: Recording | None = None
 
     def start(self) -> None:
-        argv = [sys.executable, "-c", _MAIN, "attach", str(os.getpid()), "-o", self.path,
+        argv = [sys.executable, "-c", _MAIN, "attach", str(os.getpid()), "-o", self.path, "--force",
                 "-i", str(self.interval), "-q", *self.attach_options]
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.PIPE)

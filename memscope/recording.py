@@ -2,14 +2,20 @@
 
 The schema is documented in docs/recording.md. `SCHEMA_VERSION` is bumped whenever a table or
 column changes meaning; a reader refuses files with a newer version instead of misreading them.
-Feature modules (COW scans, leaks, ...) add their tables to `EXTENSION_DDL`.
+Feature tables (COW scans, leaks, ...) are listed by `memscope.features.recording_tables()`;
+every recording has all of them, whatever was imported before.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import shutil
 import sqlite3
+import tempfile
+import time
+import urllib.parse
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -17,11 +23,12 @@ from typing import Any
 import numpy as np
 
 from memscope.errors import RecordingError
+from memscope.outputs import create_recording_file
+from memscope.recording_check import check_tables, process_row, read_meta
 from memscope.sample_store import CHUNK_DDL, CHUNK_ROWS, Chunker, SampleColumns, read_columns
 
 __all__ = [
     "APPLICATION_ID",
-    "EXTENSION_DDL",
     "REPORT_COLUMNS",
     "SAMPLE_COLUMNS",
     "SCHEMA_VERSION",
@@ -34,6 +41,8 @@ __all__ = [
 ]
 
 SCHEMA_VERSION = 2  # 2: samples in compact sample_chunks (1: plain rows only, still read)
+#: Seconds between WAL checkpoints while recording (RecordingWriter.flush).
+CHECKPOINT_S = 2.0
 APPLICATION_ID = 0x4D534350  # "MSCP", so `file`-like checks can tell a recording apart
 
 SAMPLE_COLUMNS = (
@@ -96,9 +105,6 @@ _CORE_DDL = [
 #: "shared" is shared_clean + shared_dirty (sample_store.DERIVED).
 REPORT_COLUMNS = ("rss", "pss", "uss", "shared", "swap", "rss_shared")
 
-#: DDL of tables owned by feature modules; every statement must be idempotent.
-EXTENSION_DDL: list[str] = []
-
 
 @dataclass(frozen=True, slots=True)
 class ProcessRow:
@@ -141,12 +147,15 @@ def _connect(path: str) -> sqlite3.Connection:
 class RecordingWriter:
     """Streams a run into the file. Commits every `flush()` so a SIGKILL loses at most one batch."""
 
-    def __init__(self, path: str, meta: dict[str, Any]) -> None:
-        if os.path.exists(path):
-            os.unlink(path)
-            for suffix in ("-wal", "-shm"):
-                if os.path.exists(path + suffix):
-                    os.unlink(path + suffix)
+    def __init__(
+        self, path: str, meta: dict[str, Any], tables: Sequence[str] | None = None
+    ) -> None:
+        """`tables`: feature DDL (idempotent); default every feature's (memscope.features)."""
+        if tables is None:
+            from memscope.features import recording_tables
+
+            tables = recording_tables()
+        create_recording_file(path)  # never over anything: memscope.outputs
         self.path = path
         self.conn = _connect(path)
         self.conn.execute("PRAGMA auto_vacuum = INCREMENTAL")  # close() returns freed pages
@@ -155,12 +164,13 @@ class RecordingWriter:
         self.conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
         self.conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         self.conn.execute("BEGIN")
-        for ddl in [*_CORE_DDL, *EXTENSION_DDL]:
+        for ddl in [*_CORE_DDL, *tables]:
             self.conn.execute(ddl)
         self.set_meta(schema_version=SCHEMA_VERSION, **meta)
         self.conn.execute("COMMIT")
         self.conn.execute("BEGIN")
         self._chunker = Chunker(self.conn, SAMPLE_COLUMNS, CHUNK_ROWS)
+        self._checkpointed = time.monotonic()
 
     def set_meta(self, **values: Any) -> None:
         self.conn.executemany(
@@ -252,6 +262,12 @@ class RecordingWriter:
 
     def flush(self) -> None:
         self.conn.execute("COMMIT")
+        now = time.monotonic()
+        if now - self._checkpointed >= CHECKPOINT_S:
+            # Merge the WAL into the main file now and then, so that the file alone holds
+            # the recording up to here (a SIGKILL leaves it complete but for the last seconds).
+            self.conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            self._checkpointed = now
         self.conn.execute("BEGIN")
 
     def close(self) -> None:
@@ -271,21 +287,9 @@ class Recording:
         self.conn = conn
         self.meta = meta
         self._columns: SampleColumns | None = None
+        self.snapshot_dir: str | None = None  # a private copy being read (see open_recording)
         self.processes = [
-            ProcessRow(
-                id=r[0],
-                pid=r[1],
-                start_ticks=r[2],
-                ppid=r[3],
-                parent_id=r[4],
-                role=r[5],
-                cmdline=json.loads(r[6]),
-                exe=r[7],
-                python_version=r[8],
-                started_at=r[9],
-                exited_at=r[10],
-                exit_code=r[11],
-            )
+            process_row(path, r)
             for r in conn.execute(
                 "SELECT id, pid, start_ticks, ppid, parent_id, role, cmdline, exe,"
                 " python_version, started_at, exited_at, exit_code FROM processes ORDER BY id"
@@ -331,18 +335,90 @@ class Recording:
 
     def close(self) -> None:
         self.conn.close()
+        if self.snapshot_dir is not None:
+            shutil.rmtree(self.snapshot_dir, ignore_errors=True)
+            self.snapshot_dir = None
 
 
 def open_recording(path: str) -> Recording:
-    """Open a recording for reading, or raise RecordingError with a one-line reason."""
+    """Open a recording for reading, or raise RecordingError with a one-line reason.
+
+    Reading never writes: no -wal/-shm appear, and read-only directories and media work
+    (docs/recording.md, "Reading"). A recording whose WAL was never merged (its writer was
+    killed) is read from a private copy of the file and its WAL.
+    """
     if not os.path.isfile(path):
         raise RecordingError(f"{path}: no such recording")
-    with open(path, "rb") as fh:
-        header = fh.read(100)
+    try:
+        with open(path, "rb") as fh:
+            header = fh.read(100)
+    except OSError as exc:
+        raise RecordingError(f"{path}: cannot read ({exc.strerror})") from None
     if not header.startswith(b"SQLite format 3\0"):
         raise RecordingError(f"{path}: not a memscope recording (not an SQLite file)")
+    snapshot: str | None = None
     try:
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
+        if _has_hot_wal(path):
+            snapshot = _snapshot(path)
+            conn = _reader_connection(os.path.join(snapshot, "r.memscope"), snapshot=True)
+        else:
+            conn = _reader_connection(path, snapshot=False)
+        rec = _open(path, conn)
+    except (sqlite3.DatabaseError, UnicodeDecodeError) as exc:  # damaged pages or schema text
+        _remove_snapshot(snapshot)
+        raise RecordingError(f"{path}: recording is corrupt or truncated ({exc})") from None
+    except BaseException:
+        _remove_snapshot(snapshot)
+        raise
+    rec.snapshot_dir = snapshot
+    return rec
+
+
+def _has_hot_wal(path: str) -> bool:
+    try:
+        return os.path.getsize(path + "-wal") > 0
+    except OSError:
+        return False
+
+
+def _reader_connection(path: str, *, snapshot: bool) -> sqlite3.Connection:
+    """Read-only and immutable (no locks, no -shm), by a URI-escaped path so that `?`, `#`
+    and `%` in file names are file names. A snapshot is ours: opened normally to merge its WAL."""
+    quoted = urllib.parse.quote(os.path.abspath(path))
+    uri = f"file:{quoted}" if snapshot else f"file:{quoted}?mode=ro&immutable=1"
+    conn = sqlite3.connect(uri, uri=True, check_same_thread=False)
+    # Damaged text must not raise UnicodeDecodeError deep inside a report.
+    conn.text_factory = lambda raw: raw.decode("utf-8", "replace")
+    return conn
+
+
+def _snapshot(path: str) -> str:
+    """Copy the file and its WAL into a private directory, retrying while a live writer
+    checkpoints under us (the main file changes during the copy)."""
+    directory = tempfile.mkdtemp(prefix="memscope-read-")
+    target = os.path.join(directory, "r.memscope")
+    try:
+        for _ in range(5):
+            before = os.stat(path)
+            with contextlib.suppress(FileNotFoundError):  # merged and removed meanwhile
+                shutil.copyfile(path + "-wal", target + "-wal")
+            shutil.copyfile(path, target)
+            after = os.stat(path)
+            if (before.st_mtime_ns, before.st_size) == (after.st_mtime_ns, after.st_size):
+                break
+        return directory
+    except OSError as exc:
+        shutil.rmtree(directory, ignore_errors=True)
+        raise RecordingError(f"{path}: cannot read its WAL ({exc.strerror})") from None
+
+
+def _remove_snapshot(directory: str | None) -> None:
+    if directory is not None:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def _open(path: str, conn: sqlite3.Connection) -> Recording:
+    try:
         app_id = conn.execute("PRAGMA application_id").fetchone()[0]
         if app_id != APPLICATION_ID:
             raise RecordingError(f"{path}: not a memscope recording (foreign SQLite file)")
@@ -352,7 +428,9 @@ def open_recording(path: str) -> Recording:
                 f"{path}: recording schema {version} is newer than this memscope supports"
                 f" ({SCHEMA_VERSION}); upgrade memscope"
             )
-        meta = {k: json.loads(v) for k, v in conn.execute("SELECT key, value FROM meta")}
+        meta = read_meta(path, conn.execute("SELECT key, value FROM meta"))
+        check_tables(path, conn)
         return Recording(path, conn, meta)
-    except sqlite3.DatabaseError as exc:
-        raise RecordingError(f"{path}: recording is corrupt or truncated ({exc})") from None
+    except BaseException:
+        conn.close()
+        raise

@@ -29,7 +29,10 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass
 
-__all__ = ["LASTING_S", "MAIN_ROLES", "Node", "RoleBook", "retitled"]
+__all__ = ["LASTING_S", "MAIN_ROLES", "ROLES", "Node", "RoleBook", "retitled"]
+
+#: every role a recording may hold (files older than master/wrapper hold the first three)
+ROLES = ("root", "worker", "descendant", "master", "wrapper")
 
 LASTING_S = 1.0
 MAIN_ROLES = ("root", "master")  # the root-equivalent: what `root.*` selects

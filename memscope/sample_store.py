@@ -137,6 +137,12 @@ class SampleColumns:
     def __len__(self) -> int:
         return int(self.t.size)
 
+    def of(self, process_id: int) -> SampleColumns:
+        """The rows of one process (views, in time order)."""
+        lo, hi = np.searchsorted(self.process_id, [process_id, process_id + 1])
+        return SampleColumns(self.process_id[lo:hi], self.t[lo:hi],
+                             {n: v[lo:hi] for n, v in self.values.items()})
+
 
 def _has_chunks(conn: sqlite3.Connection) -> bool:
     row = conn.execute(

@@ -8,8 +8,11 @@ rollup at once; otherwise the stalest process goes first. With the default 5 % o
 0.2 s ticks, a 64-worker tree of 100 MiB workers gets a full sample per process about once a
 second and everyone gets counters every tick.
 
-CPU is measured on the sampler's own thread (time.thread_time): features that work on threads
-of their own under budgets of their own (COW scans, the leak census) are not charged here.
+CPU: one budget for the whole process (memscope.budget.CpuBudget). Each tick settles it with
+the process's CPU since the previous tick (all threads: rollups, COW scans, leak jobs, SQLite
+writes), then admits rollups against what is left. Hooks (memscope.features) see the same
+budget in their TickContext and start optional work only while it is positive. The sampler's
+own thread time is still recorded per tick (ticks.cpu_s) for diagnosis.
 """
 
 from __future__ import annotations
@@ -19,12 +22,21 @@ import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
+from memscope.budget import CpuBudget
 from memscope.procfs import AccessDenied, ProcessGone, ProcessHandle, ProcFS, Rollup
 from memscope.recording import RecordingWriter
 from memscope.tree import Member, ProcessTree, python_version_of
 
-__all__ = ["Sampler", "TickContext", "TickHook", "exit_code_from_wait_status"]
+__all__ = [
+    "Hook",
+    "Sampler",
+    "Session",
+    "TickContext",
+    "exit_code_from_wait_status",
+    "on_tick",
+]
 
 Clock = Callable[[], float]
 
@@ -39,12 +51,53 @@ class TickContext:
     writer: RecordingWriter
     procfs: ProcFS
     latest: dict[int, Rollup]  # record_id -> latest full rollup
-    #: CPU-seconds hooks spent this tick under a budget of their own (e.g. COW scans):
-    #: not charged to the sampler's rollup budget, so they do not starve the rollups.
-    own_budget_cpu: float = 0.0
+    budget: CpuBudget = field(default_factory=CpuBudget)  # the whole process's CPU budget
+    #: record_id -> copied bytes (latest COW scan, or the estimate since when larger), set
+    #: by the COW hook for the hooks after it (live view)
+    copied: dict[int, int] = field(default_factory=dict)
+    #: member keys a hook wants a full rollup of at the next tick, whatever the budget (e.g.
+    #: a worker whose copying just settled: its USS has just changed for good)
+    want_rollup: set[tuple[int, int]] = field(default_factory=set)
 
 
-TickHook = Callable[[TickContext], None]
+@dataclass(slots=True)
+class Session:
+    """What a hook's start() gets: the recording being written and the tree being sampled."""
+
+    writer: RecordingWriter
+    procfs: ProcFS
+    tree: ProcessTree
+    budget: CpuBudget
+
+
+class Hook(Protocol):
+    """A feature's part of a recording session (see memscope.features)."""
+
+    def start(self, session: Session) -> None: ...
+
+    def tick(self, ctx: TickContext) -> None: ...
+
+    def close(self, writer: RecordingWriter) -> None:
+        """Persist everything finished or in flight; the writer closes right after."""
+
+
+class _FunctionHook:
+    def __init__(self, fn: Callable[[TickContext], None]) -> None:
+        self.fn = fn
+
+    def start(self, session: Session) -> None:
+        pass
+
+    def tick(self, ctx: TickContext) -> None:
+        self.fn(ctx)
+
+    def close(self, writer: RecordingWriter) -> None:
+        pass
+
+
+def on_tick(fn: Callable[[TickContext], None]) -> Hook:
+    """A hook that only ticks (tests, benchmarks)."""
+    return _FunctionHook(fn)
 
 
 def exit_code_from_wait_status(status: int | None) -> int | None:
@@ -73,15 +126,17 @@ class Sampler:
         tree: ProcessTree,
         writer: RecordingWriter,
         *,
-        budget: float = 0.05,
+        budget: float | CpuBudget = 0.05,
         clock: Clock = time.time,
         cpu_clock: Clock = time.thread_time,
-        hooks: Sequence[TickHook] = (),
+        hooks: Sequence[Hook] = (),
         flush_every: float = 0.5,
         max_staleness: float = 10.0,
     ) -> None:
-        if budget <= 0:
-            raise ValueError("budget must be positive")
+        if not isinstance(budget, CpuBudget):
+            if budget <= 0:
+                raise ValueError("budget must be positive")
+            budget = CpuBudget(budget, clock=clock)
         self.procfs = procfs
         self.tree = tree
         self.writer = writer
@@ -96,8 +151,8 @@ class Sampler:
         self.started_at = clock()
         self._last_flush = self.started_at
         self._last_tick_t: float | None = None
-        self._tokens = 0.0
         self._state: dict[tuple[int, int], _State] = {}
+        self._wanted: set[tuple[int, int]] = set()
         self.latest: dict[int, Rollup] = {}
 
     # -- discovery -----------------------------------------------------------------------
@@ -192,6 +247,23 @@ class Sampler:
 
     # -- reading ---------------------------------------------------------------------------
 
+    def start_hooks(self) -> None:
+        session = Session(self.writer, self.procfs, self.tree, self.budget)
+        for hook in self.hooks:
+            hook.start(session)
+
+    def close_hooks(self) -> None:
+        """Every hook persists its finished and in-flight work (in order; one failing hook
+        does not keep the others from closing)."""
+        errors: list[BaseException] = []
+        for hook in self.hooks:
+            try:
+                hook.close(self.writer)
+            except Exception as exc:
+                errors.append(exc)
+        if errors:
+            raise errors[0]
+
     def _rollup(self, member: Member, state: _State) -> Rollup | None:
         c0 = self.cpu_clock()
         if state.handle is None:
@@ -205,7 +277,6 @@ class Sampler:
         cost = self.cpu_clock() - c0
         state.rollup_cost = 0.7 * state.rollup_cost + 0.3 * cost
         state.rollups += 1
-        self._tokens -= cost
         return rollup
 
     def tick(self) -> TickContext:
@@ -213,10 +284,8 @@ class Sampler:
         c0 = self.cpu_clock()
         w0 = time.perf_counter()
         t = self.clock()
-        dt = 0.0 if self._last_tick_t is None else t - self._last_tick_t
         self._last_tick_t = t
-        # Bucket fills with budget x elapsed time, capped at one second's worth.
-        self._tokens = min(self._tokens + self.budget * dt, self.budget)
+        self.budget.settle()
 
         change = self.tree.refresh()
         for member in change.died:
@@ -259,11 +328,12 @@ class Sampler:
             key=lambda m: (m.key not in born, self._state[m.key].last_rollup_t),
         )
         rollups = 0
-        rollup_cpu = self._tokens
         for member in order:
             state = self._state[member.key]
             overdue = t - state.last_rollup_t > self.max_staleness
-            if member.key not in born and not overdue and self._tokens < state.rollup_cost:
+            if member.key in born or overdue or member.key in self._wanted:
+                self.budget.force(state.rollup_cost)
+            elif not self.budget.reserve(state.rollup_cost):
                 continue
             rollup = self._rollup(member, state)
             if rollup is None:
@@ -298,15 +368,13 @@ class Sampler:
                 rows.append((member.record_id, t, resident, *([None] * 12), shared))
         self.writer.add_samples(rows)
 
-        context = TickContext(t, members, self.tree.root, self.writer, self.procfs, self.latest)
+        context = TickContext(t, members, self.tree.root, self.writer, self.procfs, self.latest,
+                              self.budget)
         for hook in self.hooks:
-            hook(context)
+            hook.tick(context)
+        self._wanted = context.want_rollup
 
         cpu = self.cpu_clock() - c0
-        rollup_cpu -= self._tokens
-        # Everything but the rollups (discovery, counters, writing, hooks) also spends budget.
-        self._tokens = max(self._tokens - (cpu - rollup_cpu - context.own_budget_cpu),
-                           -self.budget)
         self.cpu_s += cpu
         self.ticks += 1
         self.writer.add_tick(t, time.perf_counter() - w0, cpu, len(members), rollups)
@@ -315,7 +383,11 @@ class Sampler:
         return context
 
     def flush(self) -> None:
-        self.writer.set_meta(sampler_ticks=self.ticks, sampler_cpu_s=round(self.cpu_s, 6))
+        self.writer.set_meta(
+            sampler_ticks=self.ticks,
+            sampler_cpu_s=round(self.cpu_s, 6),
+            process_cpu_s=round(self.budget.spent, 6),
+        )
         self.writer.flush()
         self._last_flush = self.clock()
 

@@ -21,10 +21,11 @@ from memscope import __version__
 from memscope._malloc import return_freed_buffers
 from memscope.errors import RecordingError, TargetError
 from memscope.follow import EventFollower
+from memscope.outputs import prepare_recording_output
 from memscope.procevents import ConnectorUnavailable, ProcConnector
 from memscope.procfs import AccessDenied, ProcessGone, ProcFS
 from memscope.recording import RecordingWriter
-from memscope.sampler import Sampler, TickHook
+from memscope.sampler import Hook, Sampler
 from memscope.tree import ProcessTree
 
 __all__ = [
@@ -50,7 +51,7 @@ class SessionOptions:
     interval: float = 0.2
     duration: float | None = None
     budget: float = 0.05
-    hooks: Sequence[TickHook] = field(default_factory=list)
+    hooks: Sequence[Hook] = field(default_factory=list)  # memscope.features.build_hooks()
     procfs: ProcFS = field(default_factory=ProcFS)
     #: kernel process events, opened before the root was started (`run`); else opened here
     follower: EventFollower | None = None
@@ -82,15 +83,10 @@ def stop_process(proc: subprocess.Popen[Any], signum: int, grace_s: float) -> No
         proc.wait()
 
 
-def check_output(path: str) -> None:
-    """Raise RecordingError unless a recording can be created at `path` (before starting)."""
-    directory = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(directory):
-        raise RecordingError(f"{path}: directory {directory} does not exist")
-    if not os.access(directory, os.W_OK | os.X_OK):
-        raise RecordingError(f"{path}: cannot create files in {directory}")
-    if os.path.isdir(path):
-        raise RecordingError(f"{path}: is a directory")
+def check_output(path: str, force: bool = False) -> None:
+    """Raise unless a recording can be created at `path` (before starting); `force` removes an
+    old recording there (never anything else: memscope.outputs)."""
+    prepare_recording_output(path, force)
 
 
 def check_target(procfs: ProcFS, pid: int) -> None:
@@ -99,6 +95,12 @@ def check_target(procfs: ProcFS, pid: int) -> None:
         stat = procfs.stat(pid)
         if stat.state == "Z":
             raise TargetError(f"process {pid} is a zombie (exited, not yet reaped)")
+        if stat.kernel_thread:
+            raise TargetError(f"process {pid} ({stat.comm}) is a kernel thread: it has no"
+                              " user-space memory to record")
+        if pid == os.getpid():
+            raise TargetError(f"process {pid} is this memscope itself; attach to another"
+                              " process")
         procfs.rollup(pid)
     except ProcessGone:
         raise TargetError(f"no process with PID {pid}") from None
@@ -126,13 +128,14 @@ def record(
     options: SessionOptions,
     meta: dict[str, Any],
     should_stop: Callable[[], bool],
-    on_tick: Callable[[Sampler], None] | None = None,
     finalize: Callable[[RecordingWriter, Sampler], None] | None = None,
 ) -> Sampler:
     """Sample the tree under `root_pid` into `options.output` until should_stop() or it exits.
 
     The file is committed as it goes, so whatever ends this process, the recording so far is
-    readable. Returns the sampler (for its statistics); the writer is closed.
+    readable. At the end, in this order: every hook's close() persists its finished and
+    in-flight work (the COW hook scans the workers still alive), then `finalize` (e.g. `run`
+    stops its command), then the writer closes. Returns the sampler (for its statistics).
     """
     procfs = options.procfs
     return_freed_buffers()  # scans' freed buffers must not stay resident (memscope/_malloc.py)
@@ -144,7 +147,7 @@ def record(
                            adopt_from=os.getpid() if options.subreaper else None)
         meta = {"births_tracked": births, "subreaper": options.subreaper, **meta}
         started = time.time()
-        return _record(tree, options, meta, started, should_stop, on_tick, finalize)
+        return _record(tree, options, meta, started, should_stop, finalize)
     except sqlite3.Error as exc:  # disk full, file removed or locked under us, ...
         raise RecordingError(f"{options.output}: cannot write the recording ({exc})") from None
     finally:
@@ -158,7 +161,6 @@ def _record(
     meta: dict[str, Any],
     started: float,
     should_stop: Callable[[], bool],
-    on_tick: Callable[[Sampler], None] | None,
     finalize: Callable[[RecordingWriter, Sampler], None] | None,
 ) -> Sampler:
     procfs = options.procfs
@@ -182,20 +184,23 @@ def _record(
             writer.set_meta(events_cpu_s=round(tree.follower.cpu_s, 6))
             if tree.follower.overruns:
                 writer.set_meta(event_overruns=tree.follower.overruns)
-        if on_tick is not None:
-            on_tick(sampler)
         if deadline is not None and time.time() >= deadline:
             return True
         return should_stop()
 
     try:
+        sampler.start_hooks()
         sampler.run(options.interval, stop)
     except AccessDenied as exc:
         raise TargetError(str(exc), hint=_PTRACE_HINT) from None
     finally:
-        if finalize is not None:
-            finalize(writer, sampler)
-        sampler.flush()
-        writer.set_meta(ended_at=time.time())
-        writer.close()
+        try:
+            sampler.close_hooks()
+        finally:
+            if finalize is not None:
+                finalize(writer, sampler)
+            sampler.budget.settle()
+            sampler.flush()
+            writer.set_meta(ended_at=time.time())
+            writer.close()
     return sampler

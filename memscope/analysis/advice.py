@@ -77,13 +77,16 @@ def _top(per_type: dict[str, int], total: int, limit: int = 5) -> list[str]:
     return [t for t, n in ranked if total and n >= _MIN_SHARE * total][:limit]
 
 
-def _pids(scans: Iterable[CowScan], types: Sequence[str], causes: Sequence[str]) -> list[int]:
-    """Workers where the remedy addresses at least 256 KiB."""
-    return sorted(
-        s.pid
+def _pids(scans: Iterable[CowScan], types: Iterable[str], causes: Sequence[str]) -> list[int]:
+    """Workers where the remedy addresses at least 256 KiB (else: any bytes at all)."""
+    wanted = set(types)
+    per_pid = {
+        s.pid: sum(n for t, row in s.by_type_cause.items() if t in wanted
+                   for c, n in row.items() if c in causes)
         for s in scans
-        if sum(s.by_type_cause.get(t, {}).get(c, 0) for t in types for c in causes) >= 1 << 18
-    )
+    }
+    big = sorted(p for p, n in per_pid.items() if n >= 1 << 18)
+    return big or sorted(p for p, n in per_pid.items() if n > 0)
 
 
 def _mib(n: int) -> str:
@@ -116,7 +119,7 @@ def advise(scans: Sequence[CowScan]) -> list[Advice]:
                 title=title.format(types=", ".join(types), bytes=_mib(addressed)),
                 types=types,
                 bytes=addressed,
-                pids=_pids(scans, types, causes),
+                pids=_pids(scans, per_type, causes),
                 recipe=recipe,
             )
         )

@@ -10,10 +10,23 @@ too, so a stale scan may still be right; the gate cannot know, and says so.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
 
 from memscope.recording import Recording
 
-__all__ = ["STALE_FRACTION", "STALE_MIN_BYTES", "Staleness", "cow_staleness", "significant"]
+if TYPE_CHECKING:
+    from memscope.analysis.summary import Summary
+
+__all__ = [
+    "STALE_FRACTION",
+    "STALE_MIN_BYTES",
+    "Staleness",
+    "add_cow_staleness",
+    "cow_staleness",
+    "significant",
+]
 
 STALE_MIN_BYTES = 2 * 1024 * 1024
 STALE_FRACTION = 0.10
@@ -48,22 +61,32 @@ def cow_staleness(
 ) -> Staleness | None:
     """The staleness of a scan of `process_id` taken at `scanned_at`, judged on full samples
     up to `until` (the shutdown start; None: the whole recording). None: the scan is current."""
-    before = rec.conn.execute(
-        "SELECT uss FROM samples WHERE process_id = ? AND t <= ? AND uss IS NOT NULL"
-        " ORDER BY t DESC LIMIT 1",
-        (process_id, scanned_at),
-    ).fetchone()
-    if before is None:
+    cols = rec.columns(("uss",)).of(process_id)
+    full = ~np.isnan(cols.values["uss"])
+    t, uss = cols.t[full], cols.values["uss"][full]
+    earlier = np.flatnonzero(t <= scanned_at)
+    if earlier.size == 0:
         return None
+    at_scan = int(uss[earlier[-1]])
     end = float("inf") if until is None else until
-    after = rec.conn.execute(
-        "SELECT t, uss FROM samples WHERE process_id = ? AND t > ? AND t < ?"
-        " AND uss IS NOT NULL ORDER BY uss DESC, t LIMIT 1",
-        (process_id, scanned_at, end),
-    ).fetchone()
-    if after is None:
+    later = np.flatnonzero((t > scanned_at) & (t < end))
+    if later.size == 0:
         return None
-    grown = int(after[1]) - int(before[0])
-    if not significant(int(before[0]), int(after[1])):
+    top = later[np.argmax(uss[later])]  # the first sample at the highest USS after the scan
+    if not significant(at_scan, int(uss[top])):
         return None
-    return Staleness(scanned_at, int(before[0]), grown, float(after[0]))
+    return Staleness(scanned_at, at_scan, int(uss[top]) - at_scan, float(t[top]))
+
+
+def add_cow_staleness(rec: Recording, summary: Summary) -> None:
+    """`ProcessSummary.extra["cow_stale"]`: why a worker's latest scan is older than its last
+    significant USS growth (after the COW and steady sections)."""
+    if summary.cow is None:
+        return
+    until = (summary.extra.get("steady") or {}).get("shutdown_at")
+    for p in summary.processes:
+        c = summary.cow.processes.get(p.id)
+        if c is not None:
+            stale = cow_staleness(rec, p.id, c.latest.t, until)
+            if stale is not None:
+                p.extra["cow_stale"] = stale.describe(summary.started_at)

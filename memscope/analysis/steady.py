@@ -21,6 +21,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 from memscope.analysis.summary import Memory, Summary
 from memscope.recording import Recording
 from memscope.roles import MAIN_ROLES
@@ -89,21 +91,22 @@ def shutdown_start(summary: Summary, signalled_at: float | None = None) -> float
 
 
 def _figures(rec: Recording, process_id: int, before: float) -> SteadyFigures:
-    row = rec.conn.execute(
-        "SELECT MAX(rss), MAX(pss), MAX(uss), MAX(swap), COUNT(pss) FROM samples"
-        " WHERE process_id = ? AND t < ?",
-        (process_id, before),
-    ).fetchone()
-    last = rec.conn.execute(
-        "SELECT rss, pss, uss, shared_clean + shared_dirty, swap FROM samples"
-        " WHERE process_id = ? AND t < ? AND pss IS NOT NULL ORDER BY t DESC LIMIT 1",
-        (process_id, before),
-    ).fetchone()
-    return SteadyFigures(
-        Memory(row[0], row[1], row[2], None, row[3]),
-        Memory(*last) if last else Memory(),
-        int(row[4] or 0),
-    )
+    cols = rec.columns(("rss", "pss", "uss", "shared", "swap")).of(process_id)
+    window = cols.t < before
+    v = {n: col[window] for n, col in cols.values.items()}
+
+    def peak(name: str) -> int | None:
+        taken = v[name][~np.isnan(v[name])]
+        return int(taken.max()) if taken.size else None
+
+    full = np.flatnonzero(~np.isnan(v["pss"]))
+    last = Memory()
+    if full.size:
+        i = full[-1]
+        last = Memory(*(None if np.isnan(v[n][i]) else int(v[n][i])
+                        for n in ("rss", "pss", "uss", "shared", "swap")))
+    return SteadyFigures(Memory(peak("rss"), peak("pss"), peak("uss"), None, peak("swap")),
+                         last, int(full.size))
 
 
 def add_steady(rec: Recording, summary: Summary) -> None:

@@ -3,21 +3,28 @@
 Tree totals: counters (rss) exist for every live process at every tick, full rollups (pss,
 uss, swap) only when the sampler's budget allowed one. ΣPSS at a tick therefore sums each live
 process's most recent PSS at or before that tick; ΣRSS sums that tick's RSS.
+
+Feature sections (COW, sites, leaks, notes) are computed by `memscope.features.summarize`, in
+the features' order, whatever was imported before.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from memscope.analysis.totals import tree_sums
 from memscope.recording import ProcessRow, Recording, SampleColumns
 
+if TYPE_CHECKING:
+    from memscope.analysis.cow_summary import CowSection
+    from memscope.analysis.leaks import LeakResult
+    from memscope.leaks.summary import SitesSection
+    from memscope.notes import Note
+
 __all__ = [
-    "SUMMARY_EXTENSIONS",
     "Memory",
     "ProcessSummary",
     "SamplerStats",
@@ -77,6 +84,8 @@ class SamplerStats:
     cpu_s: float
     cpu_fraction: float  # of one core, over the recording
     rollups: int
+    process_cpu_s: float = 0.0  # memscope's whole process: all threads, user + sys
+    process_cpu_fraction: float = 0.0  # ... of one core, over the recording
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,7 +112,12 @@ class Summary:
     sampler: SamplerStats
     processes: list[ProcessSummary]
     totals: Totals
-    extra: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)  # JSON views of the sections below
+    # Feature sections (memscope.features), None when the recording has no such data:
+    cow: CowSection | None = None
+    sites: SitesSection | None = None
+    leaks: dict[int, LeakResult] | None = None  # process_id -> verdict
+    notes: list[Note] = field(default_factory=list)
 
     @property
     def duration_s(self) -> float:
@@ -178,12 +192,15 @@ def _sampler(rec: Recording, duration: float) -> SamplerStats:
     times = [t[0] for t in ticks]
     mean = (times[-1] - times[0]) / (len(times) - 1) if len(times) > 1 else 0.0
     cpu = sum(t[2] for t in ticks)
+    process_cpu = float(rec.meta.get("process_cpu_s") or 0.0)
     return SamplerStats(
         ticks=len(ticks),
         mean_interval_s=mean,
         cpu_s=cpu,
         cpu_fraction=cpu / duration if duration > 0 else 0.0,
         rollups=sum(t[4] for t in ticks),
+        process_cpu_s=process_cpu,
+        process_cpu_fraction=process_cpu / duration if duration > 0 else 0.0,
     )
 
 
@@ -209,11 +226,6 @@ def _process_summary(row: ProcessRow, stats: dict[str, Any] | None) -> ProcessSu
     )
 
 
-#: Feature modules (COW, leaks, ...) add JSON-ready data to Summary.extra and
-#: ProcessSummary.extra here: fn(recording, summary), called at the end of build_summary.
-SUMMARY_EXTENSIONS: list[Callable[[Recording, Summary], None]] = []
-
-
 def build_summary(rec: Recording) -> Summary:
     meta = rec.meta
     cols = rec.columns(_STAT_COLUMNS)
@@ -235,6 +247,7 @@ def build_summary(rec: Recording) -> Summary:
         processes=processes,
         totals=_totals(cols),
     )
-    for extension in SUMMARY_EXTENSIONS:
-        extension(rec, summary)
+    from memscope.features import summarize
+
+    summarize(rec, summary)
     return summary

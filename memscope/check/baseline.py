@@ -15,6 +15,7 @@ from typing import Any
 from memscope import __version__
 from memscope.check.metrics import METRICS, MetricSource, MissingMetric, process_label
 from memscope.errors import InputError
+from memscope.outputs import json_text, write_text_atomically
 
 __all__ = ["BASELINE_FORMAT", "IMPLICIT_KEYS", "Baseline", "baseline_values", "load_baseline",
            "save_baseline"]
@@ -65,12 +66,9 @@ def save_baseline(source: MetricSource, path: str) -> dict[str, Any]:
         "command": source.summary.command,
         "metrics": baseline_values(source),
     }
-    tmp = f"{path}.tmp{os.getpid()}"
+    text = json_text(doc, indent=2, sort_keys=True) + "\n"  # before touching the file
     try:
-        with open(tmp, "w", encoding="utf-8") as fh:
-            json.dump(doc, fh, indent=2, sort_keys=True)
-            fh.write("\n")
-        os.replace(tmp, path)
+        write_text_atomically(path, lambda fh: fh.write(text))
     except OSError as exc:
         raise InputError(f"cannot write baseline {path}: {exc.strerror}") from None
     return doc

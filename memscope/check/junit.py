@@ -4,13 +4,13 @@ reporters read (validated in tests against tests/check/data/junit.xsd)."""
 
 from __future__ import annotations
 
-import os
+import io
 import socket
 import time
 import xml.etree.ElementTree as ET
 
 from memscope.check.evaluate import CheckReport
-from memscope.errors import InputError
+from memscope.outputs import write_text_atomically
 
 __all__ = ["to_junit", "write_junit"]
 
@@ -47,9 +47,8 @@ def to_junit(report: CheckReport, *, suite: str = "memscope check") -> ET.Elemen
 def write_junit(report: CheckReport, path: str) -> None:
     tree = ET.ElementTree(to_junit(report))
     ET.indent(tree)
-    tmp = f"{path}.tmp{os.getpid()}"
-    try:
-        tree.write(tmp, encoding="utf-8", xml_declaration=True)
-        os.replace(tmp, path)
-    except OSError as exc:
-        raise InputError(f"cannot write JUnit XML to {path}: {exc.strerror}") from None
+    buf = io.BytesIO()
+    tree.write(buf, encoding="utf-8", xml_declaration=True)
+    text = buf.getvalue().decode("utf-8")
+    # Atomic, and never over a device, FIFO, symlink or a file memscope did not write.
+    write_text_atomically(path, lambda out: out.write(text))

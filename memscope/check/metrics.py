@@ -1,9 +1,11 @@
 """Metrics a rule can name, and how each is read from a recording (the only place that knows).
 
-Per-process metrics come from the summary (peaks and last full samples of smaps_rollup), from
-the COW scans (`processes[].cow` of the JSON report, or the `cow_scans` table) and from the
-leak analysis (`processes[].leak.slope_bytes_per_s`). Tree metrics come from the tree totals.
-A metric no process has is a `MissingMetric` (exit 2), never a silent pass.
+Everything comes from the typed summary: peaks and last full samples of smaps_rollup, the COW
+section (`Summary.cow`: `cow.copied` is a worker's *peak* scan, so a limit never passes on a
+scan taken before the copying finished) and the leak section (`Summary.leaks`). Tree metrics
+come from the tree totals. A metric no process has is a `MissingMetric` (exit 2), never a
+silent pass; nor does a COW value whose latest scan is older than the process's last
+significant USS growth (it is reported as missing, with the reason).
 """
 
 from __future__ import annotations
@@ -11,9 +13,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
-from memscope.analysis.staleness import cow_staleness
 from memscope.analysis.summary import ProcessSummary, Summary, build_summary
 from memscope.check.quantity import Dimension
 from memscope.errors import InputError
@@ -82,20 +82,16 @@ def _peak(field: str) -> ProcessGetter:
     return lambda _src, p: getattr(p.peak, field)
 
 
-def _cow(src: MetricSource, p: ProcessSummary) -> dict[str, Any] | None:
-    return src.cow.get(p.id)
-
-
 def _copied(src: MetricSource, p: ProcessSummary) -> float | None:
-    cow = _cow(src, p)
-    return None if cow is None else float(cow["copied_bytes"])
+    cow = src.cow.get(p.id)
+    return None if cow is None else float(cow[0])
 
 
 def _copied_ratio(src: MetricSource, p: ProcessSummary) -> float | None:
-    cow = _cow(src, p)
-    if cow is None or not cow.get("inherited_bytes"):
+    cow = src.cow.get(p.id)
+    if cow is None or not cow[1]:
         return None
-    return float(cow["copied_bytes"]) / float(cow["inherited_bytes"])
+    return float(cow[0]) / float(cow[1])
 
 
 def _steady(key: str) -> ProcessGetter:
@@ -107,8 +103,10 @@ def _steady(key: str) -> ProcessGetter:
 
 
 def _slope(src: MetricSource, p: ProcessSummary) -> float | None:
-    leak = src.leak.get(p.id)
-    slope = None if leak is None else leak.get("slope_bytes_per_s")
+    leak = src.leaks.get(p.id)
+    if leak is None or leak.verdict == "insufficient-data":
+        return None  # a fit the leak analysis itself does not trust is not a measurement
+    slope = leak.slope_bytes_per_s
     return None if slope is None else float(slope)
 
 
@@ -121,12 +119,10 @@ def _tree_sum(getter: ProcessGetter) -> TreeGetter:
 
 
 def _tree_copied_ratio(src: MetricSource) -> float | None:
-    rows = [c for c in src.cow.values() if c.get("inherited_bytes")]
+    rows = [c for c in src.cow.values() if c[1]]
     if not rows:
         return None
-    return sum(float(c["copied_bytes"]) for c in rows) / sum(
-        float(c["inherited_bytes"]) for c in rows
-    )
+    return sum(float(c[0]) for c in rows) / sum(float(c[1]) for c in rows)
 
 
 def _full_totals(field: str) -> TreeGetter:
@@ -162,61 +158,37 @@ METRICS: dict[str, Metric] = {
 }
 
 
-def _cow_from_table(rec: Recording) -> dict[int, dict[str, Any]]:
-    """Latest COW scan of each process from the `cow_scans` table (if the recording has one)."""
-    if not rec.has_table("cow_scans"):
-        return {}
-    rows = rec.conn.execute(
-        "SELECT process_id, copied_bytes, inherited_bytes, t FROM cow_scans ORDER BY t, id"
-    )
-    return {
-        pid: {"copied_bytes": c, "inherited_bytes": i, "scanned_at": t} for pid, c, i, t in rows
-    }
-
-
-def _stale_scans(
-    rec: Recording, summary: Summary, cow: dict[int, dict[str, Any]]
-) -> dict[int, str]:
-    """Processes whose latest COW scan is older than their last significant USS growth."""
-    until = (summary.extra.get("steady") or {}).get("shutdown_at")
-    out: dict[int, str] = {}
-    for process_id, scan in cow.items():
-        at = scan.get("scanned_at")
-        if isinstance(at, (int, float)):
-            stale = cow_staleness(rec, process_id, float(at), until)
-            if stale is not None:
-                out[process_id] = stale.describe(summary.started_at)
-    return out
-
-
 class MetricSource:
     """Everything rules read from one recording, computed once."""
 
     def __init__(self, rec: Recording, summary: Summary | None = None) -> None:
-        from memscope.report.json_report import to_document  # also runs JSON_SECTIONS
-
         self.path = rec.path
         self.summary: Summary = summary if summary is not None else build_summary(rec)
-        doc_processes = to_document(self.summary)["processes"]
-        table = _cow_from_table(rec)
-        self.cow: dict[int, dict[str, Any]] = {}
-        self.leak: dict[int, dict[str, Any]] = {}
-        for p, doc in zip(self.summary.processes, doc_processes, strict=True):
-            cow = doc.get("cow") or table.get(p.id)
-            if isinstance(cow, dict) and cow.get("copied_bytes") is not None:
-                self.cow[p.id] = cow
-            leak = doc.get("leak")
-            if isinstance(leak, dict):
-                self.leak[p.id] = leak
-        self.stale = _stale_scans(rec, self.summary, self.cow)
+        cow = self.summary.cow
+        #: process_id -> (copied, inherited) bytes of its peak scan
+        self.cow: dict[int, tuple[int, int]] = {
+            pid: (c.peak.copied_bytes, c.peak.inherited_bytes)
+            for pid, c in (cow.processes.items() if cow is not None else ())
+        }
+        self.leaks = self.summary.leaks or {}
+        #: why a process's latest COW scan is stale (analysis.staleness, in the summary)
+        self.stale: dict[int, str] = {
+            p.id: str(p.extra["cow_stale"]) for p in self.summary.processes
+            if "cow_stale" in p.extra
+        }
 
     def candidates(self, selector: str) -> list[ProcessSummary]:
+        """The processes a selector names that could be measured: a process seen only by its
+        fork and exit events (it lived between two ticks) has no sample to judge, which is
+        not missing data."""
         processes = self.summary.processes
         if selector == "root":  # the root-equivalent: the master below any wrappers
-            return [p for p in processes if p.role in MAIN_ROLES]
-        if selector == "worker":
-            return self.summary.workers
-        return list(processes)
+            chosen = [p for p in processes if p.role in MAIN_ROLES]
+        elif selector == "worker":
+            chosen = self.summary.workers
+        else:
+            chosen = list(processes)
+        return [p for p in chosen if p.samples]
 
     def measure(
         self, selector: str, metric: Metric, worst: Callable[[float], float]

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from typing import Any, TextIO
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from memscope.check.evaluate import CheckReport, Result
 from memscope.check.quantity import format_value
+from memscope.outputs import json_text
+from memscope.termsafe import safe_text
 
 __all__ = ["FORMATS", "render", "render_json", "render_markdown", "render_text", "to_json"]
 
@@ -49,8 +51,8 @@ def render_text(report: CheckReport, out: TextIO) -> None:
         table.add_column(column, overflow="fold")
     for r in report.results:
         table.add_row(
-            r.rule.text, _measured(r), format_value(r.limit, r.dimension),
-            f"[{_STYLE[r.verdict]}]{_WORD[r.verdict]}[/]", _where(r),
+            safe_text(r.rule.text), _measured(r), format_value(r.limit, r.dimension),
+            Text(_WORD[r.verdict], style=_STYLE[r.verdict]), safe_text(_where(r)),
         )
     console = Console(file=out, width=max(100, Console(file=out).width))
     console.print(table)
@@ -104,7 +106,7 @@ def to_json(report: CheckReport) -> dict[str, Any]:
 
 
 def render_json(report: CheckReport, out: TextIO) -> None:
-    json.dump(to_json(report), out, indent=2)
+    out.write(json_text(to_json(report), indent=2))
     out.write("\n")
 
 

@@ -93,7 +93,10 @@ def parse_value(text: str, dim: Dimension, *, context: str = "") -> float:
     if given is Dimension.RATIO:
         return number / 100.0
     scaled = number * BYTE_UNITS[unit]
-    return scaled / TIME_UNITS[per] if per is not None else scaled
+    scaled = scaled / TIME_UNITS[per] if per is not None else scaled
+    if not math.isfinite(scaled):  # 1e308TiB: finite as written, infinite in bytes
+        raise UsageError(f"value {text!r}{where} is too large")
+    return scaled
 
 
 def format_value(value: float | None, dim: Dimension) -> str:

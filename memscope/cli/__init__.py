@@ -14,7 +14,8 @@ from typing import Any
 import click
 
 from memscope import __version__
-from memscope.errors import MemscopeError
+from memscope.errors import InputError, MemscopeError
+from memscope.procfs import ProcfsError
 
 __all__ = ["cli", "main"]
 
@@ -51,9 +52,11 @@ _LISTING = "memscope.listing"  # ctx.meta flag: the group is formatting its comm
 
 def _report(error: MemscopeError) -> None:
     """One line (plus an optional hint) on stderr: never a traceback."""
-    click.echo(f"memscope: error: {error.message}", err=True)
+    from memscope.termsafe import clean  # messages quote paths and commands: neutralised
+
+    click.echo(f"memscope: error: {clean(error.message)}", err=True)
     if error.hint:
-        click.echo(f"hint: {error.hint}", err=True)
+        click.echo(f"hint: {clean(error.hint)}", err=True)
 
 
 class _Group(click.Group):
@@ -86,6 +89,9 @@ class _Group(click.Group):
         except MemscopeError as exc:
             _report(exc)
             raise click.exceptions.Exit(exc.exit_code) from None
+        except ProcfsError as exc:  # e.g. a /proc file not in the kernel's format
+            _report(InputError(str(exc)))
+            raise click.exceptions.Exit(InputError.exit_code) from None
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})

@@ -1,19 +1,15 @@
-"""`--cow-interval` for the recording commands, and the COW scan hook it configures."""
+"""`--cow-interval` for the recording commands (the COW hook itself: memscope.features)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 import click
 
-from memscope.cow.schedule import CowScheduler, install_sigusr1
-from memscope.live import COPIED_SOURCES
-from memscope.sampler import Sampler
-from memscope.tree import Member
+from memscope.cli._options import finite_seconds
 
-__all__ = ["cow_options", "cow_scheduler", "parse_cow_interval"]
+__all__ = ["cow_options", "parse_cow_interval", "parse_interval_text"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -23,11 +19,16 @@ def parse_cow_interval(ctx: click.Context, param: click.Parameter, value: str) -
     return _parse(value)
 
 
+def parse_interval_text(value: str) -> float | None:
+    """The option's text ("auto", "0", "2.5") as the value FeatureOptions takes."""
+    return _parse(value)
+
+
 def _parse(value: str) -> float | None:
     if value.strip().lower() == "auto":
         return None
     try:
-        seconds = float(value)
+        seconds = finite_seconds(value)
     except ValueError:
         raise click.BadParameter(f"{value!r} is not 'auto' or a number of seconds") from None
     if seconds < 0:
@@ -49,24 +50,3 @@ def cow_options(func: F) -> F:
         ),
     )(func)
 
-
-@contextmanager
-def cow_scheduler(interval: float | str | None) -> Iterator[CowScheduler]:
-    """A scheduler for the sampler's hooks, with SIGUSR1 wired to on-demand scans and the
-    live view's "copied" column fed from the latest scans. `interval` as parsed by the
-    option, or its raw text (`ctx.invoke` passes defaults without running callbacks)."""
-    if isinstance(interval, str):
-        interval = _parse(interval)
-    scheduler = CowScheduler(interval=interval)
-    restore = install_sigusr1(scheduler)
-
-    def copied(sampler: Sampler, member: Member) -> int | None:
-        return scheduler.copied.get(member.key)
-
-    COPIED_SOURCES.append(copied)
-    try:
-        yield scheduler
-    finally:
-        COPIED_SOURCES.remove(copied)
-        restore()
-        scheduler.close()

@@ -1,5 +1,5 @@
 """`--trace-sites[=FRAMES]`, `--trace-workers` and `--leak-census` for the recording commands,
-and the session pieces they configure (agent run directory, environment, leak hook)."""
+and the agent run directory they need (the sites/leaks hook itself: memscope.features)."""
 
 from __future__ import annotations
 
@@ -12,8 +12,6 @@ import click
 
 from memscope.errors import UsageError
 from memscope.inject import DEFAULT_FRAMES, make_run_dir, remove_run_dir
-from memscope.leaks.hook import LeakConfig, LeakHook
-from memscope.recording import RecordingWriter
 
 __all__ = ["SitesRequest", "SitesSession", "sites_options", "sites_session"]
 
@@ -55,36 +53,25 @@ class SitesRequest:
     leak_census: bool = False
 
 
-@dataclass
+@dataclass(frozen=True)
 class SitesSession:
-    run_dir: str | None
+    run_dir: str | None  # the agents' run directory, when --trace-sites is on
     frames: int
     trace_workers: bool
-    hook: LeakHook | None  # None when there is nothing to collect (no sites, no census)
-
-    @property
-    def hooks(self) -> list[LeakHook]:
-        return [] if self.hook is None else [self.hook]
-
-    def close(self, writer: RecordingWriter) -> None:
-        if self.hook is not None:
-            self.hook.close(writer)
+    leak_census: bool
 
 
 @contextmanager
 def sites_session(request: SitesRequest) -> Iterator[SitesSession]:
-    """A private agent run directory (when sites are on) and the leak hook; cleaned up after."""
+    """A private agent run directory (when sites are on), removed after."""
     trace_sites, trace_workers, leak_census = (
         request.trace_sites, request.trace_workers, request.leak_census
     )
     if trace_workers and trace_sites is None:
         raise UsageError("--trace-workers needs --trace-sites")
     run_dir = make_run_dir() if trace_sites is not None else None
-    hook = None
-    if run_dir is not None or leak_census:
-        hook = LeakHook(LeakConfig(run_dir=run_dir, census=leak_census, site_growth=trace_workers))
     try:
-        yield SitesSession(run_dir, trace_sites or 0, trace_workers, hook)
+        yield SitesSession(run_dir, trace_sites or 0, trace_workers, leak_census)
     finally:
         if run_dir is not None:
             remove_run_dir(run_dir)

@@ -6,13 +6,16 @@ import signal
 
 import click
 
-from memscope.cli._cow import cow_options, cow_scheduler
+from memscope.cli._cow import cow_options, parse_interval_text
 from memscope.cli._options import recording_options
 from memscope.cli._sites import SitesRequest, sites_options, sites_session
 from memscope.cli.report import print_summary
+from memscope.features import FeatureOptions, build_hooks
 from memscope.inject.attach import detach_agents, inject
 from memscope.live import live_display, live_option
-from memscope.metrics.cli import metrics_hooks, serve_metrics_option
+from memscope.metrics.cli import serve_metrics_option
+from memscope.metrics.feed import MetricsFeed
+from memscope.outputs import unique_path
 from memscope.procfs import ProcFS
 from memscope.session import (
     SessionOptions,
@@ -22,6 +25,7 @@ from memscope.session import (
     record,
     signals_to,
 )
+from memscope.termsafe import clean
 
 __all__ = ["command"]
 
@@ -37,13 +41,15 @@ __all__ = ["command"]
 def command(
     pid: int,
     output: str | None,
+    force: bool,
     interval: float,
     duration: float | None,
     quiet: bool,
-    cow_interval: float | None,
+    cow_interval: float | str | None,
     trace_sites: int | None,
     trace_workers: bool,
     leak_census: bool,
+    serve_metrics: MetricsFeed | None = None,
 ) -> None:
     """Record PID and all its descendants until Ctrl-C, --duration, or PID's exit.
 
@@ -60,15 +66,18 @@ def command(
       memscope attach 4242
       memscope attach $(pgrep -o gunicorn) --duration 300 -o prod.memscope
     """
+    if isinstance(cow_interval, str):  # ctx.invoke passes the default's text
+        cow_interval = parse_interval_text(cow_interval)
     procfs = ProcFS()
     check_target(procfs, pid)
     cmdline = procfs.cmdline(pid) if procfs.exists(pid) else []
-    path = output or default_output(cmdline[0] if cmdline else "process", pid)
-    check_output(path)
+    path = output or unique_path(default_output(cmdline[0] if cmdline else "process", pid))
+    check_output(path, force)
     stopping: list[int] = []
-    click.echo(f"memscope: attached to {pid}, recording to {path} (Ctrl-C to stop)", err=True)
+    click.echo(f"memscope: attached to {pid}, recording to {clean(path)} (Ctrl-C to stop)",
+               err=True)
     with signals_to(stopping.append, (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)), \
-            live_display() as on_tick, cow_scheduler(cow_interval) as scheduler, \
+            live_display() as live, \
             sites_session(SitesRequest(trace_sites, trace_workers, leak_census)) as sites:
         if sites.run_dir is not None:
             inject(pid, sites.run_dir, sites.frames, sites.trace_workers, procfs=procfs)
@@ -77,19 +86,21 @@ def command(
                 " on (earlier allocations have none)",
                 err=True,
             )
+        features = FeatureOptions(
+            cow_interval=cow_interval, run_dir=sites.run_dir, trace_workers=sites.trace_workers,
+            leak_census=sites.leak_census, metrics=serve_metrics, live=live,
+        )
         try:
             record(
                 pid,
                 SessionOptions(output=path, interval=interval, duration=duration, procfs=procfs,
-                               hooks=[*metrics_hooks(), scheduler, *sites.hooks]),
+                               hooks=build_hooks(features)),
                 {"mode": "attach", "command": cmdline},
                 should_stop=lambda: bool(stopping),
-                on_tick=on_tick,
-                finalize=lambda writer, _sampler: sites.close(writer),
             )
         finally:
             if sites.run_dir is not None:
                 detach_agents(sites.run_dir)
     if not quiet:
         print_summary(path)
-    click.echo(f"memscope: recording saved to {path}", err=True)
+    click.echo(f"memscope: recording saved to {clean(path)}", err=True)

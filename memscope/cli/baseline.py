@@ -10,6 +10,8 @@ import click
 
 from memscope.check import load_sources, save_baseline
 from memscope.check.quantity import Dimension, format_value
+from memscope.recording_check import damaged_recording
+from memscope.termsafe import clean
 
 __all__ = ["command"]
 
@@ -31,9 +33,11 @@ def save(recording: str, output: str) -> None:
       memscope baseline save main.memscope -o memscope-baseline.json
       memscope check pr.memscope --baseline memscope-baseline.json --tolerance 10%
     """
-    (source,) = load_sources([recording])
-    doc = save_baseline(source, output)
+    with damaged_recording(recording):
+        (source,) = load_sources([recording])
+        doc = save_baseline(source, output)
     for key, entry in sorted(doc["metrics"].items()):
         value = format_value(entry["value"], Dimension(entry["dimension"]))
-        click.echo(f"{key:28} {value:>14}  {entry.get('process', '')}".rstrip())
-    click.echo(f"memscope: baseline of {len(doc['metrics'])} metrics saved to {output}", err=True)
+        click.echo(f"{key:28} {value:>14}  {clean(entry.get('process', ''))}".rstrip())
+    click.echo(f"memscope: baseline of {len(doc['metrics'])} metrics saved to {clean(output)}",
+               err=True)

@@ -32,6 +32,7 @@ from memscope.check.metrics import MissingMetric
 from memscope.check.output import FORMATS, render
 from memscope.check.rules import Rule
 from memscope.errors import UsageError
+from memscope.recording_check import damaged_recording
 
 __all__ = ["CheckRequest", "check_options", "command", "emit_report"]
 
@@ -90,7 +91,8 @@ class CheckRequest:
         return [f"{stem}.run{i}{ext or '.memscope'}" for i in range(1, self.repeat + 1)]
 
     def judge(self, paths: Sequence[str]) -> int:
-        report = evaluate(self.rules, load_sources(paths), self.baseline, self.allow_missing)
+        with damaged_recording("a recording" if len(paths) > 1 else paths[0]):
+            report = evaluate(self.rules, load_sources(paths), self.baseline, self.allow_missing)
         return emit_report(report, self.fmt, self.junit)
 
 

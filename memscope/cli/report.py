@@ -2,14 +2,9 @@
 
 from __future__ import annotations
 
-import os
-import sqlite3
 import sys
-import tempfile
 
 import click
-
-from memscope.errors import InputError, RecordingError
 
 __all__ = ["FORMATS", "command", "print_summary", "write_report"]
 
@@ -25,38 +20,23 @@ def write_report(path: str, fmt: str, out_path: str | None) -> None:
     from rich.console import Console
 
     from memscope.analysis.summary import build_summary
+    from memscope.outputs import STDOUT, write_text_atomically
     from memscope.recording import open_recording
+    from memscope.recording_check import damaged_recording
     from memscope.report import ReportData, get_reporter
+    from memscope.termsafe import safe_text
 
     reporter = get_reporter(fmt)
     rec = open_recording(path)
     try:
-        try:
-            with Console(stderr=True).status(f"reading {path}…"):  # a spinner on terminals
+        with damaged_recording(path):
+            with Console(stderr=True).status(safe_text(f"reading {path}…")):  # a spinner
                 data = ReportData(build_summary(rec), rec)
-        except sqlite3.DatabaseError as exc:
-            raise RecordingError(f"{path}: recording is corrupt or truncated ({exc})") from None
-        if out_path is None or out_path == "-":
-            reporter.render(data, sys.stdout)
-            return
-        directory = os.path.dirname(os.path.abspath(out_path))
-        try:
-            fd, tmp = tempfile.mkstemp(dir=directory, prefix=".memscope-report-")
-        except OSError as exc:
-            raise InputError(f"cannot write {out_path}: {exc.strerror}") from None
-        try:
-            # mkstemp creates 0600; give the file the mode open() would have (readers such
-            # as node_exporter's textfile collector often run as another user).
-            umask = os.umask(0)
-            os.umask(umask)
-            os.fchmod(fd, 0o666 & ~umask)
-            with os.fdopen(fd, "w", encoding="utf-8") as out, \
-                    Console(stderr=True).status(f"writing {out_path}…"):
-                reporter.render(data, out)
-            os.replace(tmp, out_path)
-        except BaseException:
-            os.unlink(tmp)
-            raise
+            if out_path is None or out_path == STDOUT:
+                reporter.render(data, sys.stdout)
+                return
+            with Console(stderr=True).status(safe_text(f"writing {out_path}…")):
+                write_text_atomically(out_path, lambda out: reporter.render(data, out))
     finally:
         rec.close()
 

@@ -12,16 +12,19 @@ from dataclasses import dataclass
 
 import click
 
-from memscope.cli._cow import cow_options, cow_scheduler
+from memscope.cli._cow import cow_options, parse_interval_text
 from memscope.cli._options import recording_options
 from memscope.cli._sites import SitesRequest, sites_options, sites_session
 from memscope.cli.check import CheckRequest, check_options
 from memscope.cli.report import print_summary
 from memscope.errors import CommandNotFound, MemscopeError
+from memscope.features import FeatureOptions, build_hooks
 from memscope.inject import agent_env
 from memscope.lifetime import become_subreaper, child_setup, parse_signal
 from memscope.live import live_display, live_option
-from memscope.metrics.cli import metrics_hooks, serve_metrics_option
+from memscope.metrics.cli import serve_metrics_option
+from memscope.metrics.feed import MetricsFeed
+from memscope.outputs import unique_path
 from memscope.procfs import ProcFS
 from memscope.recording import RecordingWriter
 from memscope.sampler import Sampler
@@ -34,6 +37,7 @@ from memscope.session import (
     signals_to,
     stop_process,
 )
+from memscope.termsafe import clean, clean_join
 
 __all__ = ["command", "exit_status", "spawn"]
 
@@ -91,16 +95,18 @@ def spawn(argv: list[str], env: dict[str, str] | None = None,
 def command(
     argv: tuple[str, ...],
     output: str | None,
+    force: bool,
     interval: float,
     duration: float | None,
     quiet: bool,
     kill_signal: int,
     keep_running: bool,
     check: CheckRequest | None,
-    cow_interval: float | None,
+    cow_interval: float | str | None,
     trace_sites: int | None,
     trace_workers: bool,
     leak_census: bool,
+    serve_metrics: MetricsFeed | None = None,
 ) -> None:
     """Run COMMAND and record the memory of its whole process tree.
 
@@ -121,8 +127,10 @@ def command(
         args = args[1:]
     if not args:
         raise click.UsageError("missing COMMAND after --")
+    if isinstance(cow_interval, str):  # ctx.invoke passes the default's text
+        cow_interval = parse_interval_text(cow_interval)
     extras = _Extras(cow_interval, SitesRequest(trace_sites, trace_workers, leak_census),
-                     None if keep_running else kill_signal)
+                     serve_metrics, None if keep_running else kill_signal, force)
     if check is None:
         sys.exit(_record(args, output, interval, duration, quiet, extras)[1])
     runs = [_record(args, path, interval, duration, quiet, extras)
@@ -136,7 +144,9 @@ def command(
 class _Extras:
     cow_interval: float | None
     sites: SitesRequest
+    metrics: MetricsFeed | None
     kill_signal: int | None = signal.SIGTERM
+    force: bool = False
 
 
 def _record(
@@ -149,7 +159,8 @@ def _record(
 ) -> tuple[str, int, bool]:
     """Run the command once, recording it: (recording path, exit status, whether --duration
     ended the command)."""
-    check_output(output or default_output(args[0], 0))  # before anything starts
+    # Before anything starts; default names never collide with an earlier recording.
+    check_output(output or unique_path(default_output(args[0], 0)), extras.force)
     stack = contextlib.ExitStack()
     sites = stack.enter_context(sites_session(extras.sites))
     follower = None
@@ -157,20 +168,27 @@ def _record(
         env = None
         if sites.run_dir is not None:
             env = agent_env(os.environ, sites.run_dir, sites.frames, sites.trace_workers)
+        live = stack.enter_context(live_display())
+        # The hooks (and the modules they import) are built before the command starts, so
+        # memscope forwards signals from the moment the command can receive them.
+        hooks = build_hooks(FeatureOptions(
+            cow_interval=extras.cow_interval, run_dir=sites.run_dir,
+            trace_workers=sites.trace_workers, leak_census=sites.leak_census,
+            metrics=extras.metrics, live=live,
+        ))
         subreaper = become_subreaper()
         follower, births = follow_births(ProcFS())  # before the command can fork
         proc = spawn(args, env, extras.kill_signal)
-        scheduler = stack.enter_context(cow_scheduler(extras.cow_interval))
     except BaseException:
         if follower is not None:
             follower.close()
         stack.close()
         raise
-    path = output or default_output(args[0], proc.pid)
-    options = SessionOptions(output=path, interval=interval, duration=duration,
-                             hooks=[*metrics_hooks(), scheduler, *sites.hooks],
+    path = output or unique_path(default_output(args[0], proc.pid))
+    options = SessionOptions(output=path, interval=interval, duration=duration, hooks=hooks,
                              follower=follower, subreaper=subreaper)
-    click.echo(f"memscope: recording {' '.join(args)} (pid {proc.pid}) to {path}", err=True)
+    click.echo(f"memscope: recording {clean_join(args)} (pid {proc.pid}) to {clean(path)}",
+               err=True)
 
     signalled: list[float] = []  # when the root was told to stop (steady-state figures)
 
@@ -198,17 +216,15 @@ def _record(
         writer.set_meta(exit_code=code)
         if signalled:
             writer.set_meta(signalled_at=signalled[0])
-        sites.close(writer)
 
     try:
-        with stack, signals_to(forward, FORWARDED), live_display() as on_tick:
+        with stack, signals_to(forward, FORWARDED):
             record(
                 proc.pid,
                 options,
                 {"mode": "run", "command": args, "births_tracked": births,
                  "kill_signal": extras.kill_signal},
                 should_stop=lambda: proc.poll() is not None,
-                on_tick=on_tick,
                 finalize=finalize,
             )
     finally:
@@ -217,5 +233,5 @@ def _record(
     code = exit_status(proc.returncode)
     if not quiet:
         print_summary(path)
-    click.echo(f"memscope: recording saved to {path}", err=True)
+    click.echo(f"memscope: recording saved to {clean(path)}", err=True)
     return path, code, stopped and duration is not None

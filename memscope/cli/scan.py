@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 
 import click
@@ -14,12 +13,25 @@ from memscope.analysis.cow_summary import advice_json, cow_json
 from memscope.cow.classify import MODES
 from memscope.cow.scan import scan_process
 from memscope.errors import TargetError
-from memscope.procfs import AccessDenied, ProcessGone, ProcFS
+from memscope.outputs import json_text
+from memscope.procfs import AccessDenied, ProcessGone, ProcFS, Stat
+from memscope.termsafe import clean, safe_text
 from memscope.units import format_bytes
 
 __all__ = ["command"]
 
 _HINT = "run memscope as root (or with CAP_SYS_PTRACE) to read another user's process"
+
+
+def _scannable(procfs: ProcFS, pid: int, who: str) -> Stat:
+    """Stat of `pid`, or a TargetError for what a scan cannot read: zombies, kernel threads."""
+    stat = procfs.stat(pid)
+    if stat.state == "Z":
+        raise TargetError(f"{who} {pid} is a zombie (exited, not yet reaped): no memory to scan")
+    if stat.kernel_thread:
+        raise TargetError(f"{who} {pid} ({clean(stat.comm)}) is a kernel thread: it has no"
+                          " user-space memory to scan")
+    return stat
 
 
 @click.command("scan")
@@ -42,7 +54,11 @@ def command(pid: int, parent_pid: int | None, mode: str | None, as_json: bool) -
     """
     procfs = ProcFS()
     try:
-        ppid = parent_pid if parent_pid is not None else procfs.stat(pid).ppid
+        stat = _scannable(procfs, pid, "process")
+        ppid = parent_pid if parent_pid is not None else stat.ppid
+        if ppid == 0:
+            raise TargetError(f"process {pid} has no parent process to compare against")
+        _scannable(procfs, ppid, "its parent")
         # A spinner on a terminal: a scan of a large heap takes a second or more.
         with Console(stderr=True).status(f"scanning {pid} against its parent {ppid}…"):
             scan = scan_process(pid, ppid, procfs, mode=mode)
@@ -52,15 +68,18 @@ def command(pid: int, parent_pid: int | None, mode: str | None, as_json: bool) -
         raise TargetError(str(exc), hint=_HINT) from None
     advice = advise([scan])
     if as_json:
-        json.dump({"pid": pid, "parent_pid": ppid, "cow": cow_json(scan),
-                   "advice": advice_json(advice)}, sys.stdout, indent=2)
+        sys.stdout.write(json_text({"pid": pid, "parent_pid": ppid, "cow": cow_json(scan),
+                                    "advice": advice_json(advice),
+                                    "mode_reason": scan.mode_reason}, indent=2))
         sys.stdout.write("\n")
         return
     frac = scan.copied_bytes / scan.inherited_bytes if scan.inherited_bytes else 0.0
     text = Text()
     text.append(f"process {pid} against parent {ppid}", style="bold")
-    text.append(f" ({scan.target or 'unknown target'}; mode {scan.mode};")
+    text.append(f" ({clean(scan.target or 'unknown target')}; mode {scan.mode};")
     text.append(f" scan took {scan.duration_s * 1000:.0f} ms)\n")
+    if scan.mode_reason:
+        text.append(f"  mode {scan.mode}: {scan.mode_reason}\n")
     text.append(
         f"  copied {format_bytes(scan.copied_bytes)} ({frac:.1%} of"
         f" {format_bytes(scan.inherited_bytes)} inherited), still shared"
@@ -68,7 +87,7 @@ def command(pid: int, parent_pid: int | None, mode: str | None, as_json: bool) -
     )
     for kind, row in scan.by_kind.items():
         if row.get("copied"):
-            text.append(f"  {kind:<13} copied {format_bytes(row['copied'])}\n")
+            text.append(f"  {clean(kind):<13} copied {format_bytes(row['copied'])}\n")
     text.append("causes: ", style="bold")
     text.append(", ".join(f"{c} {format_bytes(b)}" for c, b in
                           sorted(scan.by_cause.items(), key=lambda kv: -kv[1])) + "\n")
@@ -77,8 +96,9 @@ def command(pid: int, parent_pid: int | None, mode: str | None, as_json: bool) -
         causes = scan.by_type_cause.get(t.type, {})
         top = max(causes, key=lambda c: causes[c]) if causes else "-"
         objects = f"{t.objects:,} objects" if t.objects else ""
-        text.append(f"  {format_bytes(t.bytes):>10}  {t.type}  {objects}  (mostly {top})\n")
+        text.append(f"  {format_bytes(t.bytes):>10}  {clean(t.type)}  {objects}  (mostly {top})\n")
     parts = [text]
     for i, item in enumerate(advice, 1):
-        parts.append(Text(f"advice {i}: {item.title}\n   {item.recipe}"))
+        parts.append(safe_text(f"advice {i}: {item.title}\n   ")
+                     + safe_text(item.recipe))
     Console(highlight=False, width=120).print(Group(*parts))

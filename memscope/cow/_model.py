@@ -12,6 +12,14 @@ from enum import IntEnum
 import numpy as np
 import numpy.typing as npt
 
+#: Why a scan classified pages by the exclusive bit instead of comparing PFNs.
+REASON_FORCED = "chosen with --mode"
+REASON_HIDDEN = ("the kernel hides page frame numbers from memscope (comparing them needs"
+                 " CAP_SYS_ADMIN, e.g. root)")
+REASON_EMPTY = "no resident pages to compare"
+#: `CowScan.target` of a quick scan: page classes only, no objects or causes.
+QUICK_TARGET = "page classes only (quick scan)"
+
 __all__ = ["CowScan", "HeapMap", "PageClass", "TypeBytes"]
 
 U64 = npt.NDArray[np.uint64]
@@ -82,3 +90,5 @@ class CowScan:
     target: str = ""  # e.g. "CPython 3.11.7" or why object attribution was not possible
     duration_s: float = 0.0
     timings: dict[str, float] = field(default_factory=dict)  # phase -> seconds (not stored)
+    mode_reason: str = ""  # why this mode was used (not stored; see scan._classify_pages)
+    copying: bool = False  # the worker was still copying fast when the scan started

@@ -17,7 +17,15 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from memscope.cow._model import CowScan, HeapMap, PageClass
+from memscope.cow._model import (
+    QUICK_TARGET,
+    REASON_EMPTY,
+    REASON_FORCED,
+    REASON_HIDDEN,
+    CowScan,
+    HeapMap,
+    PageClass,
+)
 from memscope.cow.causes import PageDiff, attribute_diff
 from memscope.cow.classify import (
     bytes_by_kind,
@@ -43,9 +51,38 @@ from memscope.cow.pagemap import (
     read_pagemap,
     read_pages,
 )
+from memscope.errors import UsageError
 from memscope.procfs import AccessDenied, MapEntry, ProcFS
 
-__all__ = ["scan_process"]
+__all__ = ["QUICK_TARGET", "quick_scan", "scan_process"]
+
+
+def quick_scan(
+    pid: int, parent_pid: int, procfs: ProcFS | None = None, *,
+    clock: Callable[[], float] = time.time,
+) -> CowScan:
+    """Copied/shared/new-private bytes of `pid` against `parent_pid` from the two pagemaps
+    alone (no page contents, no heap): a few milliseconds where a full scan takes 100 ms or
+    more, so every worker can get one the moment its copying settles."""
+    procfs = procfs if procfs is not None else ProcFS()
+    t0 = time.perf_counter()
+    regions = private_writable(procfs.maps(pid))
+    scanned_at = clock()
+    pages_of = _classify_pages(procfs, pid, parent_pid, regions, None)
+    counts = pages_of.counts.sum(axis=0) * PAGE_SIZE
+    return CowScan(
+        pid=pid,
+        parent_pid=parent_pid,
+        scanned_at=scanned_at,
+        mode=pages_of.mode,
+        inherited_bytes=int(counts[PageClass.SHARED] + counts[PageClass.COPIED]),
+        copied_bytes=int(counts[PageClass.COPIED]),
+        shared_bytes=int(counts[PageClass.SHARED]),
+        new_private_bytes=int(counts[PageClass.NEW_PRIVATE]),
+        swapped_bytes=int(counts[PageClass.SWAPPED]),
+        target=QUICK_TARGET,
+        duration_s=time.perf_counter() - t0,
+    )
 
 
 def scan_process(
@@ -108,6 +145,7 @@ def scan_process(
         parent_pid=parent_pid,
         scanned_at=scanned_at,
         mode=used_mode,
+        mode_reason=pages_of.reason,
         inherited_bytes=int(counts[PageClass.SHARED] + counts[PageClass.COPIED]),
         copied_bytes=int(counts[PageClass.COPIED]),
         shared_bytes=int(counts[PageClass.SHARED]),
@@ -133,6 +171,13 @@ class _Pages:
     mode: str
     counts: I64  # pages per (region, PageClass)
     copied: U64  # addresses of the copied pages, sorted
+    reason: str = ""
+
+
+
+
+class PfnsHidden(UsageError):
+    """--mode pfn without the privilege to read PFNs: every page would look shared."""
 
 
 def _chunks(regions: Sequence[MapEntry], limit: int) -> Iterator[tuple[list[MapEntry], I64]]:
@@ -161,18 +206,31 @@ def _classify_pages(
     """Both pagemaps over `regions`, classified chunk by chunk (numpy within a chunk)."""
     counts = np.zeros((len(regions), len(PageClass)), dtype=np.int64)
     copied: list[U64] = []
+    decided = False
+    reason = REASON_FORCED if mode == "exclusive-bit" else ""
     for pieces, owner in _chunks(regions, CHUNK_PAGES):
         addrs, piece_index = page_addresses(pieces)
         child = decode_pagemap(addrs, read_pagemap(procfs, pid, pieces))
         parent = decode_pagemap(addrs, read_pagemap(procfs, parent_pid, pieces))
-        if mode is None and bool(child.present.any()):
-            mode = detect_mode(child)  # the first chunk with present pages decides
+        if not decided and bool(child.present.any()):
+            decided = True  # the first chunk with present pages decides
+            detected = detect_mode(child)
+            if mode == "pfn" and detected != "pfn":
+                raise PfnsHidden(
+                    f"--mode pfn: {REASON_HIDDEN}; every copied page would count as shared",
+                    hint="run as root, or leave out --mode to classify by the exclusive bit",
+                )
+            if mode is None:
+                mode = detected
+                reason = REASON_HIDDEN if mode == "exclusive-bit" else ""
         classes = classify(child, parent, mode or "exclusive-bit")
         region_index = owner[piece_index]
         counts += class_counts(classes, region_index, len(regions))
         copied.append(addrs[classes == PageClass.COPIED])
     all_copied = np.concatenate(copied) if copied else np.zeros(0, dtype=np.uint64)
-    return _Pages(mode or "exclusive-bit", counts, all_copied)
+    if mode is None:
+        reason = REASON_EMPTY
+    return _Pages(mode or "exclusive-bit", counts, all_copied, reason)
 
 
 def _compare_parent(

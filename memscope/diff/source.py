@@ -1,8 +1,9 @@
 """What `memscope diff` compares, read from one recording: the only module that knows where.
 
-Every figure comes from the typed Summary (analysis/summary.py) with its COW and leak parts
-(analysis/cow_summary.add_cow: `processes[].cow`; leaks/summary.add_leaks: `processes[].leak`
-and `processes[].cow_sites`). If those move, only this adapter changes.
+Every figure comes from the Summary (analysis/summary.py) with its feature sections
+(memscope.features: the cow section's `processes[].cow`, the leaks section's
+`processes[].leak`, the sites section's `processes[].cow_sites`). If those move, only this
+adapter changes.
 
 A recording becomes flat figures `{(scope, metric): value}`:
 - scope "tree": `pss.peak` (ΣPSS) and `rss.peak` (ΣRSS); `copied.total`, `copied.type.T`,
@@ -20,15 +21,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from memscope.analysis.cow_summary import add_cow
-from memscope.analysis.summary import (
-    SUMMARY_EXTENSIONS,
-    ProcessSummary,
-    Summary,
-    build_summary,
-)
+from memscope.analysis.summary import ProcessSummary, Summary, build_summary
 from memscope.errors import RecordingError
-from memscope.leaks.summary import add_leaks
 from memscope.recording import open_recording
 
 __all__ = ["Figures", "figures_of", "load_figures"]
@@ -111,9 +105,6 @@ def load_figures(path: str) -> Figures:
     try:
         try:
             summary = build_summary(rec)
-            for extension in (add_cow, add_leaks):  # unless the report modules added them
-                if extension not in SUMMARY_EXTENSIONS:
-                    extension(rec, summary)
         except sqlite3.DatabaseError as exc:
             raise RecordingError(f"{path}: recording is corrupt or truncated ({exc})") from None
         return figures_of(summary)

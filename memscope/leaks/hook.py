@@ -5,14 +5,21 @@ Per live process, on its own schedule:
   the agent's traced growth by allocating line (kind "site"); otherwise, if the census is on,
   an out-of-process type census (kind "type"). Agent snapshots cost the *target* a
   tracemalloc snapshot (memory and time proportional to its traces), hence opt-in;
-- COW sites (workers only, with an agent run directory): copied bytes by allocation site;
-  re-run early when the worker's Private_Dirty moves by 1 MiB and 10% (copies come in bursts).
+- COW sites (workers only, with an agent run directory): copied bytes by allocation site,
+  taken once the worker's Private_Dirty moved by 1 MiB and 10% and then settled (less than
+  256 KiB between two ticks; while it moves, the hook asks the sampler for a rollup every
+  tick), or every `sites_interval` at most while it keeps moving. Sites jobs go before leak
+  snapshots: workers exit.
 
 Jobs run one at a time on a background thread (the sampler never waits for them); results
 are written to the recording on the sampler's thread at the next tick. Each job's next run is
 scheduled at max(min interval, its measured cost / budget), so the
 hook stays within `budget` CPU seconds per second per job kind however large the heaps are.
-Failures (process gone, no access, unsupported interpreter) skip that process for the tick.
+Failures (process gone, no access, unsupported interpreter, agent unreachable) skip that
+process for the tick and become notes naming it (memscope.notes). A COW-sites job asks the
+worker's agent for its tracing origin first, then reads the worker's copied pages, then
+resolves them through the *origin's* agent: a worker that exits during resolution keeps its
+sites. close() waits for the job in flight and writes every result.
 """
 
 from __future__ import annotations
@@ -25,16 +32,17 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from memscope.cow.copied_sites import copied_pages, heap_in_pages
 from memscope.cow.cpython import Target, detect_target
+from memscope.cow.sites import SiteBytes, heap_sites, origin_pid
 from memscope.inject.channel import AgentClient
-from memscope.inject.cow_sites import copied_heap
 from memscope.inject.errors import AgentError
-from memscope.inject.sites import SiteBytes, heap_sites
 from memscope.leaks.census import take_census
 from memscope.leaks.store import write_cow_sites, write_leak_snapshot
-from memscope.procfs import ProcFS, ProcfsError
+from memscope.notes import NoteLog
+from memscope.procfs import ProcessGone, ProcFS, ProcfsError
 from memscope.recording import RecordingWriter
-from memscope.sampler import TickContext
+from memscope.sampler import Session, TickContext
 from memscope.tree import Member
 
 __all__ = ["LeakConfig", "LeakHook"]
@@ -44,6 +52,8 @@ __all__ = ["LeakConfig", "LeakHook"]
 DIRTY_STEP = 1 << 20
 DIRTY_FRACTION = 0.1
 MIN_GAP_S = 0.5
+# A worker whose Private_Dirty moves less than this between ticks has settled (copies done).
+SETTLE_STEP = 256 << 10
 
 
 @dataclass(frozen=True)
@@ -64,6 +74,7 @@ class _Due:
     skip: bool = False
     last_at: float = float("-inf")
     dirty: int = -1  # private_dirty at the last job (sites: re-scan when it moves)
+    prev: int | None = None  # private_dirty at the previous tick (sites: still copying?)
 
 
 @dataclass
@@ -83,14 +94,25 @@ class LeakHook:
         self.config = config
         self.clock = clock
         self.errors: list[str] = []
+        self.notes = NoteLog("sites")
+        self._origins: dict[tuple[int, int], int] = {}
+        self._parent_targets: dict[int, Target] = {}
         self._leak: dict[tuple[int, int], _Due] = {}
         self._sites: dict[tuple[int, int], _Due] = {}
         self._done: queue.SimpleQueue[_Result] = queue.SimpleQueue()
         self._busy = threading.Event()
         self._procfs: ProcFS | None = None
 
+    def start(self, session: Session) -> None:
+        self._procfs = session.procfs
+
     def __call__(self, ctx: TickContext) -> None:
+        self.tick(ctx)
+
+    def tick(self, ctx: TickContext) -> None:
         self._drain(ctx)
+        # Not gated on ctx.budget: each job kind paces itself (next run after cost / budget),
+        # and its CPU is charged to the whole-process budget, so rollups and scans yield.
         if self._busy.is_set():
             return
         self._procfs = ctx.procfs
@@ -98,7 +120,7 @@ class LeakHook:
             if m.exited or m.record_id < 0:
                 continue
             rollup = ctx.latest.get(m.record_id)
-            job = self._next_job(m, ctx.t, None if rollup is None else rollup.private_dirty)
+            job = self._next_job(m, ctx.t, None if rollup is None else rollup.private_dirty, ctx)
             if job is not None:
                 self._busy.set()
                 threading.Thread(target=self._run, args=job, daemon=True,
@@ -106,31 +128,48 @@ class LeakHook:
                 return
 
     def close(self, writer: RecordingWriter) -> None:
-        """Wait for a running job (up to 30 s) and write what is pending."""
-        deadline = time.monotonic() + 30.0
+        """Wait for a running job (up to 60 s) and write what is pending."""
+        deadline = time.monotonic() + 60.0
         while self._busy.is_set() and time.monotonic() < deadline:
             time.sleep(0.01)
+        if self._busy.is_set():
+            self.notes.add(None, time.time(), "a sites/leak job was still running at the end")
         self._write_pending(writer)
         if self.errors:
             writer.set_meta(leak_hook_errors=self.errors[:20])
 
+    def _error(self, pid: int, message: str) -> None:
+        self.errors.append(message)
+        self.notes.add(pid, time.time(), message)
+
     # -- scheduling ----------------------------------------------------------------------
-    def _next_job(self, m: Member, t: float, dirty: int | None) -> tuple[Any, ...] | None:
+    def _next_job(
+        self, m: Member, t: float, dirty: int | None, ctx: TickContext | None = None
+    ) -> tuple[Any, ...] | None:
         now = self.clock()
+        if self.config.run_dir and m.role == "worker":  # time-critical: workers exit
+            sdue = self._sites.setdefault(m.key, _Due(next_at=float("inf")))
+            if dirty is not None:
+                if sdue.dirty < 0:
+                    sdue.dirty = dirty  # first sight: nothing copied worth a scan yet
+                step = None if sdue.prev is None else abs(dirty - sdue.prev)
+                sdue.prev = dirty
+                if step is not None and step >= SETTLE_STEP and ctx is not None:
+                    ctx.want_rollup.add(m.key)  # copying: follow it tick by tick
+                moved = abs(dirty - sdue.dirty) >= max(
+                    DIRTY_STEP, DIRTY_FRACTION * max(sdue.dirty, 0)
+                )
+                settled = step is not None and step < SETTLE_STEP
+                ready = moved and (
+                    (settled and now - sdue.last_at >= MIN_GAP_S) or now >= sdue.next_at
+                )
+                sock = os.path.join(self.config.run_dir, f"agent-{m.pid}.sock")
+                if not sdue.skip and ready and os.path.exists(sock):
+                    sdue.dirty = dirty
+                    return ("sites", m, t, sdue)
         due = self._leak.setdefault(m.key, _Due())
         if not due.skip and now >= due.next_at:
             return ("leak", m, t, due)
-        if self.config.run_dir and m.role == "worker":
-            sdue = self._sites.setdefault(m.key, _Due())
-            sock = os.path.join(self.config.run_dir, f"agent-{m.pid}.sock")
-            moved = dirty is not None and abs(dirty - sdue.dirty) >= max(
-                DIRTY_STEP, DIRTY_FRACTION * max(sdue.dirty, 0)
-            )
-            ready = now >= sdue.next_at or (moved and now - sdue.last_at >= MIN_GAP_S)
-            if not sdue.skip and ready and os.path.exists(sock):
-                if dirty is not None:
-                    sdue.dirty = dirty
-                return ("sites", m, t, sdue)
         return None
 
     def _run(self, kind: str, m: Member, t: float, due: _Due) -> None:
@@ -143,7 +182,7 @@ class LeakHook:
                 self._sites_job(m, t)
                 interval = self.config.sites_interval
         except Exception as exc:  # a job never takes the recording down
-            self.errors.append(f"{kind} job for {m.pid}: {type(exc).__name__}: {exc}")
+            self._error(m.pid, f"{kind} job failed: {type(exc).__name__}: {exc}")
             interval = self.config.leak_interval
         finally:
             due.last_at = self.clock()
@@ -186,31 +225,63 @@ class LeakHook:
                 self._done.put(_Result(m.record_id, t, "type", census.bytes_by_type))
             else:
                 due.skip = True
+        except ProcessGone:
+            pass  # it exited: nothing to snapshot
         except (AgentError, ProcfsError, OSError, ValueError, KeyError, TypeError) as exc:
-            self.errors.append(f"leak snapshot of {m.pid}: {exc}")
+            self._error(m.pid, f"leak snapshot failed: {exc}")
+
+    def _origin(self, m: Member) -> int:
+        """The process whose traces describe the worker's inherited heap: the parent's origin
+        (asked of the parent's agent), or with --trace-workers the worker's own answer."""
+        assert self.config.run_dir is not None
+        if self.config.site_growth:
+            origin = self._origins.get(m.key)
+            if origin is None:
+                origin = self._origins[m.key] = origin_pid(self.config.run_dir, m.pid)
+            return origin
+        key = (m.ppid, -1)
+        origin = self._origins.get(key)
+        if origin is None:
+            origin = self._origins[key] = origin_pid(self.config.run_dir, m.ppid)
+        return origin
 
     def _target(self, m: Member) -> Target:
-        due = self._leak.setdefault(m.key, _Due())
-        if due.target is None:
-            due.target = detect_target(m.pid, self._procfs)
-        return due.target
+        """The interpreter of the worker's parent (the worker runs the same one)."""
+        target = self._parent_targets.get(m.ppid)
+        if target is None:
+            target = self._parent_targets[m.ppid] = detect_target(m.ppid, self._procfs)
+        return target
 
     def _sites_job(self, m: Member, t: float) -> None:
         run_dir = self.config.run_dir
         if run_dir is None:
             return
-        try:
-            heap, copied = copied_heap(m.pid, m.ppid, self._procfs, self._target(m))
-            sites = heap_sites(run_dir, m.pid, heap, copied, top=self.config.top)
-            self._done.put(_Result(m.record_id, t, "cow_sites", sites=sites))
+        try:  # the worker's pages first: the one step that needs the worker alive
+            copied, pages, ok = copied_pages(m.pid, m.ppid, self._procfs)
+        except ProcessGone:  # it exited before its pages were read
+            self.notes.add(m.pid, time.time(), "COW sites not read: the worker exited first")
+            return
+        except (ProcfsError, OSError, ValueError) as exc:
+            self._error(m.pid, f"COW sites not read: {exc}")
+            return
+        try:  # from here on only the parent and the tracing origin must be alive
+            origin = self._origin(m)
+            heap = heap_in_pages(m.ppid, copied, pages, ok, self._procfs, self._target(m))
         except (AgentError, ProcfsError, OSError, ValueError) as exc:
-            self.errors.append(f"COW sites of {m.pid}: {exc}")
+            self._error(m.pid, f"COW sites not resolved: {exc}")
+            return
+        try:  # needs the origin's agent only: the worker may exit meanwhile
+            sites = heap_sites(run_dir, m.pid, heap, copied, top=self.config.top, origin=origin)
+            self._done.put(_Result(m.record_id, t, "cow_sites", sites=sites))
+        except (AgentError, OSError, ValueError) as exc:
+            self._error(m.pid, f"COW sites not resolved: {exc}")
 
     # -- writing (sampler thread) --------------------------------------------------------
     def _drain(self, ctx: TickContext) -> None:
         self._write_pending(ctx.writer)
 
     def _write_pending(self, writer: RecordingWriter) -> None:
+        self.notes.drain(writer.conn)
         while True:
             try:
                 r = self._done.get_nowait()

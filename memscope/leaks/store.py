@@ -1,6 +1,7 @@
-"""Leak snapshots and COW sites in a recording: extension tables, writer and reader (SQLite).
+"""Leak snapshots and COW sites in a recording: the leaks and sites features' tables, writers
+and readers (their only SQL).
 
-Tables (appended to recording.EXTENSION_DDL; documented in docs/leaks.md):
+Tables (declared by memscope.features; documented in docs/leaks.md):
 
 - leak_snapshots(process_id, t, kind, name, bytes): one row per name per snapshot. kind "type"
   (out-of-process type census: total bytes of the type) or "site" (agent: traced bytes grown
@@ -16,11 +17,12 @@ import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from memscope.inject.sites import SiteBytes
-from memscope.recording import EXTENSION_DDL, Recording, RecordingWriter
+from memscope.cow.sites import SiteBytes
+from memscope.recording import Recording, RecordingWriter
 
 __all__ = [
     "LEAK_DDL",
+    "SITES_DDL",
     "latest_cow_sites",
     "read_leak_snapshots",
     "write_cow_sites",
@@ -32,12 +34,13 @@ LEAK_DDL = (
         process_id INTEGER NOT NULL, t REAL NOT NULL, kind TEXT NOT NULL, name TEXT NOT NULL,
         bytes INTEGER NOT NULL)""",
     "CREATE INDEX IF NOT EXISTS leak_snapshots_process ON leak_snapshots(process_id, t)",
+)
+SITES_DDL = (
     """CREATE TABLE IF NOT EXISTS cow_sites (
         process_id INTEGER NOT NULL, t REAL NOT NULL, site TEXT NOT NULL,
         bytes INTEGER NOT NULL, objects INTEGER NOT NULL, traceback TEXT NOT NULL)""",
     "CREATE INDEX IF NOT EXISTS cow_sites_process ON cow_sites(process_id, t)",
 )
-EXTENSION_DDL.extend(ddl for ddl in LEAK_DDL if ddl not in EXTENSION_DDL)
 
 MAX_NAMES = 200  # per snapshot: the largest names only, to keep recordings bounded
 

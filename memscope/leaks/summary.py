@@ -1,11 +1,13 @@
-"""Leak and COW-sites part of the summary (a summary extension; pure reads of the recording).
+"""The leaks and sites features' summary sections (pure reads of the recording).
 
-`add_leaks(recording, summary)` sets, for every process with samples:
-- `ProcessSummary.extra["leak"]`: the JSON `processes[].leak` object {verdict,
-  slope_bytes_per_s, confidence, ci_bytes_per_s, samples, window_s, siblings, growing[]}; the
-  growing sites (agent snapshots) or else types (census) come from the leak_snapshots table;
-- `ProcessSummary.extra["cow_sites"]`: the latest COW sites scan {t, sites[]} of a worker;
-and `Summary.extra["cow_sites"]`: copied bytes by site summed over the workers' latest scans.
+`summarize_leaks(recording, summary)` sets `Summary.leaks` (process_id -> LeakResult) for every
+process with samples, and its JSON view `ProcessSummary.extra["leak"]` ({verdict,
+slope_bytes_per_s, confidence, ci_bytes_per_s, samples, window_s, siblings, growing[]}); the
+growing sites (agent snapshots) or else types (census) come from the leak_snapshots table.
+
+`summarize_sites(recording, summary)` sets `Summary.sites` (`SitesSection`: the latest COW
+sites scan of each worker, and copied bytes by site summed over them) and its JSON views
+`ProcessSummary.extra["cow_sites"]` {t, sites[]} and `Summary.extra["cow_sites"]`.
 
 The window of each process (docs/leaks.md): samples after its first child's birth for a parent
 (the preload before the fork, and the fork itself, are not growth), before the shutdown window
@@ -21,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import sys
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -45,7 +48,15 @@ from memscope.errors import InputError
 from memscope.leaks.store import latest_cow_sites, read_leak_snapshots
 from memscope.recording import Recording
 
-__all__ = ["TOP_GROWING", "TOP_SITES", "add_leaks", "load_leak_options", "process_options"]
+__all__ = [
+    "TOP_GROWING",
+    "TOP_SITES",
+    "SitesSection",
+    "load_leak_options",
+    "process_options",
+    "summarize_leaks",
+    "summarize_sites",
+]
 
 TOP_GROWING = 5
 TOP_SITES = 20
@@ -53,6 +64,12 @@ MIN_GROWTH_BYTES = 4096
 _KEYS = {"min_window_s": "min_span_s", "min_rate": "min_rate", "min_growth": "min_growth",
          "warmup_s": "warmup_s"}
 _DIMS = {"min_rate": Dimension.RATE, "min_growth": Dimension.BYTES}
+
+
+@dataclass(frozen=True)
+class SitesSection:
+    per_process: dict[int, tuple[float, list[dict[str, Any]]]]  # process_id -> (t, sites)
+    total: list[dict[str, Any]]  # {site, bytes, objects, workers, traceback}, largest first
 
 
 def load_leak_options(path: str = "pyproject.toml") -> LeakOptions:
@@ -107,7 +124,9 @@ def _forked_at(summary: Summary, p: ProcessSummary, min_life: float) -> float:
     return min(births) if births else float("-inf")
 
 
-def add_leaks(rec: Recording, summary: Summary, options: LeakOptions | None = None) -> None:
+def summarize_leaks(
+    rec: Recording, summary: Summary, options: LeakOptions | None = None
+) -> None:
     base = options or load_leak_options()
     signalled = rec.meta.get("signalled_at")
     until_all = shutdown_start(
@@ -117,8 +136,9 @@ def add_leaks(rec: Recording, summary: Summary, options: LeakOptions | None = No
     groups: dict[int, int] = {}
     cols = rec.columns(("uss", "rss", "rss_shared"))
     ids, starts = np.unique(cols.process_id, return_index=True)
-    bounds = dict(zip(ids.tolist(), zip(starts.tolist(), [*starts[1:].tolist(), len(cols)],
-                                        strict=True), strict=True))
+    ends = np.searchsorted(cols.process_id, ids, side="right")  # rows sorted by process
+    bounds = dict(zip(ids.tolist(), zip(starts.tolist(), ends.tolist(), strict=True),
+                      strict=True))
     for p in summary.processes:
         opts = process_options(base, p)
         since = _forked_at(summary, p, opts.warmup_s)
@@ -152,12 +172,20 @@ def add_leaks(rec: Recording, summary: Summary, options: LeakOptions | None = No
         if p.role != "root":  # siblings: the same parent (workers, or a wrapped master's)
             groups[p.id] = p.ppid
     results = compare_siblings(results, groups, base)
-    total: dict[str, list[Any]] = {}
     for p in summary.processes:
         if p.id in results:
             p.extra["leak"] = results[p.id].to_json()
+    if results:
+        summary.leaks = results
+
+
+def summarize_sites(rec: Recording, summary: Summary) -> None:
+    total: dict[str, list[Any]] = {}
+    per_process: dict[int, tuple[float, list[dict[str, Any]]]] = {}
+    for p in summary.processes:
         t_sites, rows = latest_cow_sites(rec, p.id)
         if rows:
+            per_process[p.id] = (t_sites, rows[:TOP_SITES])
             p.extra["cow_sites"] = {"t": t_sites, "sites": rows[:TOP_SITES]}
             for r in rows:
                 acc = total.setdefault(r["site"], [0, 0, r["traceback"], 0])
@@ -166,7 +194,9 @@ def add_leaks(rec: Recording, summary: Summary, options: LeakOptions | None = No
                 acc[3] += 1
     if total:
         ranked = sorted(total.items(), key=lambda kv: -kv[1][0])[:TOP_SITES]
-        summary.extra["cow_sites"] = [
+        rows = [
             {"site": s, "bytes": b, "objects": n, "workers": w, "traceback": tb}
             for s, (b, n, tb, w) in ranked
         ]
+        summary.extra["cow_sites"] = rows
+        summary.sites = SitesSection(per_process, rows)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from memscope.metrics.feed import PROCESS_SOURCES, MetricsFeed, ProcessSource
+from memscope.metrics.feed import MetricsFeed, ProcessSource
 from memscope.metrics.labels import SlotAllocator, command_name, sanitise
 from memscope.metrics.snapshot import (
     PROCESS_METRICS,
@@ -34,7 +34,6 @@ _LAZY = {
 
 __all__ = [
     "PROCESS_METRICS",
-    "PROCESS_SOURCES",
     "TREE_METRICS",
     "Bind",
     "MemscopeCollector",

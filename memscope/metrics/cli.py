@@ -2,8 +2,9 @@
 
 The option's callback binds the endpoint while the command line is parsed, so a port in use
 or a foreign address fails (exit 2) before `run` starts the command or `attach` records
-anything. The server is closed when the command's click context closes. The command passes
-`metrics_hooks()` to its session, which feeds the endpoint after every tick.
+anything. The server is closed when the command's click context closes. The option's value
+(the command's `serve_metrics` parameter) is the `MetricsFeed` to pass, explicitly, in
+`FeatureOptions(metrics=...)`; it feeds the endpoint after every tick.
 """
 
 from __future__ import annotations
@@ -16,17 +17,15 @@ import click
 from memscope.metrics.feed import MetricsFeed
 from memscope.metrics.server import MetricsServer, parse_bind
 from memscope.metrics.snapshot import SnapshotBox
-from memscope.sampler import TickHook
 
-__all__ = ["metrics_hooks", "serve_metrics_option"]
+__all__ = ["serve_metrics_option"]
 
 F = TypeVar("F", bound=Callable[..., Any])
-_KEY = "memscope.metrics.feed"
 
 
-def _start(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
+def _start(ctx: click.Context, _param: click.Parameter, value: str | None) -> MetricsFeed | None:
     if value is None:
-        return
+        return None
     bind = parse_bind(value)
     if bind.wildcard:
         click.echo(
@@ -36,24 +35,18 @@ def _start(ctx: click.Context, _param: click.Parameter, value: str | None) -> No
     box = SnapshotBox()
     server = MetricsServer(bind, box.get)
     ctx.call_on_close(server.close)
-    ctx.meta[_KEY] = MetricsFeed(box, mode=ctx.info_name or "")
     click.echo(f"memscope: serving metrics on {server.bind.url}", err=True)
+    return MetricsFeed(box, mode=ctx.info_name or "")
 
 
 def serve_metrics_option(func: F) -> F:
     return click.option(
         "--serve-metrics",
+        "serve_metrics",
         metavar="[HOST:]PORT",
         default=None,
-        expose_value=False,
         callback=_start,
         help="Serve Prometheus metrics of the tree while recording (PORT alone binds"
         " 127.0.0.1; 0.0.0.0:PORT must be asked for explicitly).",
     )(func)
 
-
-def metrics_hooks() -> list[TickHook]:
-    """The tick hooks `--serve-metrics` asked for in the current command (maybe none)."""
-    ctx = click.get_current_context(silent=True)
-    feed = ctx.meta.get(_KEY) if ctx is not None else None
-    return [feed] if isinstance(feed, MetricsFeed) else []

@@ -2,30 +2,29 @@
 
 It runs on the sampler's thread after the tick's samples were written, so it reads what the
 sampler already has (latest rollups, the processes table of the recording being written) and
-never touches /proc itself. Values other helpers measure (COW scans, leak slopes) arrive through
-*process sources*: callables `fn(ctx) -> {record_id: {key: value}}` with keys from
-`PROCESS_METRICS`. The COW source is built in and reads the `cow_scans` table when the COW
-scanner writes one; others are appended to `PROCESS_SOURCES`. A source that fails is dropped
-for the rest of the run (the recording must go on) and reported once on stderr.
+never touches /proc itself. Values other features measure arrive through *process sources*:
+callables `fn(ctx) -> {record_id: {key: value}}` with keys from `PROCESS_METRICS`, passed to
+`MetricsFeed(sources=...)`. The COW source is built in: the latest scan of each process through
+the COW store's reader (memscope.cow.store.latest_and_peak). A source that fails is dropped for
+the rest of the run (the recording must go on) and reported once on stderr.
 """
 
 from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 
+from memscope.cow.store import ScanPoint, latest_and_peak, read_scan_points
 from memscope.metrics.labels import SlotAllocator, command_name
 from memscope.metrics.snapshot import PROCESS_METRICS, ProcessPoint, Snapshot, SnapshotBox
 from memscope.procfs import Rollup
-from memscope.sampler import TickContext
+from memscope.recording import RecordingWriter
+from memscope.sampler import Session, TickContext
 
-__all__ = ["PROCESS_SOURCES", "CowScansSource", "MetricsFeed", "ProcessSource"]
+__all__ = ["CowScansSource", "MetricsFeed", "ProcessSource"]
 
 ProcessSource = Callable[[TickContext], Mapping[int, Mapping[str, float]]]
-
-#: Extension point: sources of extra per-process values (e.g. the leak slope), by record id.
-PROCESS_SOURCES: list[ProcessSource] = []
 
 _CORE = ("uss", "pss", "rss", "swap", "pid", "started", "sampled")
 _EXTRA_KEYS = frozenset(d.key for d in PROCESS_METRICS) - frozenset(_CORE)
@@ -33,43 +32,35 @@ _SUMMED = ("pss", "uss", "rss", "swap", "cow_copied")
 
 
 class CowScansSource:
-    """The latest COW scan of each process, read incrementally from `cow_scans` if it exists."""
+    """The latest COW scan of each process, read incrementally through the COW store."""
 
     def __init__(self) -> None:
         self._last_id = 0
-        self._table = False
-        self._values: dict[int, dict[str, float]] = {}
+        self._scans: dict[int, tuple[ScanPoint, ScanPoint]] = {}
 
     def __call__(self, ctx: TickContext) -> Mapping[int, Mapping[str, float]]:
-        conn = ctx.writer.conn
-        if not self._table:
-            found = conn.execute(
-                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'cow_scans'"
-            ).fetchone()
-            if found is None:
-                return self._values
-            self._table = True
-        rows = conn.execute(
-            "SELECT id, process_id, copied_bytes, shared_bytes, inherited_bytes FROM cow_scans"
-            " WHERE id > ? ORDER BY id",
-            (self._last_id,),
-        ).fetchall()
-        for scan_id, process_id, copied, shared, inherited in rows:
-            self._values[process_id] = {
-                "cow_copied": copied, "cow_shared": shared, "cow_inherited": inherited,
-            }
-            self._last_id = scan_id
+        points = read_scan_points(ctx.writer.conn, self._last_id)
+        if points:
+            self._last_id = points[-1].scan_id
+            latest_and_peak(points, self._scans)
         live = {m.record_id for m in ctx.members}
-        for gone in [k for k in self._values if k not in live]:
-            del self._values[gone]
-        return self._values
+        for gone in [k for k in self._scans if k not in live]:
+            del self._scans[gone]
+        return {
+            pid: {"cow_copied": latest.copied_bytes, "cow_shared": latest.shared_bytes,
+                  "cow_inherited": latest.inherited_bytes}
+            for pid, (latest, _peak) in self._scans.items()
+        }
 
 
 class MetricsFeed:
     """TickHook: build this tick's snapshot and publish it into `box`."""
 
-    def __init__(self, box: SnapshotBox, mode: str = "") -> None:
+    def __init__(
+        self, box: SnapshotBox, mode: str = "", sources: Sequence[ProcessSource] = ()
+    ) -> None:
         self.box = box
+        self.sources = list(sources)
         self.mode = mode
         self.ticks = 0
         self._slots = SlotAllocator()
@@ -102,7 +93,7 @@ class MetricsFeed:
 
     def _extra(self, ctx: TickContext) -> dict[int, dict[str, float]]:
         merged: dict[int, dict[str, float]] = {}
-        sources: list[ProcessSource] = [self._cow, *PROCESS_SOURCES]
+        sources: list[ProcessSource] = [self._cow, *self.sources]
         for source in sources:
             if id(source) in self._failed:
                 continue
@@ -119,7 +110,16 @@ class MetricsFeed:
                 print(f"memscope: warning: metrics source {name} disabled: {exc}", file=sys.stderr)
         return merged
 
+    def start(self, session: Session) -> None:
+        pass
+
+    def close(self, writer: RecordingWriter) -> None:
+        pass  # nothing to persist: the endpoint serves the last snapshot until it closes
+
     def __call__(self, ctx: TickContext) -> None:
+        self.tick(ctx)
+
+    def tick(self, ctx: TickContext) -> None:
         self.ticks += 1
         # Birth order (pid breaks ties within a clock tick): new processes take slots in it.
         live = sorted(

@@ -20,10 +20,12 @@ from __future__ import annotations
 import re
 from collections.abc import Hashable, Sequence
 
+from memscope.roles import ROLES as ALL_ROLES
+
 __all__ = ["MAX_COMMAND", "ROLES", "SlotAllocator", "command_name", "sanitise"]
 
 MAX_COMMAND = 32
-ROLES = ("root", "worker", "descendant")
+ROLES = ALL_ROLES
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.:-]")
 _INTERPRETER = re.compile(r"^(python|pypy)[0-9.]*[a-z]?$")

@@ -1,5 +1,6 @@
 """The /proc layer: pure parsers (bytes to records) and a reader with a configurable root."""
 
+from memscope.procfs._errors import MalformedProcFile
 from memscope.procfs._parsers import (
     MapEntry,
     Mapping,
@@ -27,6 +28,7 @@ from memscope.procfs._reader import (
 
 __all__ = [
     "AccessDenied",
+    "MalformedProcFile",
     "MapEntry",
     "Mapping",
     "ProcFS",

@@ -6,8 +6,12 @@ Sizes are returned in bytes (the kernel prints kB, which means KiB).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import functools
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, fields
+from typing import ParamSpec, TypeVar
+
+from memscope.procfs._errors import MalformedProcFile
 
 __all__ = [
     "MapEntry",
@@ -26,6 +30,27 @@ __all__ = [
 ]
 
 PAGE_SIZE = 4096
+PF_KTHREAD = 0x00200000  # include/linux/sched.h
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def _parser(what: str) -> Callable[[Callable[_P, _R]], Callable[_P, _R]]:
+    """Text not in the kernel's format raises MalformedProcFile, never ValueError/IndexError/
+    UnicodeDecodeError from deep inside a parser."""
+
+    def wrap(fn: Callable[_P, _R]) -> Callable[_P, _R]:
+        @functools.wraps(fn)
+        def parse(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+            try:
+                return fn(*args, **kwargs)
+            except (ValueError, IndexError, TypeError, OverflowError) as exc:
+                raise MalformedProcFile(what, f"{type(exc).__name__}: {exc}") from None
+
+        return parse
+
+    return wrap
 
 # smaps/smaps_rollup key -> Rollup attribute. Keys the kernel does not print stay 0
 # (Pss_Anon/Pss_File/Pss_Shmem appeared in 5.x; older kernels lack them).
@@ -130,6 +155,11 @@ class Stat:
     start_ticks: int  # since boot, in clock ticks; with pid it identifies a process
     rss_pages: int
     exit_code: int | None  # only meaningful for zombies (field 52, Linux 3.5+)
+    flags: int = 0  # field 9: PF_* flags (PF_KTHREAD marks a kernel thread)
+
+    @property
+    def kernel_thread(self) -> bool:
+        return bool(self.flags & PF_KTHREAD)
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,6 +198,7 @@ def _kib_lines(data: bytes) -> Iterator[tuple[bytes, int]]:
             yield key, int(parts[0]) * 1024
 
 
+@_parser("smaps_rollup")
 def parse_smaps_rollup(data: bytes) -> Rollup:
     """Parse /proc/PID/smaps_rollup (Linux 4.14+)."""
     rollup = Rollup()
@@ -183,12 +214,15 @@ def _parse_map_line(line: bytes) -> MapEntry:
     parts = line.split(None, 5)
     lo, _, hi = parts[0].partition(b"-")
     path = parts[5].strip() if len(parts) > 5 else b""
+    perms = parts[1].decode("ascii")
+    if len(perms) != 4:
+        raise ValueError(f"permissions {perms!r} are not 4 characters")
     return MapEntry(
         start=int(lo, 16),
         end=int(hi, 16),
-        perms=parts[1].decode(),
+        perms=perms,
         offset=int(parts[2], 16),
-        dev=parts[3].decode(),
+        dev=parts[3].decode("ascii"),
         inode=int(parts[4]),
         path=path.decode("utf-8", "surrogateescape"),
     )
@@ -207,11 +241,13 @@ def _is_map_header(line: bytes) -> bool:
     return True
 
 
+@_parser("maps")
 def parse_maps(data: bytes) -> list[MapEntry]:
     """Parse /proc/PID/maps."""
     return [_parse_map_line(line) for line in data.split(b"\n") if line.strip()]
 
 
+@_parser("smaps")
 def parse_smaps(data: bytes) -> list[Mapping]:
     """Parse /proc/PID/smaps: one Mapping per mapping, with its memory counters."""
     mappings: list[Mapping] = []
@@ -245,6 +281,7 @@ def sum_rollups(rollups: list[Rollup]) -> Rollup:
     return total
 
 
+@_parser("stat")
 def parse_stat(data: bytes) -> Stat:
     """Parse /proc/PID/stat.
 
@@ -258,10 +295,13 @@ def parse_stat(data: bytes) -> Stat:
     rest = data[rparen + 2 :].split()
     # rest[0] is field 3 (state); field N is rest[N - 3].
     exit_code = int(rest[49]) if len(rest) > 49 else None
+    state = rest[0].decode("ascii")
+    if len(state) != 1:
+        raise ValueError(f"state {state!r} is not one letter")
     return Stat(
         pid=pid,
         comm=comm,
-        state=rest[0].decode(),
+        state=state,
         ppid=int(rest[1]),
         minflt=int(rest[7]),
         utime_ticks=int(rest[11]),
@@ -270,9 +310,11 @@ def parse_stat(data: bytes) -> Stat:
         start_ticks=int(rest[19]),
         rss_pages=int(rest[21]),
         exit_code=exit_code,
+        flags=int(rest[6]),
     )
 
 
+@_parser("statm")
 def parse_statm(data: bytes, page_size: int = PAGE_SIZE) -> Statm:
     size, resident, shared, text, _lib, data_pages = data.split()[:6]
     return Statm(
@@ -284,6 +326,7 @@ def parse_statm(data: bytes, page_size: int = PAGE_SIZE) -> Statm:
     )
 
 
+@_parser("status")
 def parse_status(data: bytes) -> Status:
     """Parse /proc/PID/status. Kernel threads and zombies lack the Vm*/Rss* lines (0 here)."""
     values: dict[bytes, bytes] = {}
@@ -298,7 +341,7 @@ def parse_status(data: bytes) -> Status:
 
     return Status(
         name=values.get(b"Name", b"").decode("utf-8", "replace"),
-        state=values.get(b"State", b"?").decode()[:1],
+        state=values.get(b"State", b"?").decode("ascii")[:1],
         ppid=int(values.get(b"PPid", b"0")),
         uid=int(values.get(b"Uid", b"0").split()[0]),
         threads=int(values.get(b"Threads", b"1")),

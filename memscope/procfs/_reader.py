@@ -11,6 +11,7 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from memscope.procfs._errors import ProcfsError
 from memscope.procfs._parsers import (
     MapEntry,
     Mapping,
@@ -39,12 +40,6 @@ __all__ = [
 
 _GONE = {errno.ENOENT, errno.ESRCH}
 _DENIED = {errno.EACCES, errno.EPERM}
-
-
-class ProcfsError(Exception):
-    def __init__(self, pid: int, message: str) -> None:
-        super().__init__(message)
-        self.pid = pid
 
 
 class ProcessGone(ProcfsError):

@@ -1,8 +1,9 @@
-"""COW section of the text report; importing this module registers it (and the summary data).
+"""COW section of the text report (listed in memscope.report.text.SECTIONS).
 
-Per worker (latest scan): when it was taken, copied bytes and their share of the inherited
-memory, new private bytes, the top types and causes; then the types copied across workers and
-the advice, each item naming types and bytes.
+Per worker (latest scan): when it was taken (marked "copying" if the worker was still copying
+fast then), copied bytes and their share of the inherited memory, the peak over its scans and
+the estimate since, new private bytes, the top types and causes; then the types copied across
+workers and the advice, each item naming types, bytes and workers.
 """
 
 from __future__ import annotations
@@ -14,9 +15,9 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from memscope.analysis.cow_summary import add_cow
-from memscope.analysis.summary import SUMMARY_EXTENSIONS, ProcessSummary, Summary
-from memscope.report.text import TEXT_SECTIONS
+from memscope.analysis.summary import ProcessSummary, Summary
+from memscope.cow._model import REASON_HIDDEN
+from memscope.termsafe import clean, safe_text
 from memscope.units import format_bytes
 
 __all__ = ["cow_section"]
@@ -51,7 +52,8 @@ def _fraction(p: ProcessSummary, frac: float | None) -> str:
 
 def _workers_table(s: Summary, rows: list[tuple[ProcessSummary, dict[str, Any]]]) -> Table:
     table = Table(title="Copy-on-write: latest scan per worker", title_justify="left")
-    for col in ("pid", "scanned", "copied", "% of inherited", "new private"):
+    for col in ("pid", "scanned", "copied", "% of inherited", "peak", "estimate now",
+                "new private"):
         table.add_column(col, justify="right" if col != "scanned" else "left", no_wrap=True)
     table.add_column("top types (share of copied)")
     table.add_column("causes")
@@ -60,13 +62,16 @@ def _workers_table(s: Summary, rows: list[tuple[ProcessSummary, dict[str, Any]]]
         offset = cow["scanned_at"] - s.started_at
         frac = cow["copied_fraction"]
         types = {t["type"]: t["bytes"] for t in cow["by_type"]}
+        copying = ", copying" if cow.get("copying") else ""
         table.add_row(
             str(p.pid),
-            f"{when} (+{offset:.1f}s, {cow['mode']})",
+            safe_text(f"{when} (+{offset:.1f}s, {cow['mode']}{copying})"),
             format_bytes(cow["copied_bytes"]),
             _fraction(p, frac),
+            format_bytes(cow.get("peak_copied_bytes")),
+            format_bytes(cow.get("estimated_copied_bytes")),
             format_bytes(cow["new_private_bytes"]),
-            Text(_top(types, 3)),
+            safe_text(_top(types, 3)),
             _top(cow["by_cause"], 3, _CAUSE_LABELS),
         )
     return table
@@ -93,7 +98,7 @@ def _types_table(rows: list[tuple[ProcessSummary, dict[str, Any]]]) -> Table | N
         table.add_column(col, justify="right" if col.startswith(("copied", "objects")) else "left")
     for name, (nbytes, objects) in sorted(per_type.items(), key=lambda kv: -kv[1][0])[:10]:
         table.add_row(
-            Text(name), format_bytes(nbytes), f"{objects:,}" if objects else "-",
+            safe_text(name), format_bytes(nbytes), f"{objects:,}" if objects else "-",
             _top(causes.get(name, {}), 3, _CAUSE_LABELS),
         )
     return table
@@ -107,10 +112,13 @@ def _advice(s: Summary) -> Text | None:
     text.append("COW advice\n", style="bold")
     for i, item in enumerate(items, 1):
         pids = ", ".join(str(p) for p in item["pids"][:8])
-        text.append(f"  {i}. {item['title']} (workers {pids})\n")
-        text.append(f"     {item['text']}\n")
+        more = "…" if len(item["pids"]) > 8 else ""
+        workers = f" (workers {pids}{more})" if pids else ""
+        text.append(f"  {i}. {clean(item['title'])}{workers}\n")
+        text.append(f"     {clean(item['text'])}\n")
         if item.get("snippet"):  # code for the detected framework
-            text.append("".join(f"       {ln}\n" for ln in str(item["snippet"]).splitlines()))
+            text.append("".join(f"       {clean(ln)}\n"
+                                for ln in str(item["snippet"]).splitlines()))
     return text
 
 
@@ -120,9 +128,12 @@ def cow_section(s: Summary) -> RenderableType | None:
         return None
     rows.sort(key=lambda r: -r[1]["copied_bytes"])
     parts: list[RenderableType] = [_workers_table(s, rows)]
+    if any(cow["mode"] == "exclusive-bit" for _, cow in rows):
+        parts.append(Text(f"  mode exclusive-bit: {REASON_HIDDEN}, so a page counts as copied"
+                          " when the worker maps it exclusively and the parent has one there"))
     targets = sorted({cow["target"] for _, cow in rows if cow["target"]})
     if targets:
-        parts.append(Text("  target: " + "; ".join(targets)))
+        parts.append(safe_text("  target: " + "; ".join(targets)))
     types = _types_table(rows)
     if types is not None:
         parts.append(types)
@@ -131,8 +142,3 @@ def cow_section(s: Summary) -> RenderableType | None:
         parts.append(advice)
     return Group(*parts)
 
-
-if add_cow not in SUMMARY_EXTENSIONS:
-    SUMMARY_EXTENSIONS.append(add_cow)
-if cow_section not in TEXT_SECTIONS:
-    TEXT_SECTIONS.append(cow_section)

@@ -26,7 +26,12 @@ from memscope.errors import UsageError
 from memscope.frameworks import display_name
 from memscope.report._base import ReportData, register
 from memscope.report.html_data import Samples, chart_payload, load_samples
-from memscope.report.html_features import advice_section, cow_section, leak_section
+from memscope.report.html_features import (
+    advice_section,
+    cow_section,
+    leak_section,
+    notes_section,
+)
 from memscope.report.html_sections import esc, header, process_table, short_command, tree_order
 
 __all__ = ["HtmlReporter", "json_for_script", "render_html", "uplot_assets"]
@@ -107,7 +112,7 @@ def render_html(summary: Summary, data: dict[str, Any], samples: Samples) -> str
     }
     has_cow_timeline = any("cow" in block for block in data["processes"].values())
     features = [cow_section(summary), leak_section(summary, _sparklines(samples)),
-                advice_section(summary)]
+                advice_section(summary), notes_section(summary)]
     n_cards = len(data["processes"])
     parts = {
         "CSP": _csp([uplot_js, report_js]),  # base64 and keywords: nothing to escape

@@ -24,7 +24,7 @@ from memscope.report.html_sections import (
 )
 from memscope.units import format_bytes
 
-__all__ = ["Sparklines", "advice_section", "cow_section", "leak_section"]
+__all__ = ["Sparklines", "advice_section", "cow_section", "leak_section", "notes_section"]
 
 #: process id -> (t, uss) arrays, for the leak sparklines
 Sparklines = Callable[[int], tuple[np.ndarray, np.ndarray]]
@@ -191,3 +191,11 @@ def advice_section(s: Summary) -> str | None:
         else:
             out.append(f'<div class="advice"><p>{esc(item)}</p></div>')
     return f'<section id="advice"><h2>Advice</h2>{"".join(out)}</section>'
+
+
+def notes_section(s: Summary) -> str | None:
+    """What features could not do, naming the affected workers (escaped)."""
+    if not s.notes:
+        return None
+    items = "".join(f"<li>{esc(n.describe())}</li>" for n in s.notes)
+    return f'<section id="notes"><h2>Notes</h2><ul>{items}</ul></section>'

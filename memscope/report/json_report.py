@@ -3,20 +3,17 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from importlib import resources
 from typing import Any, ClassVar, TextIO
 
 from memscope import __version__
 from memscope.analysis.summary import Memory, ProcessSummary, Summary
+from memscope.outputs import json_text
 from memscope.report._base import ReportData, register
 
-__all__ = ["JSON_SCHEMA_VERSION", "JSON_SECTIONS", "JsonReporter", "load_schema", "to_document"]
+__all__ = ["JSON_SCHEMA_VERSION", "JsonReporter", "load_schema", "to_document"]
 
 JSON_SCHEMA_VERSION = 1
-
-#: Extensions add keys to the document (and to processes[]) here: fn(summary, document).
-JSON_SECTIONS: list[Callable[[Summary, dict[str, Any]], None]] = []
 
 
 def load_schema() -> dict[str, Any]:
@@ -63,6 +60,8 @@ def to_document(s: Summary) -> dict[str, Any]:
             "cpu_s": s.sampler.cpu_s,
             "cpu_fraction": s.sampler.cpu_fraction,
             "rollups": s.sampler.rollups,
+            "process_cpu_s": s.sampler.process_cpu_s,
+            "process_cpu_fraction": s.sampler.process_cpu_fraction,
         },
         "processes": [_process(p) for p in s.processes],
         "totals": {
@@ -72,9 +71,8 @@ def to_document(s: Summary) -> dict[str, Any]:
             "peak_rss_at": s.totals.peak_rss_at,
         },
         **s.extra,
+        "notes": [n.to_json() for n in s.notes],
     }
-    for section in JSON_SECTIONS:
-        section(s, doc)
     return doc
 
 
@@ -84,5 +82,5 @@ class JsonReporter:
     suffix: ClassVar[str] = ".json"
 
     def render(self, data: ReportData, out: TextIO) -> None:
-        json.dump(to_document(data.summary), out, indent=2)
+        out.write(json_text(to_document(data.summary), indent=2))
         out.write("\n")

@@ -1,5 +1,5 @@
-"""Leak and COW-sites sections of the text report; importing this module registers them
-(and the summary extension that computes their data)."""
+"""Leak, COW-sites and notes sections of the text report (listed in
+memscope.report.text.SECTIONS)."""
 
 from __future__ import annotations
 
@@ -9,12 +9,11 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from memscope.analysis.summary import SUMMARY_EXTENSIONS, Summary
-from memscope.leaks.summary import add_leaks
-from memscope.report.text import TEXT_SECTIONS
+from memscope.analysis.summary import Summary
+from memscope.termsafe import safe_text
 from memscope.units import format_bytes
 
-__all__ = ["cow_sites_section", "leak_section"]
+__all__ = ["cow_sites_section", "leak_section", "notes_section"]
 
 
 def _rate(v: float | None) -> str:
@@ -52,13 +51,13 @@ def leak_section(s: Summary) -> RenderableType | None:
         )
         table.add_row(
             str(p.pid),
-            p.role,
-            leak["verdict"],
+            safe_text(p.role),
+            safe_text(leak["verdict"]),
             _rate(leak["slope_bytes_per_s"]),
             "-" if ci is None else f"{_rate(ci[0])} .. {_rate(ci[1])}",
             "-" if leak["confidence"] is None else f"{leak['confidence']:.2f}",
             _siblings(sib),
-            Text(growing or "-"),
+            safe_text(growing or "-"),
         )
     return table
 
@@ -71,13 +70,18 @@ def cow_sites_section(s: Summary) -> RenderableType | None:
     for col in ("site", "copied", "objects", "workers"):
         table.add_column(col, justify="left" if col == "site" else "right")
     for r in total[:10]:
-        table.add_row(Text(r["site"]), format_bytes(r["bytes"]), f"{r['objects']:,}",
+        table.add_row(safe_text(r["site"]), format_bytes(r["bytes"]), f"{r['objects']:,}",
                       str(r["workers"]))
     return Group(table)
 
 
-if add_leaks not in SUMMARY_EXTENSIONS:
-    SUMMARY_EXTENSIONS.append(add_leaks)
-for _section in (cow_sites_section, leak_section):
-    if _section not in TEXT_SECTIONS:
-        TEXT_SECTIONS.append(_section)
+
+def notes_section(s: Summary) -> RenderableType | None:
+    """What features could not do, naming the affected workers."""
+    if not s.notes:
+        return None
+    text = Text()
+    text.append("Notes\n", style="bold")
+    for note in s.notes:
+        text.append(f"  - {note.describe()}\n")
+    return text

@@ -1,32 +1,14 @@
-"""Steady-state section of the text report; importing this module registers it, the summary
-extension that finds the shutdown window (memscope.analysis.steady), and the one that marks
-stale COW scans (`ProcessSummary.extra["cow_stale"]`: why the latest scan is older than the
-process's last significant USS growth, memscope.analysis.staleness)."""
+"""Steady-state section of the text report (the figures: memscope.analysis.steady)."""
 
 from __future__ import annotations
 
 from rich.console import RenderableType
 from rich.table import Table
 
-from memscope.analysis.staleness import cow_staleness
-from memscope.analysis.steady import add_steady
-from memscope.analysis.summary import SUMMARY_EXTENSIONS, Summary
-from memscope.recording import Recording
-from memscope.report.text import TEXT_SECTIONS
+from memscope.analysis.summary import Summary
 from memscope.units import format_bytes, format_duration
 
-__all__ = ["add_cow_staleness", "steady_section"]
-
-
-def add_cow_staleness(rec: Recording, summary: Summary) -> None:
-    until = (summary.extra.get("steady") or {}).get("shutdown_at")
-    for p in summary.processes:
-        cow = p.extra.get("cow")
-        at = cow.get("scanned_at") if isinstance(cow, dict) else None
-        if isinstance(at, (int, float)):
-            stale = cow_staleness(rec, p.id, float(at), until)
-            if stale is not None:
-                p.extra["cow_stale"] = stale.describe(summary.started_at)
+__all__ = ["steady_section"]
 
 
 def steady_section(s: Summary) -> RenderableType | None:
@@ -59,10 +41,3 @@ def steady_section(s: Summary) -> RenderableType | None:
         )
     return table
 
-
-if add_steady not in SUMMARY_EXTENSIONS:
-    SUMMARY_EXTENSIONS.append(add_steady)
-if add_cow_staleness not in SUMMARY_EXTENSIONS:
-    SUMMARY_EXTENSIONS.append(add_cow_staleness)
-if steady_section not in TEXT_SECTIONS:
-    TEXT_SECTIONS.append(steady_section)

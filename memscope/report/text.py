@@ -13,12 +13,14 @@ from rich.text import Text
 from memscope.analysis.summary import ProcessSummary, Summary
 from memscope.frameworks import display_name
 from memscope.report._base import ReportData, register
+from memscope.report.cow_section import cow_section
+from memscope.report.leak_section import cow_sites_section, leak_section, notes_section
+from memscope.report.startmethod_section import start_method_section
+from memscope.report.steady_section import steady_section
+from memscope.termsafe import clean, clean_join, safe_text
 from memscope.units import format_bytes, format_duration, format_signed_bytes
 
-__all__ = ["TEXT_SECTIONS", "TextReporter", "render_text"]
-
-#: Extra sections (COW, leaks, ...) appended after the core tables, in order.
-TEXT_SECTIONS: list[Callable[[Summary], RenderableType | None]] = []
+__all__ = ["SECTIONS", "TextReporter", "render_text"]
 
 _MAX_ROWS = 40
 
@@ -27,26 +29,27 @@ def _command(p: ProcessSummary, width: int = 48) -> Text:
     argv = list(p.cmdline) or ["?"]
     if argv[0].startswith(("/", "./")) and " " not in argv[0]:
         argv[0] = argv[0].rsplit("/", 1)[-1]  # the program's name, not its path
-    cmd = " ".join(argv)
+    cmd = clean_join(argv)
     if len(cmd) > width:
         cmd = cmd[: width - 1] + "…"
-    return Text(cmd)  # Text, not markup: names are controlled by the target
+    return safe_text(cmd)  # names are controlled by the target: never markup or escapes
 
 
 def _header(s: Summary) -> Text:
     started = dt.datetime.fromtimestamp(s.started_at).strftime("%Y-%m-%d %H:%M:%S")
     text = Text()
     text.append("memscope ", style="bold")
-    text.append(f"{s.mode}: ")
-    text.append(" ".join(s.command) or "?")
+    text.append(f"{clean(s.mode)}: ")
+    text.append(clean_join(s.command) or "?")
     text.append(f"\nstarted {started}, {format_duration(s.duration_s)}, ")
     text.append(f"{len(s.processes)} processes ({len(s.workers)} workers)")
     if s.exit_code is not None:
         text.append(f", exit status {s.exit_code}")
     sm = s.sampler
     text.append(
-        f"\nsampler: {sm.ticks} ticks every {sm.mean_interval_s:.3f}s, {sm.rollups} full rollups,"
-        f" {sm.cpu_s:.2f} CPU-s ({sm.cpu_fraction:.1%} of one core)"
+        f"\nsampler: {sm.ticks} ticks every {sm.mean_interval_s:.3f}s, {sm.rollups} full rollups;"
+        f" memscope used {sm.process_cpu_s:.2f} CPU-s ({sm.process_cpu_fraction:.1%} of one"
+        " core, all threads)"
     )
     return text
 
@@ -72,7 +75,7 @@ def _process_table(s: Summary) -> Table:
         copied = [_copied(p)] if has_cow else []
         table.add_row(
             str(p.pid),
-            display_name(p),
+            safe_text(display_name(p)),
             _command(p, 32),
             format_duration(p.lifetime(s.ended_at)),
             "-" if p.exit_code is None else str(p.exit_code),
@@ -132,9 +135,16 @@ def _growers(s: Summary) -> RenderableType | None:
     return table
 
 
+#: The sections after the core tables, in order (each None when it has nothing to show).
+SECTIONS: tuple[Callable[[Summary], RenderableType | None], ...] = (
+    _growers, steady_section, cow_section, start_method_section, cow_sites_section,
+    leak_section, notes_section,
+)
+
+
 def render_text(s: Summary) -> Group:
     parts: list[RenderableType] = [_header(s), _process_table(s), _totals(s)]
-    for section in (_growers, *TEXT_SECTIONS):
+    for section in SECTIONS:
         rendered = section(s)
         if rendered is not None:
             parts.append(rendered)

@@ -9,9 +9,9 @@ from collections.abc import Iterator
 
 import pytest
 
+from memscope.cow.copied_sites import tree_sites
+from memscope.cow.sites import UNTRACED
 from memscope.inject import agent_env, wait_for_agent
-from memscope.inject.cow_sites import tree_sites
-from memscope.inject.sites import UNTRACED
 from tests.agent.conftest import pythons, target
 from tests.conftest import target_python
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from memscope.inject.sites import (
+from memscope.cow.sites import (
     UNTRACED,
     Resolution,
     SiteBytes,

@@ -42,6 +42,7 @@ def fork_workers(n, mib, hold=0.4):
 '''
 
 
+@pytest.mark.slow  # end to end; `make test-load` runs it beside a CPU hog
 def test_limits_on_forked_workers(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(FORKING + '''
 @pytest.mark.memscope(worker_uss="24MiB", workers=2)

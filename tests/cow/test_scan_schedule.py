@@ -1,28 +1,32 @@
-"""When the COW scheduler scans: baseline, fault growth, max gap, fixed interval, budget, on demand.
+"""When the COW scheduler scans: baseline, growth then settling, never idle workers, fixed
+interval, budget, on demand, and at the end of a recording (nothing in flight is lost).
 
 The clock is injected and the scanner records its calls, so the schedule is tested alone;
-the processes are real (this test process and a `sleep` child), so fault counts are real.
+the processes are real (this test process and a `sleep` child); the Private_Dirty readings the
+estimate follows are given as rollups, as the sampler would hand them over.
 """
 
 from __future__ import annotations
 
-import mmap
 import os
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from memscope.budget import CpuBudget
 from memscope.cow._model import CowScan
+from memscope.cow.scan import QUICK_TARGET
 from memscope.cow.schedule import CowScheduler, install_sigusr1
 from memscope.cow.store import read_scans
-from memscope.procfs import ProcFS
+from memscope.procfs import ProcFS, Rollup
 from memscope.recording import RecordingWriter, open_recording
-from memscope.sampler import TickContext
-from memscope.tree import Member
+from memscope.sampler import Session, TickContext
+from memscope.tree import Member, ProcessTree
 
 
 class Clock:
@@ -67,47 +71,97 @@ def tree(tmp_path: Path) -> Iterator[tuple[TickContext, int]]:
     writer.close()
 
 
-def test_baseline_then_max_gap(tree: tuple[TickContext, int]) -> None:
+MiB = 1 << 20
+
+
+def dirty(ctx: TickContext, nbytes: int, t: float) -> None:
+    """A new rollup of the worker with this Private_Dirty, taken at tick time t."""
+    ctx.t = t
+    ctx.latest[ctx.members[1].record_id] = Rollup(private_dirty=nbytes)
+    FAULTS[ctx.members[1].pid] = nbytes // 4096  # each new dirty page was one minor fault
+
+
+FAULTS: dict[int, int] = {}
+
+
+def faults(_procfs: ProcFS, pid: int) -> int | None:
+    return FAULTS.get(pid, 0)
+
+
+def test_baseline_then_idle_workers_are_never_rescanned(tree: tuple[TickContext, int]) -> None:
     ctx, child = tree
     clock = Clock()
     scanner = Scanner(clock)
-    sched = CowScheduler(clock=clock, scanner=scanner, max_gap=60.0, threaded=False)
+    sched = CowScheduler(clock=clock, scanner=scanner, threaded=False, faults=faults)
+    dirty(ctx, 4 * MiB, 0.0)
     sched(ctx)  # GIVEN a new worker: its baseline scan, against its parent
     assert scanner.calls == [(child, os.getpid())]
-    assert sched.copied == {ctx.members[1].key: 0}  # what the live view shows
-    clock.now += 30
-    sched(ctx)  # a sleeping worker takes no faults: nothing to rescan yet
-    assert len(scanner.calls) == 1
-    clock.now += 31
-    sched(ctx)  # but the timeline gets a point at least every max_gap
-    assert len(scanner.calls) == 2
+    assert sched.copied == {ctx.members[1].key: 0}
+    for minute in range(1, 4):  # WHEN its memory does not move for three minutes
+        clock.now += 60
+        dirty(ctx, 4 * MiB, 60.0 * minute)
+        sched(ctx)
+    assert len(scanner.calls) == 1  # THEN it is not rescanned
+    ctx.writer.flush()  # committed before a reader opens it (readers read a snapshot)
     rec = open_recording(ctx.writer.path)
-    ctx.writer.flush()
-    assert [s.pid for s in read_scans(rec.conn)[ctx.members[1].record_id]] == [child, child]
+    # the baseline was a quick page-level scan at first sight, then the full one; nothing else
+    scans = read_scans(rec.conn)[ctx.members[1].record_id]
+    assert [s.pid for s in scans] == [child, child]
+    assert sorted(s.target == QUICK_TARGET for s in scans) == [False, True]
     rec.close()
 
 
-def test_fault_growth_triggers_a_rescan(tree: tuple[TickContext, int]) -> None:
+def test_copying_worker_is_rescanned_once_it_settles(tree: tuple[TickContext, int]) -> None:
     ctx, _child = tree
-    # GIVEN this test process as the worker (its faults are under our control)
-    root, worker = ctx.members
-    root.pid, root.ppid = os.getppid(), 1
-    worker.pid, worker.ppid = os.getpid(), os.getppid()
     clock = Clock()
     scanner = Scanner(clock)
-    sched = CowScheduler(clock=clock, scanner=scanner, growth=1 << 20, threaded=False)
+    sched = CowScheduler(clock=clock, scanner=scanner, quick=None, threaded=False,
+                         faults=faults)
+    dirty(ctx, 1 * MiB, 0.0)
     sched(ctx)
-    clock.now += 0.5
-    sched(ctx)
-    assert len(scanner.calls) == 1  # baseline only: no new faults worth 1 MiB
-    # WHEN it touches 4 MiB of fresh memory (1024 minor faults)
-    with mmap.mmap(-1, 4 << 20) as fresh:
-        for offset in range(0, 4 << 20, 4096):
-            fresh[offset] = 1
-        clock.now += 0.5
+    assert len(scanner.calls) == 1  # baseline
+    # WHEN it copies 60 MiB over 1.2 s (Private_Dirty +10 MiB per 0.2 s tick)
+    for step in range(1, 7):
+        clock.now += 0.2
+        dirty(ctx, (1 + 10 * step) * MiB, 0.2 * step)
         sched(ctx)
-    # THEN it is rescanned
+    # THEN no scan is wasted on a half-copied state
+    assert len(scanner.calls) == 1
+    assert sched.estimates.copying(ctx.members[1].key)
+    # WHEN its Private_Dirty stops moving for longer than the settle time
+    for step in range(7, 10):
+        clock.now += 0.2
+        dirty(ctx, 61 * MiB, 0.2 * step)
+        sched(ctx)
+    # THEN it is rescanned exactly once, and the scan is not marked as taken mid-copy
     assert len(scanner.calls) == 2
+    ctx.writer.flush()  # committed before a reader opens it (readers read a snapshot)
+    rec = open_recording(ctx.writer.path)
+    scans = read_scans(rec.conn)[ctx.members[1].record_id]
+    assert [s.copying for s in scans] == [False, False]
+    # AND the per-tick estimate was recorded between the scans: 60 MiB of growth
+    estimates = [b for _, b in rec.conn.execute("SELECT t, copied_bytes FROM cow_estimates")]
+    assert max(estimates) == 60 * MiB
+    rec.close()
+
+
+def test_a_worker_copying_for_long_is_scanned_and_marked(tree: tuple[TickContext, int]) -> None:
+    ctx, _child = tree
+    clock = Clock()
+    scanner = Scanner(clock)
+    sched = CowScheduler(clock=clock, scanner=scanner, threaded=False, copying_gap=10.0,
+                         faults=faults, quick=None)
+    dirty(ctx, 0, 0.0)
+    sched(ctx)
+    for step in range(1, 60):  # copying 5 MiB/s without a pause for 12 s
+        clock.now += 0.2
+        dirty(ctx, step * MiB, 0.2 * step)
+        sched(ctx)
+    assert len(scanner.calls) == 2  # the baseline, then one after copying_gap
+    ctx.writer.flush()
+    rec = open_recording(ctx.writer.path)
+    assert [s.copying for s in read_scans(rec.conn)[ctx.members[1].record_id]] == [False, True]
+    rec.close()
 
 
 def test_fixed_interval_and_disabled(tree: tuple[TickContext, int]) -> None:
@@ -132,12 +186,15 @@ def test_budget_spent_stops_scans_until_refilled(tree: tuple[TickContext, int]) 
     ctx, _child = tree
     clock = Clock()
     scanner = Scanner(clock)
-    sched = CowScheduler(clock=clock, scanner=scanner, burst=0.5, budget=0.05, max_gap=1.0,
-                         min_gap=0.0, threaded=False)
-    sched.tokens = -0.5  # a scan just overdrew the bucket
+    sched = CowScheduler(clock=clock, scanner=scanner, threaded=False, faults=faults)
+    cpu = [0.0]
+    ctx.budget = CpuBudget(0.05, allowance=0.0, clock=clock, cpu_clock=lambda: cpu[0])
+    cpu[0] = 0.5  # GIVEN the process just spent 0.5 CPU-s (e.g. a scan): the bucket is in debt
+    ctx.budget.settle()
     sched(ctx)
     assert scanner.calls == []
-    clock.now += 12.0  # refills 0.6 s of CPU (capped at the 0.5 s burst): above zero
+    clock.now += 12.0  # refills 0.6 CPU-s at 5 %: above zero again
+    ctx.budget.settle()
     sched(ctx)
     assert len(scanner.calls) == 1
 
@@ -161,33 +218,78 @@ def test_bad_settings_are_rejected() -> None:
     with pytest.raises(ValueError, match=">= 0"):
         CowScheduler(interval=-1)
     with pytest.raises(ValueError, match="budget"):
-        CowScheduler(budget=0)
+        CpuBudget(0)
 
 
-def test_threaded_scans_land_at_a_later_tick_and_are_charged(
-    tree: tuple[TickContext, int],
-) -> None:
+def test_threaded_scans_land_at_a_later_tick(tree: tuple[TickContext, int]) -> None:
     ctx, child = tree
     clock = Clock()
     scanner = Scanner(clock)
-    sched = CowScheduler(clock=clock, scanner=scanner)  # threaded (the default)
+    sched = CowScheduler(clock=clock, scanner=scanner, quick=None)  # threaded (default)
     try:
         sched(ctx)  # submits the baseline scan to the scan thread
         assert sched.copied == {}
-        for _ in range(200):
-            if scanner.calls:
-                break
+        deadline = time.monotonic() + 30
+        while sched.scans == 0 and time.monotonic() < deadline:
             time.sleep(0.01)
-        time.sleep(0.05)
-        ctx.own_budget_cpu = 0.0
-        sched(ctx)  # collects it, writes it, charges the thread's CPU to its own budget
+            sched(ctx)  # collects it when done, and writes it
     finally:
-        sched.close()
+        sched.close(ctx.writer)
     assert scanner.calls == [(child, os.getpid())]
     assert sched.copied == {ctx.members[1].key: 0}
     assert sched.scans == 1
-    assert ctx.own_budget_cpu >= 0.0
-    assert sched.tokens <= sched.burst
+
+
+def test_close_writes_the_scan_in_flight_and_final_scans(tmp_path: Path) -> None:
+    # GIVEN a worker whose scan is still running when the recording ends
+    child = subprocess.Popen(["sleep", "60"])
+    writer = RecordingWriter(str(tmp_path / "end.memscope"), {})
+    procfs = ProcFS()
+    tree = ProcessTree(procfs, os.getpid())
+    try:
+        deadline = time.monotonic() + 30
+        while child.pid not in tree.members and time.monotonic() < deadline:
+            tree.refresh()
+        for m in tree.members.values():
+            m.record_id = writer.add_process(pid=m.pid, start_ticks=m.start_ticks, ppid=m.ppid,
+                                             parent_id=None, role=m.role, cmdline=[], exe=None,
+                                             python_version=None, started_at=0.0)
+        members = list(tree.members.values())
+        ctx = TickContext(0.0, members, tree.root, writer, procfs, {})
+        clock = Clock()
+        started = threading.Event()
+        release = threading.Event()
+        calls: list[int] = []
+
+        def slow(pid: int, ppid: int, procfs: ProcFS) -> CowScan:
+            calls.append(pid)
+            started.set()
+            release.wait(30)
+            return Scanner(clock)(pid, ppid, procfs)
+
+        sched = CowScheduler(clock=clock, scanner=slow, quick=None)
+        sched.start(Session(writer, procfs, tree, ctx.budget))
+        worker = tree.members[child.pid]
+        ctx.latest[worker.record_id] = Rollup(private_dirty=0)
+        sched(ctx)
+        assert started.wait(30)
+        # AND its memory moved by 8 MiB while the scan ran
+        ctx.latest[worker.record_id] = Rollup(private_dirty=8 * MiB)
+        ctx.t = 1.0
+        sched(ctx)
+        # WHEN the recording ends while the scan is still in flight
+        threading.Timer(0.3, release.set).start()
+        sched.close(writer)
+        writer.flush()
+        # THEN the scan in flight is written, and the live worker got a final scan after it
+        rec = open_recording(writer.path)
+        assert [s.pid for s in read_scans(rec.conn)[worker.record_id]] == [child.pid] * 2
+        assert calls == [child.pid, child.pid]
+        rec.close()
+    finally:
+        child.kill()
+        child.wait()
+        writer.close()
 
 
 def test_one_scan_at_a_time_goes_round_robin(tmp_path: Path) -> None:

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pytest
 
-from memscope.metrics import feed as feed_module
 from memscope.sampler import TickContext
 
 from ._support import PYTHONS, Forker, Live, MiB, by_slot, python_for
@@ -103,7 +102,7 @@ def test_cow_scans_become_series_once_a_scan_exists(forker: Forker, live: Live) 
 
 
 def test_a_failing_source_is_dropped_and_sampling_goes_on(
-    forker: Forker, live: Live, monkeypatch: pytest.MonkeyPatch,
+    forker: Forker, live: Live,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     worker = forker.fork(1)
@@ -115,7 +114,7 @@ def test_a_failing_source_is_dropped_and_sampling_goes_on(
     def broken(ctx: TickContext) -> dict[int, dict[str, float]]:
         raise RuntimeError("scanner exploded")
 
-    monkeypatch.setattr(feed_module, "PROCESS_SOURCES", [broken, slope])
+    live.feed.sources[:] = [broken, slope]
     live.tick()
     ctx, series = live.tick()
     err = capsys.readouterr().err

@@ -54,7 +54,7 @@ def recorded(tmp_path_factory: pytest.TempPathFactory) -> Recorded:
         live.close()
         tree.close()
     prom = tmp / "memscope.prom"
-    prom.write_text("stale\n")
+    prom.write_text("# memscope textfile of an earlier run: stale\n")  # memscope replaces its own
     old_umask = os.umask(0o022)
     try:
         result = CliRunner().invoke(

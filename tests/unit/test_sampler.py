@@ -9,9 +9,10 @@ from collections.abc import Iterator
 
 import pytest
 
+from memscope.budget import CpuBudget
 from memscope.procfs import ProcFS
 from memscope.recording import RecordingWriter, open_recording
-from memscope.sampler import Sampler, TickContext
+from memscope.sampler import Sampler, TickContext, on_tick
 from memscope.tree import ProcessTree
 from tests.conftest import CAPTURED_PROC
 
@@ -41,14 +42,18 @@ def make_sampler(root: str, path: str, clock: FakeClock, cpu_step: float, **kw: 
     procfs = ProcFS(root)
     cpu = itertools.count(0.0, cpu_step)
     writer = RecordingWriter(path, {"mode": "test"})
+    fake_cpu = lambda: next(cpu)  # noqa: E731
+    # The budget is charged from the same fake CPU clock, without a startup allowance.
+    share = float(kw.pop("budget", 0.05))  # type: ignore[arg-type]
+    budget = CpuBudget(share, allowance=0.0, clock=clock, cpu_clock=fake_cpu)
     return Sampler(procfs, ProcessTree(procfs, PARENT), writer, clock=clock,
-                   cpu_clock=lambda: next(cpu), **kw)  # type: ignore[arg-type]
+                   cpu_clock=fake_cpu, budget=budget, **kw)  # type: ignore[arg-type]
 
 
 def test_first_tick_records_tree_with_full_samples(proc_root: str, tmp_path: os.PathLike[str]) -> None:
     path = os.path.join(str(tmp_path), "r.memscope")
     seen: list[TickContext] = []
-    sampler = make_sampler(proc_root, path, FakeClock(0.2), 0.0, hooks=[seen.append])
+    sampler = make_sampler(proc_root, path, FakeClock(0.2), 0.0, hooks=[on_tick(seen.append)])
     sampler.tick()
     sampler.writer.close()
     rec = open_recording(path)

@@ -41,7 +41,8 @@ def run_report(path: Path, script: Path, *args: str) -> tuple[list[dict[str, Any
 def verdicts(doc: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
     out: dict[str, list[dict[str, Any]]] = {}
     for p in doc["processes"]:
-        out.setdefault(p["role"], []).append(p["leak"])
+        if p["samples"]:  # a helper seen only by its fork/exit events has nothing to judge
+            out.setdefault(p["role"], []).append(p["leak"])
     return out
 
 

@@ -50,6 +50,8 @@ def recorded(tmp_path_factory: pytest.TempPathFactory) -> Path:
         assert all(e["event"] == "ready" for e in ready)
 
         def steady_sampled() -> bool:  # 2 s of full samples of both workers at steady USS
+            if not path.exists():  # memscope creates it once the command runs
+                return False
             with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as conn:
                 rows = conn.execute(
                     "SELECT process_id, MAX(t) - MIN(t) FROM samples s JOIN processes p"

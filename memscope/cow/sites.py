@@ -10,11 +10,15 @@ addresses to the origin's agent, which looks each one up without touching the ob
 Limitation: the origin answers with its *current* traces. A block the origin freed after the
 fork and reused for another allocation reports the new allocation's site; a block it freed
 reports `<untraced>`.
+
+memscope's own agent allocates in the origin too (its channel, its threads). Blocks whose most
+recent frame is in memscope's agent package are not a site of the user's: they are left out.
 """
 
 from __future__ import annotations
 
 import base64
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,6 +35,7 @@ __all__ = [
     "SiteBytes",
     "bytes_in_pages",
     "heap_sites",
+    "is_agent_frame",
     "origin_pid",
     "resolve_addresses",
     "sites_by_bytes",
@@ -42,6 +47,13 @@ _CHUNK = 50000
 _PAGE = 4096
 
 Frames = list[tuple[str, int]]
+
+_AGENT_DIR = os.path.dirname(os.path.abspath(__file__)).rsplit(os.sep, 1)[0] + "/agent/"
+
+
+def is_agent_frame(filename: str) -> bool:
+    """A frame of memscope's own agent (or its sitecustomize bootstrap) in a target."""
+    return filename.startswith(_AGENT_DIR) or "/memscope/agent/" in filename
 
 
 @dataclass(frozen=True)
@@ -135,18 +147,23 @@ def sites_by_bytes(
     key_of_tb: list[int] = []
     key_index: dict[tuple[tuple[str, int], ...], int] = {}
     for tb in res.tracebacks:
+        if tb and is_agent_frame(tb[0][0]):
+            key_of_tb.append(-1)
+            continue
         k = tuple(tb[:1]) if by == "line" else tuple(tb)
         if k not in key_index:
             key_index[k] = len(keys)
             keys.append(tuple(tb))
         key_of_tb.append(key_index[k])
-    lut = np.asarray([*key_of_tb, len(keys)], dtype=np.int64)  # untraced -> last bucket
+    # untraced -> bucket len(keys); memscope's agent -> bucket len(keys) + 1 (dropped)
+    lut = np.asarray([len(keys) + 1 if k < 0 else k for k in key_of_tb] + [len(keys)],
+                     dtype=np.int64)
     bucket = lut[res.index]
-    sizes = np.bincount(bucket, weights=nbytes, minlength=len(keys) + 1)
-    counts = np.bincount(bucket, minlength=len(keys) + 1)
+    sizes = np.bincount(bucket, weights=nbytes, minlength=len(keys) + 2)
+    counts = np.bincount(bucket, minlength=len(keys) + 2)
     out = []
     for b in np.argsort(-sizes, kind="stable"):
-        if counts[b] == 0:
+        if counts[b] == 0 or b == len(keys) + 1:
             continue
         if b == len(keys):
             out.append(SiteBytes(UNTRACED, int(sizes[b]), int(counts[b])))
@@ -182,11 +199,16 @@ def heap_sites(
     pages: npt.NDArray[np.uint64],
     top: int = 20,
     max_frames: int = 64,
+    origin: int | None = None,
 ) -> list[SiteBytes]:
-    """Bytes of `pages` (e.g. the copied ones) by allocation site of the blocks in them."""
+    """Bytes of `pages` (e.g. the copied ones) by allocation site of the blocks in them.
+
+    Resolution needs the tracing origin's agent only: pass `origin` (asked of the worker's
+    agent before its pages were read) and the worker may exit meanwhile."""
     starts, first = np.unique(heap.block_start, return_index=True)
     sizes = bytes_in_pages(starts, heap.block_size[first].astype(np.int64), pages)
-    origin = origin_pid(run_dir, pid)
+    if origin is None:
+        origin = origin_pid(run_dir, pid)
     with AgentClient.for_pid(run_dir, origin, timeout=30.0) as c:
         res = resolve_addresses(c, starts, max_frames)
     return sites_by_bytes(sizes, res, top)

@@ -1,5 +1,5 @@
 """COW to sites for live workers: parse the objects in a worker's copied pages and resolve their
-allocation sites through the tracing origin's agent (see memscope.inject.sites)."""
+allocation sites through the tracing origin's agent (see memscope.cow.sites)."""
 
 from __future__ import annotations
 
@@ -20,11 +20,11 @@ from memscope.cow.pagemap import (
     read_pagemap,
     read_pages,
 )
+from memscope.cow.sites import SiteBytes, heap_sites, sum_sites
 from memscope.inject.errors import AgentError
-from memscope.inject.sites import SiteBytes, heap_sites, sum_sites
 from memscope.procfs import ProcFS
 
-__all__ = ["WorkerSites", "copied_heap", "tree_sites"]
+__all__ = ["WorkerSites", "copied_heap", "copied_pages", "heap_in_pages", "tree_sites"]
 
 
 @dataclass(frozen=True)
@@ -35,10 +35,11 @@ class WorkerSites:
     error: str = ""
 
 
-def copied_heap(
-    pid: int, parent_pid: int, procfs: ProcFS | None = None, target: Target | None = None
-) -> tuple[HeapMap, npt.NDArray[np.uint64]]:
-    """Objects in the pages `pid` has copied from `parent_pid`, and those pages' addresses."""
+def copied_pages(
+    pid: int, parent_pid: int, procfs: ProcFS | None = None
+) -> tuple[npt.NDArray[np.uint64], npt.NDArray[np.uint8], npt.NDArray[np.bool_]]:
+    """The pages `pid` has copied from `parent_pid`: (addresses, contents, read ok). The only
+    step that needs the worker alive (pagemaps and page reads: milliseconds)."""
     procfs = procfs if procfs is not None else ProcFS()
     regions = private_writable(procfs.maps(pid))
     addrs, _ = page_addresses(regions)
@@ -46,10 +47,32 @@ def copied_heap(
     parent = decode_pagemap(addrs, read_pagemap(procfs, parent_pid, regions))
     copied = addrs[classify(child, parent, detect_mode(child)) == PageClass.COPIED]
     pages, ok = read_pages(procfs, pid, copied)
-    target = target if target is not None else detect_target(pid, procfs)
-    with MemReader(pid, procfs) as reader:
-        heap = parse_heap(target, reader, copied[ok], pages[ok])
-    return heap, copied
+    return copied, pages, ok
+
+
+def heap_in_pages(
+    parent_pid: int,
+    copied: npt.NDArray[np.uint64],
+    pages: npt.NDArray[np.uint8],
+    ok: npt.NDArray[np.bool_],
+    procfs: ProcFS | None = None,
+    target: Target | None = None,
+) -> HeapMap:
+    """Objects in a worker's copied pages. The heap parser follows pointers (types, pool
+    headers) through the *parent*, where every object of a copied page was allocated at the
+    same address before the fork: the worker may be gone."""
+    procfs = procfs if procfs is not None else ProcFS()
+    target = target if target is not None else detect_target(parent_pid, procfs)
+    with MemReader(parent_pid, procfs) as reader:
+        return parse_heap(target, reader, copied[ok], pages[ok])
+
+
+def copied_heap(
+    pid: int, parent_pid: int, procfs: ProcFS | None = None, target: Target | None = None
+) -> tuple[HeapMap, npt.NDArray[np.uint64]]:
+    """Objects in the pages `pid` has copied from `parent_pid`, and those pages' addresses."""
+    copied, pages, ok = copied_pages(pid, parent_pid, procfs)
+    return heap_in_pages(parent_pid, copied, pages, ok, procfs, target), copied
 
 
 def tree_sites(
