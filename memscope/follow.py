@@ -48,6 +48,7 @@ class Exec:
     pid: int
     cmdline: tuple[str, ...] | None
     exe: str | None
+    at: float | None = None  # wall-clock time of the exec
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,7 +179,7 @@ class EventFollower:
         elif event.what == EXEC:
             if event.tgid in watched:
                 self._facts.append(Exec(event.tgid, self._cmdline(event.tgid),
-                                        self.procfs.exe(event.tgid)))
+                                        self.procfs.exe(event.tgid), self._wall(event)))
         elif event.what == EXIT and event.tgid in watched:
             self._last_exit[event.tgid] = event
             if not self._finished(event, watched):

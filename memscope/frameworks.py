@@ -30,6 +30,7 @@ import re
 from dataclasses import dataclass
 
 from memscope.analysis.summary import ProcessSummary, Summary
+from memscope.roles import retitled
 
 __all__ = ["Recognized", "display_name", "recognize"]
 
@@ -141,6 +142,8 @@ def recognize(summary: Summary) -> dict[int, Recognized]:
         parent = by_id.get(p.parent_id) if p.parent_id is not None else None
         if p.id in out or parent is None or not p.cmdline or not parent.cmdline:
             continue
+        if p.role in ("wrapper", "master"):  # exec'd by a wrapper: COW vs a shell is moot
+            continue
         if p.cmdline != parent.cmdline and not _retitled(p):
             out[p.id] = Recognized("exec", "exec'd", "exec'd (shares nothing)",
                                    shares_inherited=False)
@@ -150,7 +153,7 @@ def recognize(summary: Summary) -> dict[int, Recognized]:
 def _retitled(p: ProcessSummary) -> bool:
     """A process title set in place (setproctitle, prctl-style): one argv string with spaces
     and no path, e.g. "myapp: worker 3". A forked process may carry one: not exec evidence."""
-    return len(p.cmdline) == 1 and " " in p.cmdline[0] and "/" not in p.cmdline[0].split()[0]
+    return retitled(p.cmdline)
 
 
 def display_name(p: ProcessSummary) -> str:

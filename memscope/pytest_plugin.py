@@ -9,11 +9,12 @@
 How it measures: for a marked test (or one using the `memscope_recording` fixture) the plugin
 starts `memscope attach <pytest's pid>` as a separate sampler process before the test body and
 stops it (SIGINT) after. The pytest process is the tree's root, the processes the test forks
-or spawns are its workers (their children: descendants), so `worker.*` limits never include
-pytest's own memory; `tree.*` ones do. The sampler runs out of process on purpose: a sampler
-thread inside pytest would make every fork in the test a fork of a multi-threaded process
-(deadlock-prone, and a DeprecationWarning on 3.12+) and would compete for the GIL. The sampler
-excludes itself; children pytest already had before the test are measured too.
+or spawns are its workers (memscope.roles: also a multiprocessing fork server's children), so
+`worker.*` limits never include pytest's own memory; `tree.*` ones do. The sampler runs out
+of process on purpose: a sampler thread inside pytest would make every fork in the test a
+fork of a multi-threaded process (deadlock-prone, and a DeprecationWarning on 3.12+) and would
+compete for the GIL. The sampler excludes itself; children pytest already had before the
+test are measured too.
 
 A broken limit fails the test (pytest summary, --junitxml) with the check table; a limit on a
 metric the recording lacks (COW, leaks) fails it too, never passes silently. If the sampler

@@ -70,7 +70,7 @@ _CORE_DDL = [
         start_ticks INTEGER NOT NULL,
         ppid INTEGER NOT NULL,
         parent_id INTEGER REFERENCES processes(id),
-        role TEXT NOT NULL CHECK (role IN ('root', 'worker', 'descendant')),
+        role TEXT NOT NULL CHECK (role IN ('root', 'worker', 'descendant', 'master', 'wrapper')),
         cmdline TEXT NOT NULL,
         exe TEXT,
         python_version TEXT,
@@ -92,6 +92,11 @@ _CORE_DDL = [
         cpu_s REAL NOT NULL,
         processes INTEGER NOT NULL,
         rollups INTEGER NOT NULL
+    )""",
+    # processes the kernel's events (or a changed command line) showed to exec after their
+    # fork (memscope.roles); absent in files written before it: readers check has_table
+    """CREATE TABLE IF NOT EXISTS process_exec (
+        process_id INTEGER PRIMARY KEY REFERENCES processes(id)
     )""",
     *CHUNK_DDL,
 ]
@@ -215,6 +220,15 @@ class RecordingWriter:
             "UPDATE processes SET cmdline = ?, exe = ? WHERE id = ?",
             (json.dumps(list(cmdline)), exe, process_id),
         )
+
+    def set_role(self, process_id: int, role: str) -> None:
+        """Revise a process's role (memscope.roles): the recording keeps the last one."""
+        self.conn.execute("UPDATE processes SET role = ? WHERE id = ?", (role, process_id))
+
+    def mark_execd(self, process_id: int) -> None:
+        """The process exec'd after its fork (table process_exec)."""
+        self.conn.execute("INSERT OR IGNORE INTO process_exec (process_id) VALUES (?)",
+                          (process_id,))
 
     def set_python_version(self, process_id: int, version: str | None) -> None:
         self.conn.execute(

@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from memscope.errors import RecordingError
+from memscope.roles import ROLES
 
 if TYPE_CHECKING:
     from memscope.recording import ProcessRow
@@ -97,7 +98,7 @@ _PROCESS_COLUMNS: tuple[tuple[str, Callable[[Any], bool], str], ...] = (
     ("start_ticks", _is_int, _INT),
     ("ppid", _is_int, _INT),
     ("parent_id", _optional(_is_int), _INT),
-    ("role", lambda v: v in ("root", "worker", "descendant"), "root, worker or descendant"),
+    ("role", lambda v: v in ROLES, ", ".join(ROLES)),
     ("cmdline", lambda v: isinstance(v, str), "JSON text"),
     ("exe", _optional(lambda v: isinstance(v, str)), _TEXT),
     ("python_version", _optional(lambda v: isinstance(v, str)), _TEXT),

@@ -17,6 +17,7 @@ own thread time is still recorded per tick (ticks.cpu_s) for diagnosis.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -189,14 +190,51 @@ class Sampler:
             python_version=python_version_of(self.procfs, pid, exe) if handle else None,
             started_at=member.started_at if member.started_at is not None else t,
         )
+        pstate = self._state.get(member.parent_key) if member.parent_key else None
+        if parent is not None and pstate is not None and pstate.handle is not None:
+            with contextlib.suppress(ProcessGone, AccessDenied):
+                self._check_exec(parent, pstate)  # has the parent exec'd since? (roles)
+        self.tree.roles.add(member.key, member.parent_key, cmdline, exe,
+                            member.started_at if member.started_at is not None else t,
+                            execd=member.execd, record_id=member.record_id)
         if not gone:
             self._state[member.key] = _State(cmdline=cmdline, handle=handle)
         if member.exited:
             self._mark_exited(member, t)
 
+    def _check_exec(self, member: Member, state: _State) -> None:
+        """Raises ProcessGone/AccessDenied."""
+        assert state.handle is not None
+        cmdline = state.handle.cmdline()
+        if cmdline and cmdline != state.cmdline:  # the process exec'd
+            state.cmdline = cmdline
+            exe = self.procfs.exe(member.pid)
+            self.tree.roles.exec(member.key, cmdline, exe)
+            self.writer.update_cmdline(member.record_id, cmdline, exe)
+            self.writer.set_python_version(
+                member.record_id, python_version_of(self.procfs, member.pid, exe)
+            )
+
+    def _revise_roles(self) -> None:
+        """Roles from the fork structure (memscope.roles): revised as the tree evolves, the
+        recording keeps each process's last one."""
+        book = self.tree.roles
+        for key in book.execs:
+            if book.nodes[key].record_id >= 0:
+                self.writer.mark_execd(book.nodes[key].record_id)
+        book.execs.clear()
+        for key, role in self.tree.roles.decide().items():
+            member = self.tree.members.get(key[0])
+            if member is not None and member.key == key:
+                member.role = role
+            record_id = self.tree.roles.nodes[key].record_id
+            if record_id >= 0:
+                self.writer.set_role(record_id, role)
+
     def _mark_exited(self, member: Member, t: float) -> None:
         code = exit_code_from_wait_status(member.exit_code) if member.exited else None
         at = member.exited_at if member.exited_at is not None else t
+        self.tree.roles.end(member.key, at)
         self.writer.mark_exited(member.record_id, at, code)
 
     def _record_death(self, member: Member, t: float) -> None:
@@ -233,14 +271,7 @@ class Sampler:
         try:
             rollup = state.handle.rollup()
             if state.rollups % 5 == 0:
-                cmdline = state.handle.cmdline()
-                if cmdline and cmdline != state.cmdline:  # the process exec'd
-                    state.cmdline = cmdline
-                    exe = self.procfs.exe(member.pid)
-                    self.writer.update_cmdline(member.record_id, cmdline, exe)
-                    self.writer.set_python_version(
-                        member.record_id, python_version_of(self.procfs, member.pid, exe)
-                    )
+                self._check_exec(member, state)
         except (ProcessGone, AccessDenied):
             return None
         cost = self.cpu_clock() - c0
@@ -264,6 +295,8 @@ class Sampler:
         for member in change.exited:
             if member.record_id >= 0:
                 self._mark_exited(member, t)
+        if self.tree.roles.dirty:
+            self._revise_roles()
 
         members = list(self.tree.members.values())
         born = {m.key for m in change.born}

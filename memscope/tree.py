@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 
 from memscope.follow import Birth, EventFollower, Exec, Exit, Fact
 from memscope.procfs import AccessDenied, ProcessGone, ProcFS, Stat
+from memscope.roles import RoleBook
 
 __all__ = ["Member", "ProcessTree", "TreeChange", "python_version_of"]
 
@@ -50,6 +51,7 @@ class Member:
     exited_at: float | None = None  # kernel's exit time, when the events told it
     started_at: float | None = None  # kernel's fork time, when the events told it
     cmdline: list[str] | None = None  # as read when the events announced it
+    execd: bool = False  # the kernel reported an exec of it
 
     @property
     def key(self) -> tuple[int, int]:
@@ -101,6 +103,7 @@ class ProcessTree:
         self._exclude = exclude
         root = procfs.stat(root_pid)
         self.root = Member(root.pid, root.start_ticks, root.ppid, "root", None)
+        self.roles = RoleBook(self.root.key)  # fed by whoever records the members
         self.members: dict[int, Member] = {}
         self._outside: dict[int, int] = {}  # pid -> start_ticks of known non-members
         self._recheck_every = recheck_every
@@ -223,8 +226,10 @@ class ProcessTree:
         elif member is None:
             return
         elif isinstance(fact, Exec):
+            member.execd = True
             if fact.cmdline is not None:
                 member.cmdline = list(fact.cmdline)
+            self.roles.exec(member.key, member.cmdline or [], fact.exe, fact.at, event=True)
         elif member.start_ticks == fact.start_ticks and (
             not member.exited or member.exit_code is None
         ):

@@ -25,6 +25,7 @@ import numpy as np
 
 from memscope.analysis.summary import Memory, Summary
 from memscope.recording import Recording
+from memscope.roles import MAIN_ROLES
 
 __all__ = ["MARGIN_S", "MARGIN_TICKS", "SteadyFigures", "add_steady", "shutdown_start"]
 
@@ -54,7 +55,7 @@ class SteadyFigures:
 def _ends(summary: Summary) -> dict[int, float | None]:
     """Each worker's exit time; when the root exited (`run` stops then), a worker whose exit
     was not observed is taken to end at its last sample."""
-    roots = [p for p in summary.processes if p.role == "root"]
+    roots = [p for p in summary.processes if p.role in MAIN_ROLES]
     root_gone = bool(roots) and roots[0].exited_at is not None
     return {
         w.id: w.exited_at if w.exited_at is not None or not root_gone else w.last_sample_at
@@ -81,7 +82,7 @@ def shutdown_start(summary: Summary, signalled_at: float | None = None) -> float
     wave = _exit_wave(summary) if summary.workers else None
     if wave is not None:
         candidates.append(wave - margin)
-    roots = [p for p in summary.processes if p.role == "root"]
+    roots = [p for p in summary.processes if p.role in MAIN_ROLES]
     if not summary.workers and roots and roots[0].exited_at is not None:
         candidates.append(roots[0].exited_at - margin)
     if not candidates:

@@ -18,6 +18,7 @@ from memscope.analysis.summary import ProcessSummary, Summary, build_summary
 from memscope.check.quantity import Dimension
 from memscope.errors import InputError
 from memscope.recording import Recording
+from memscope.roles import MAIN_ROLES
 
 __all__ = [
     "METRICS",
@@ -181,8 +182,8 @@ class MetricSource:
         fork and exit events (it lived between two ticks) has no sample to judge, which is
         not missing data."""
         processes = self.summary.processes
-        if selector == "root":
-            chosen = [p for p in processes if p.role == "root"]
+        if selector == "root":  # the root-equivalent: the master below any wrappers
+            chosen = [p for p in processes if p.role in MAIN_ROLES]
         elif selector == "worker":
             chosen = self.summary.workers
         else:

@@ -3,7 +3,8 @@
 Prometheus keeps one series per distinct label set, so a label that changes with every
 process (the pid) makes a worker pool that recycles its workers grow without bound. Instead:
 
-- ``role`` is ``root``, ``worker`` (a child of the root) or ``descendant`` (deeper).
+- ``role`` is the process's role (memscope.roles): ``root``, ``wrapper``, ``master``,
+  ``worker`` or ``descendant``.
 - ``slot`` is a small integer, per role: a new process takes the *lowest free* slot, and a
   process that exits frees its slot for the next one. A pool of N workers therefore uses
   slots 0..N-1 forever, however often its workers are recycled; the number of series is
@@ -19,10 +20,12 @@ from __future__ import annotations
 import re
 from collections.abc import Hashable, Sequence
 
+from memscope.roles import ROLES as ALL_ROLES
+
 __all__ = ["MAX_COMMAND", "ROLES", "SlotAllocator", "command_name", "sanitise"]
 
 MAX_COMMAND = 32
-ROLES = ("root", "worker", "descendant")
+ROLES = ALL_ROLES
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.:-]")
 _INTERPRETER = re.compile(r"^(python|pypy)[0-9.]*[a-z]?$")

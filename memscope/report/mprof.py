@@ -18,6 +18,7 @@ from typing import ClassVar, TextIO
 import numpy as np
 
 from memscope.report._base import ReportData, register
+from memscope.roles import MAIN_ROLES
 
 __all__ = ["MIB", "MprofReporter"]
 
@@ -31,7 +32,7 @@ class MprofReporter:
 
     def render(self, data: ReportData, out: TextIO) -> None:
         rec = data.recording
-        roots = [p for p in rec.processes if p.role == "root"]
+        roots = [p for p in rec.processes if p.role in MAIN_ROLES]
         root_id = roots[0].id if roots else None
         command = " ".join(data.summary.command) or (roots[0].command if roots else "")
         out.write(f"CMDLINE {' '.join(command.split()) or '?'}\n")

@@ -15,6 +15,7 @@ from memscope.frameworks import display_name
 from memscope.report._base import ReportData, register
 from memscope.report.cow_section import cow_section
 from memscope.report.leak_section import cow_sites_section, leak_section, notes_section
+from memscope.report.startmethod_section import start_method_section
 from memscope.report.steady_section import steady_section
 from memscope.termsafe import clean, clean_join, safe_text
 from memscope.units import format_bytes, format_duration, format_signed_bytes
@@ -68,7 +69,8 @@ def _process_table(s: Summary) -> Table:
     has_cow = any("cow" in p.extra for p in s.processes)
     if has_cow:
         table.add_column("copied", justify="right", no_wrap=True, min_width=6)
-    ordered = sorted(s.processes, key=lambda p: (p.role != "root", -(p.peak.pss or 0)))
+    ordered = sorted(s.processes, key=lambda p: (p.role not in ("wrapper", "root", "master"),
+                                                  -(p.peak.pss or 0)))
     for p in ordered[:_MAX_ROWS]:
         copied = [_copied(p)] if has_cow else []
         table.add_row(
@@ -135,7 +137,8 @@ def _growers(s: Summary) -> RenderableType | None:
 
 #: The sections after the core tables, in order (each None when it has nothing to show).
 SECTIONS: tuple[Callable[[Summary], RenderableType | None], ...] = (
-    _growers, steady_section, cow_section, cow_sites_section, leak_section, notes_section,
+    _growers, steady_section, cow_section, start_method_section, cow_sites_section,
+    leak_section, notes_section,
 )
 
 

@@ -39,7 +39,8 @@
   const fmtTime = (v) => (v === null || v === undefined ? '-' : v.toFixed(2) + ' s');
   const axisBytes = (u, vals) => vals.map(fmtBytes);
 
-  const ROLE_COLOR = { root: '#d62728', worker: '#1f77b4', descendant: '#9467bd' };
+  const ROLE_COLOR = { root: '#d62728', master: '#d62728', worker: '#1f77b4',
+    descendant: '#9467bd', wrapper: '#aaaaaa' };
   const PALETTE = ['#1f77b4', '#ff7f0e', '#2ca02c', '#9467bd', '#8c564b', '#e377c2',
     '#7f7f7f', '#bcbd22', '#17becf', '#393b79', '#637939', '#8c6d31', '#843c39', '#7b4173'];
 
@@ -356,7 +357,8 @@
     for (const btn of document.querySelectorAll('button[data-show]')) {
       btn.addEventListener('click', () => {
         const which = btn.dataset.show;
-        for (const p of procs) setShown(String(p.id), which === 'all' || p.role === which);
+        for (const p of procs) setShown(String(p.id), which === 'all' || p.role === which
+          || (which === 'root' && p.role === 'master'));  // the master below wrappers
       });
     }
     document.getElementById('reset-zoom').addEventListener('click', () => setZoom(null, null));

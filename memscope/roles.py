@@ -1,0 +1,171 @@
+"""Roles from the fork structure: which process is the master, which are its workers, and
+which are only wrappers (shells, `uv run`, `poetry run`, `env`, entrypoint scripts) (pure).
+
+Roles (the recording's `processes.role`):
+
+- ``wrapper``: a process on the path from the root to the master whose only purpose is to
+  run another program. It has a *lasting* child (alive, or lived >= LASTING_S or half the
+  wrapper's own life) that it fork+exec'd, every lasting child it has is exec'd, they ran
+  one after the other (never two at once), and none is a multiprocessing helper (fork
+  server, resource tracker).
+  Short helpers (`true`, `$(dirname "$0")`, a pyenv shim's lookups) do not count.
+- ``root``: the command's own process when it is not a wrapper (it is then the master).
+- ``master``: below a chain of wrappers, the first process that is not one: the
+  root-equivalent, the process that forks the workers.
+- ``worker``: a child of the master forked from it (not exec'd); a lasting child it
+  fork+exec'd (multiprocessing's spawn, ``subprocess.Popen``: such a worker shares nothing
+  with the master); or a child forked by the master's multiprocessing fork server.
+- ``descendant``: everything else (a worker's children, the fork server and resource
+  tracker themselves, a wrapper's short helpers, the master's short exec'd helpers).
+
+A child is *exec'd* when the kernel reported an exec for it, or its executable or command
+line differs from its parent's (a process title set in place with setproctitle, such as
+"gunicorn: worker [app]", is not an exec). Roles are revised as the tree evolves; the
+recording keeps each process's last role.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+
+__all__ = ["LASTING_S", "MAIN_ROLES", "ROLES", "Node", "RoleBook", "retitled"]
+
+#: every role a recording may hold (files older than master/wrapper hold the first three)
+ROLES = ("root", "worker", "descendant", "master", "wrapper")
+
+LASTING_S = 1.0
+MAIN_ROLES = ("root", "master")  # the root-equivalent: what `root.*` selects
+_FORKSERVER = "multiprocessing.forkserver"
+_HELPERS = (_FORKSERVER, "multiprocessing.resource_tracker")
+
+Key = tuple[int, int]
+
+
+def retitled(cmdline: list[str]) -> bool:
+    """A process title set in place (setproctitle): one argv string with spaces and no path,
+    e.g. "myapp: worker 3". A forked process may carry one: not exec evidence."""
+    return len(cmdline) == 1 and " " in cmdline[0] and "/" not in cmdline[0].split()[0]
+
+
+@dataclass(slots=True)
+class Node:
+    key: Key
+    parent: Key | None
+    cmdline: list[str]
+    exe: str | None
+    born: float
+    ended: float | None = None
+    execd: bool = False  # exec'd after its fork (event, or evidence against its parent's)
+    role: str = ""
+    record_id: int = -1
+    exec_at: float | None = None  # its last exec, when the kernel's events told the time
+
+    def lasting(self) -> bool:
+        return self.ended is None or self.ended - self.born >= LASTING_S
+
+
+class RoleBook:
+    """Every process seen in one tree, and the roles decided from the whole structure."""
+
+    def __init__(self, root: Key) -> None:
+        self.root = root
+        self.nodes: dict[Key, Node] = {}
+        self._children: dict[Key, list[Key]] = {}
+        self.dirty = False
+        self.execs: list[Key] = []  # processes newly known to have exec'd (to record)
+
+    def add(self, key: Key, parent: Key | None, cmdline: list[str], exe: str | None,
+            t: float, execd: bool = False, record_id: int = -1) -> None:
+        node = Node(key, parent, list(cmdline), exe, t, execd=execd, record_id=record_id)
+        self.nodes[key] = node
+        self.dirty = True
+        if execd:
+            self.execs.append(key)
+        if parent is not None:
+            self._children.setdefault(parent, []).append(key)
+
+    def exec(self, key: Key, cmdline: list[str], exe: str | None,
+             at: float | None = None, event: bool = False) -> None:
+        """The process exec'd: a kernel event (`event`, at `at`), or its command line changed
+        (a new process title set in place is not an exec)."""
+        node = self.nodes.get(key)
+        if node is None:
+            return
+        changed = bool(cmdline) and (cmdline != node.cmdline or exe != node.exe)
+        if at is not None:
+            node.exec_at, self.dirty = at, True
+        if not node.execd and (event or (changed and not retitled(cmdline))):
+            node.execd, self.dirty = True, True
+            self.execs.append(key)
+        if changed:
+            node.cmdline, node.exe, self.dirty = list(cmdline), exe, True  # exe None: unread
+
+    def end(self, key: Key, t: float) -> None:
+        node = self.nodes.get(key)
+        if node is not None and node.ended is None:
+            node.ended = t
+            self.dirty = True
+
+    def execd(self, node: Node) -> bool:
+        """Exec'd after its fork: the kernel said so, its command line changed, or it runs
+        another program than its parent's current one (its parent may have exec'd since)."""
+        parent = self.nodes.get(node.parent) if node.parent is not None else None
+        if node.execd or parent is None or not node.cmdline or not parent.cmdline:
+            return node.execd
+        other_exe = bool(node.exe and parent.exe and node.exe != parent.exe)
+        return other_exe or (node.cmdline != parent.cmdline and not retitled(node.cmdline))
+
+    def children(self, key: Key) -> list[Node]:
+        """Its children forked by the program it runs now (not by one it exec'd away from)."""
+        since = self.nodes[key].exec_at if key in self.nodes else None
+        kids = [self.nodes[k] for k in self._children.get(key, ())]
+        return kids if since is None else [c for c in kids if c.born >= since]
+
+    def _wrapped(self, node: Node) -> Node | None:
+        """The program `node` wraps (its current, else last, lasting exec'd child), or None
+        when `node` is not a wrapper."""
+        life = None if node.ended is None else node.ended - node.born
+        kids = sorted((c for c in self.children(node.key) if c.lasting() or (
+            life is not None and c.ended is not None and c.ended - c.born >= life / 2
+        )), key=lambda c: c.born)  # (in a short run: a child that lived most of its life)
+        if not kids or not all(self.execd(c) for c in kids):
+            return None
+        if any(h in " ".join(c.cmdline) for c in kids for h in _HELPERS):
+            return None  # a Python master with multiprocessing helpers
+        for before, after in itertools.pairwise(kids):
+            if before.ended is None or before.ended > after.born:
+                return None  # two programs at once: not a wrapper
+        return kids[-1]
+
+    def decide(self) -> dict[Key, str]:
+        """Revise every role; returns {key: role} of the processes whose role changed."""
+        self.dirty = False
+        roles = {k: "descendant" for k in self.nodes}
+        node = self.nodes.get(self.root)
+        chain: list[Node] = []
+        while node is not None and len(chain) < 32:
+            inner = self._wrapped(node)
+            if inner is None:
+                break
+            chain.append(node)
+            node = inner
+        for w in chain:
+            roles[w.key] = "wrapper"
+        if node is not None:
+            roles[node.key] = "root" if node.key == self.root else "master"
+            for child in self.children(node.key):
+                text = " ".join(child.cmdline)
+                helper = any(h in text for h in _HELPERS)
+                if not self.execd(child) or (child.lasting() and not helper):
+                    roles[child.key] = "worker"
+                elif _FORKSERVER in text:
+                    for grandchild in self.children(child.key):
+                        if not self.execd(grandchild):
+                            roles[grandchild.key] = "worker"
+        changed = {}
+        for key, role in roles.items():
+            if self.nodes[key].role != role:
+                self.nodes[key].role = role
+                changed[key] = role
+        return changed
