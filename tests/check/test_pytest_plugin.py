@@ -126,3 +126,30 @@ def test_measured():
                           "-m", "pytest", "-p", "no:cacheprovider", "-p", "pytester")
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["*memscope: cannot measure this test: permission denied*"])
+
+
+def test_forkserver_pool_workers_are_workers(pytester: pytest.Pytester) -> None:
+    """The default start method from 3.14: the pool processes are the fork server's children,
+    and they are the workers (memscope.roles), not the fork server."""
+    pytester.makepyfile('''
+import multiprocessing as mp
+import os
+import time
+
+
+def hold(_):
+    time.sleep(0.6)
+    return os.getpid()
+
+
+def test_pool(memscope_recording):
+    with mp.get_context("forkserver").Pool(2) as pool:
+        pids = set(pool.map(hold, range(4)))
+        time.sleep(0.5)
+    summary = memscope_recording.summary()
+    workers = {p.pid for p in summary.workers}
+    assert pids <= workers and len(workers) == 2, (pids, workers)
+    assert all(p.extra.get("made_by") == "forkserver" for p in summary.workers)
+''')
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1)

@@ -199,3 +199,15 @@ def free_port() -> int:
 def get_pid(url: str) -> int:
     with urllib.request.urlopen(url, timeout=30) as reply:
         return int(json.loads(reply.read())["pid"])
+
+
+def test_a_launcher_that_waits_is_a_wrapper(tmp_path: Path) -> None:
+    """The shape of `uv run` / `poetry run` (neither is installed here): a Python process that
+    runs the program as a child and waits for it."""
+    launcher = ("import subprocess, sys; "
+                f"sys.exit(subprocess.call([sys.executable, {str(PRELOAD)!r}, *{ARGS.split()!r}]))")
+    doc = record(tmp_path, [sys.executable, "-c", launcher])
+    root = doc["processes"][0]
+    assert root["role"] == "wrapper" and root["cmdline"][1] == "-c", root
+    master = assert_master_and_workers(doc, "master")
+    assert master["ppid"] == root["pid"]
