@@ -195,12 +195,16 @@ class CowScheduler:
             if est is not None:
                 ctx.copied[m.record_id] = est
         keys = {m.key for m in workers}
-        for key in [k for k in self._last_t if k not in keys and k not in self._inflight]:
-            del self._last_t[key]
+        kept = (self._last_t.keys() | self.copied.keys() | self._want_full | self._quicked)
+        for key in [k for k in kept if k not in keys and k not in self._inflight]:
+            self._last_t.pop(key, None)  # a worker gone: nothing of it is kept
             self.copied.pop(key, None)
             self._want_full.discard(key)
             self._quicked.discard(key)
             self.estimates.forget(key)
+        live_pids = {m.pid for m in ctx.members if not m.exited}
+        for pid in [p for p in self.errors if p not in live_pids]:
+            del self.errors[pid]  # a recycled PID is a new process: it may be scanned
         requested, self._requested = self._requested, False
         if self.interval != 0 and self.quick is not None and not requested:
             for m in workers:  # first sight, or copying settled: a quick scan now (even

@@ -50,6 +50,7 @@ def test_state_of_exited_processes_is_released(
     scheduler = CowScheduler()
     sampler = Sampler(procfs, tree, writer, hooks=[scheduler])
     births: set[tuple[int, int]] = set()
+    sampler.start_hooks()
     try:
         # WHEN it samples until dozens of workers have come and gone
         deadline = time.monotonic() + 120
@@ -63,11 +64,13 @@ def test_state_of_exited_processes_is_released(
         assert len(live) <= 8  # the master, 4 workers, and a few not yet noticed as gone
         assert set(sampler._state) <= live
         assert {m.record_id for m in tree.members.values()} >= set(sampler.latest)
-        assert set(scheduler._state) <= live | scheduler._inflight
+        kept = (scheduler._last_t.keys() | scheduler._want_full | scheduler._quicked)
+        assert kept <= live | scheduler._inflight.keys()
         assert set(scheduler.copied) <= live
+        assert set(scheduler.errors) <= {m.pid for m in tree.members.values()}
         assert scheduler.scans > 0
     finally:
-        scheduler.close()
+        sampler.close_hooks()
         writer.close()
 
 
