@@ -1,13 +1,16 @@
 """What `memscope diff` compares, read from one recording: the only module that knows where.
 
 Every figure comes from the Summary (analysis/summary.py) with its feature sections
-(memscope.features: the cow section's `processes[].cow`, the leaks section's
-`processes[].leak`, the sites section's `processes[].cow_sites`). If those move, only this
-adapter changes.
+(memscope.features: the cow section `Summary.cow`, typed, as `check` reads it; the leaks
+section's `processes[].leak`; the sites section's `processes[].cow_sites`). If those move,
+only this adapter changes.
 
 A recording becomes flat figures `{(scope, metric): value}`:
 - scope "tree": `pss.peak` (ΣPSS) and `rss.peak` (ΣRSS); `copied.total`, `copied.type.T`,
-  `copied.cause.C`, `copied.site.S`, each summed over the latest COW scan of every process;
+  `copied.cause.C`, `copied.site.S`, each summed over the processes: a process's copied bytes
+  are those of its *peak* COW scan (the one `check` judges, `Summary.cow`), its types and
+  causes those of its peak *full* scan (a quick page-level scan has none), its sites the
+  sites section's;
 - scope ROLE (root, worker, descendant): `uss.peak`, `uss.last`, `pss.peak`, `pss.last` and
   `copied.total` summed over the role's processes, `leak.slope` the largest of them;
 - scope "ROLE[N]": the role's N-th process by start time (1-based), the same figures: a
@@ -21,7 +24,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from memscope.analysis.cow_summary import CowProcess, cow_json
 from memscope.analysis.summary import ProcessSummary, Summary, build_summary
+from memscope.cow._model import QUICK_TARGET
 from memscope.errors import RecordingError
 from memscope.recording import open_recording
 
@@ -37,13 +42,23 @@ class _Process:
     slope: float | None
 
 
-def _extras(p: ProcessSummary) -> _Process:
-    cow = p.extra.get("cow")
+def _peak_cow(c: CowProcess | None) -> dict[str, Any] | None:
+    """`copied_bytes` of the peak scan, `by_type`/`by_cause` (the report's view, top types)
+    of the full scan that copied most: what `check` judges, never a scan taken mid-copy."""
+    if c is None:
+        return None
+    full = [s for s in c.scans if s.target != QUICK_TARGET]
+    view = cow_json(max(full, key=lambda s: s.copied_bytes) if full else c.detail)
+    return {"copied_bytes": c.peak.copied_bytes, "by_type": view["by_type"],
+            "by_cause": view["by_cause"] if full else {}}
+
+
+def _extras(p: ProcessSummary, summary: Summary) -> _Process:
     sites = p.extra.get("cow_sites")
     leak = p.extra.get("leak")
     slope = leak.get("slope_bytes_per_s") if isinstance(leak, dict) else None
     return _Process(
-        cow if isinstance(cow, dict) and cow.get("copied_bytes") is not None else None,
+        _peak_cow(summary.cow.processes.get(p.id) if summary.cow is not None else None),
         list(sites.get("sites", [])) if isinstance(sites, dict) else [],
         float(slope) if isinstance(slope, int | float) else None,
     )
@@ -69,8 +84,10 @@ def _copied(out: Figures, scope: str, extras: Iterable[_Process], detail: bool) 
             _add(out, (scope, f"copied.site.{row['site']}"), row["bytes"])
 
 
-def _process_figures(out: Figures, scope: str, procs: list[ProcessSummary]) -> None:
-    extras = [_extras(p) for p in procs]
+def _process_figures(
+    out: Figures, scope: str, procs: list[ProcessSummary], summary: Summary
+) -> None:
+    extras = [_extras(p, summary) for p in procs]
     for p in procs:
         _add(out, (scope, "uss.peak"), p.peak.uss)
         _add(out, (scope, "pss.peak"), p.peak.pss)
@@ -87,15 +104,15 @@ def figures_of(summary: Summary) -> Figures:
     if summary.totals.peak_pss:
         out[("tree", "pss.peak")] = float(summary.totals.peak_pss)
         out[("tree", "rss.peak")] = float(summary.totals.peak_rss)
-    _copied(out, "tree", [_extras(p) for p in summary.processes], detail=True)
+    _copied(out, "tree", [_extras(p, summary) for p in summary.processes], detail=True)
     roles: dict[str, list[ProcessSummary]] = {}
     for p in summary.processes:
         roles.setdefault(p.role, []).append(p)
     for role, procs in roles.items():
-        _process_figures(out, role, procs)
+        _process_figures(out, role, procs, summary)
         for n, p in enumerate(sorted(procs, key=lambda q: (q.started_at, q.id)), start=1):
             if len(procs) > 1:
-                _process_figures(out, f"{role}[{n}]", [p])
+                _process_figures(out, f"{role}[{n}]", [p], summary)
     return out
 
 

@@ -173,8 +173,14 @@
       if (copiedMode) {
         const k = carryToEnd(arr, p.end);
         if (k >= 0) overviewExtended[si] = k;
-        s.paths = uPlot.paths.stepped({ align: 1 });
-        s.points = { show: false }; // markers at the scans are drawn below, not at slot k
+        Object.assign(s, SCAN_STEPS());
+        // a filled marker at every scan, none at the carried slot k (no scan there)
+        s.points.fill = color;
+        s.points.filter = (u, i) => {
+          const idxs = [];
+          u.data[i].forEach((v, j) => { if (v !== null && j !== overviewExtended[i]) idxs.push(j); });
+          return idxs;
+        };
         s.pid = p.pid;
       }
       data.push(arr);
@@ -210,7 +216,7 @@
     }];
     if (copiedMode) {
       opts.hooks.draw = [(u) => {
-        // A marker at every scan, and the pid at the end of each line.
+        // The pid at the end of each line (uPlot draws the scan markers: points.filter).
         const ctx = u.ctx;
         const r = 2.5 * devicePixelRatio;
         ctx.save();
@@ -228,11 +234,6 @@
             const x = u.valToPos(u.data[0][k], 'x', true);
             const y = u.valToPos(d[k], 'y', true);
             if (x < u.bbox.left || x > u.bbox.left + u.bbox.width) continue;
-            if (overviewExtended[si] !== k) {
-              ctx.beginPath();
-              ctx.arc(x, y, r, 0, 2 * Math.PI);
-              ctx.fill();
-            }
             lx = x;
             ly = y;
           }
