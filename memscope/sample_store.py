@@ -209,9 +209,12 @@ def _read_columns(
     plain_pid, plain_t, plain_values = _plain(conn, names, where, params)
     chunked = 0
     if _has_chunks(conn):
-        chunked = conn.execute(
-            f"SELECT IFNULL(SUM(n), 0) FROM sample_chunks{where}", params
-        ).fetchone()[0]
+        chunked, bad = conn.execute(
+            f"SELECT IFNULL(SUM(n), 0), IFNULL(SUM(typeof(n) != 'integer' OR n < 1 OR n > ?), 0)"
+            f" FROM sample_chunks{where}", (CHUNK_ROWS, *params),
+        ).fetchone()
+        if bad:  # checked before sizing the arrays by these counts
+            raise RecordingError(f"{bad} sample chunk(s) have a row count outside 1..{CHUNK_ROWS}")
     total = chunked + plain_pid.size
     pid = np.empty(total, dtype=np.int64)
     t = np.empty(total)
@@ -231,11 +234,15 @@ def _read_columns(
                 except (zlib.error, struct.error, ValueError, IndexError, KeyError) as exc:
                     raise RecordingError(f"a sample chunk is corrupt ({exc})") from None
                 end = pos + fields.t.size
+                if end > chunked:
+                    raise RecordingError("sample chunks hold more rows than their row counts")
                 pid[pos:end] = np.repeat([p for p, _ in items], fields.counts)
                 t[pos:end] = fields.t
                 for n in names:
                     values[n][pos:end] = _value(fields.values, n)
                 pos = end
+    if pos != chunked:  # fewer decoded rows than counted, or chunks without their layout
+        raise RecordingError("sample chunks hold fewer rows than their row counts")
     pid[pos:], t[pos:] = plain_pid, plain_t
     for n in names:
         values[n][pos:] = plain_values[n]

@@ -153,6 +153,32 @@ def test_corrupt_chunk_is_a_recording_error(tmp_path: Path) -> None:
         open_recording(path).columns()
 
 
+@pytest.mark.parametrize(("n", "message"), [
+    (3159498702, "row count outside"),  # found by the fuzzer: sized a 23.5 GiB array
+    (0, "row count outside"),
+    (4, "more rows than their row counts"),
+    (6, "fewer rows than their row counts"),
+])
+def test_a_chunk_row_count_that_lies_is_a_recording_error(
+    tmp_path: Path, n: int, message: str
+) -> None:
+    # GIVEN a chunk of 5 samples whose row count says otherwise
+    path = str(tmp_path / "r.memscope")
+    w = RecordingWriter(path, {})
+    pid = w.add_process(pid=1, start_ticks=1, ppid=0, parent_id=None, role="root",
+                        cmdline=["x"], exe=None, python_version=None, started_at=0.0)
+    w.add_samples(_rows(pid, 5, 1e9, 5))
+    w.close()
+    conn = sqlite3.connect(path)
+    assert conn.execute("SELECT n FROM sample_chunks").fetchall() == [(5,)]
+    conn.execute("UPDATE sample_chunks SET n = ?", (n,))
+    conn.commit()
+    conn.close()
+    # WHEN it is read THEN a one-line recording error, before any array is sized by it
+    with pytest.raises(RecordingError, match=message):
+        open_recording(path).columns()
+
+
 def test_tree_sums_in_slices_equal_one_pass(monkeypatch: pytest.MonkeyPatch) -> None:
     from memscope.analysis import totals
 
