@@ -30,7 +30,6 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 from memscope.cow.copied_sites import copied_pages, heap_in_pages
 from memscope.cow.cpython import Target, detect_target
@@ -117,16 +116,20 @@ class LeakHook:
         if self._busy.is_set():
             return
         self._procfs = ctx.procfs
-        for m in ctx.members:
-            if m.exited or m.record_id < 0:
-                continue
-            rollup = ctx.latest.get(m.record_id)
-            job = self._next_job(m, ctx.t, None if rollup is None else rollup.private_dirty, ctx)
-            if job is not None:
-                self._busy.set()
-                threading.Thread(target=self._run, args=job, daemon=True,
-                                 name="memscope-leaks").start()
-                return
+        live = [m for m in ctx.members if not m.exited and m.record_id >= 0]
+        # Two passes: a worker's sites job goes before any leak job, since a worker (and its
+        # parent right after it) may exit at any time, while a leak snapshot can wait a tick.
+        for sites_pass in (True, False):
+            for m in live:
+                rollup = ctx.latest.get(m.record_id)
+                dirty = None if rollup is None else rollup.private_dirty
+                job = (self._sites_due(m, dirty, ctx) if sites_pass
+                       else self._leak_due(m))
+                if job is not None:
+                    self._busy.set()
+                    threading.Thread(target=self._run, args=(job[0], m, ctx.t, job[1]),
+                                     daemon=True, name="memscope-leaks").start()
+                    return
 
     def close(self, writer: RecordingWriter) -> None:
         """Wait for a running job (up to 60 s) and write what is pending."""
@@ -147,9 +150,9 @@ class LeakHook:
         self.notes.add(pid, time.time(), message)
 
     # -- scheduling ----------------------------------------------------------------------
-    def _next_job(
-        self, m: Member, t: float, dirty: int | None, ctx: TickContext | None = None
-    ) -> tuple[Any, ...] | None:
+    def _sites_due(
+        self, m: Member, dirty: int | None, ctx: TickContext | None
+    ) -> tuple[str, _Due] | None:
         now = self.clock()
         if self.config.run_dir and m.role == "worker":  # time-critical: workers exit
             sdue = self._sites.setdefault(m.key, _Due(next_at=float("inf")))
@@ -170,10 +173,13 @@ class LeakHook:
                 sock = os.path.join(self.config.run_dir, f"agent-{m.pid}.sock")
                 if not sdue.skip and ready and os.path.exists(sock):
                     sdue.dirty = dirty
-                    return ("sites", m, t, sdue)
+                    return ("sites", sdue)
+        return None
+
+    def _leak_due(self, m: Member) -> tuple[str, _Due] | None:
         due = self._leak.setdefault(m.key, _Due())
-        if not due.skip and now >= due.next_at:
-            return ("leak", m, t, due)
+        if not due.skip and self.clock() >= due.next_at:
+            return ("leak", due)
         return None
 
     def _run(self, kind: str, m: Member, t: float, due: _Due) -> None:
