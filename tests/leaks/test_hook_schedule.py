@@ -38,10 +38,10 @@ def tick(hook: RecordingHook, members: list[Member], dirty: dict[int, int]) -> N
               if m.pid in dirty}
     ctx: Any = SimpleNamespace(t=0.0, members=members, root=members[0], writer=None,
                                procfs=None, latest=latest, want_rollup=set())
-    before = len(hook.started)
+    was_busy, before = hook._busy.is_set(), len(hook.started)
     hook.tick(ctx)
-    if not hook._busy.is_set() and len(hook.started) == before:
-        return  # no job this tick
+    if was_busy or (not hook._busy.is_set() and len(hook.started) == before):
+        return  # no job could start, or none was due
     assert hook.ran.wait(30.0)
 
 
@@ -61,3 +61,30 @@ def test_sites_job_goes_before_the_parents_leak_job(tmp_path: Path) -> None:
     assert hook.started == [("sites", 101)]
     tick(hook, [root, worker], {101: 8 * DIRTY_STEP})
     assert hook.started == [("sites", 101), ("leak", 100)]
+
+
+def test_a_worker_settled_during_a_job_is_next(tmp_path: Path) -> None:
+    """Whether a worker still copies is judged tick to tick even while another job runs: one
+    that settled meanwhile is the next job, before its parent's due leak snapshot."""
+    root = Member(pid=100, start_ticks=1, ppid=1, role="root", parent_key=None, record_id=0)
+    w1, w2 = (Member(pid=p, start_ticks=p, ppid=100, role="worker", parent_key=root.key,
+                     record_id=p - 100) for p in (101, 102))
+    for w in (w1, w2):
+        (tmp_path / f"agent-{w.pid}.sock").touch()
+    hook = RecordingHook(LeakConfig(run_dir=str(tmp_path)))
+    for m in (root, w1, w2):
+        hook._leak[m.key] = _Due(next_at=float("inf"))
+    members = [root, w1, w2]
+    tick(hook, members, {101: 0, 102: 0})
+    tick(hook, members, {101: 8 * DIRTY_STEP, 102: 0})
+    tick(hook, members, {101: 8 * DIRTY_STEP, 102: 0})  # w1 settled: its job starts
+    assert hook.started == [("sites", 101)]
+    hook._busy.set()  # w1's job is still running while w2 copies and settles
+    tick(hook, members, {101: 8 * DIRTY_STEP, 102: 4 * DIRTY_STEP})
+    tick(hook, members, {101: 8 * DIRTY_STEP, 102: 8 * DIRTY_STEP})
+    tick(hook, members, {101: 8 * DIRTY_STEP, 102: 8 * DIRTY_STEP})
+    assert hook.started == [("sites", 101)]
+    hook._leak[root.key].next_at = 0.0
+    hook._busy.clear()  # w1's job ended
+    tick(hook, members, {101: 8 * DIRTY_STEP, 102: 8 * DIRTY_STEP})
+    assert hook.started == [("sites", 101), ("sites", 102)]
