@@ -30,7 +30,6 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 from memscope.cow.copied_sites import copied_pages, heap_in_pages
 from memscope.cow.cpython import Target, detect_target
@@ -112,21 +111,39 @@ class LeakHook:
 
     def tick(self, ctx: TickContext) -> None:
         self._drain(ctx)
+        live = [m for m in ctx.members if not m.exited and m.record_id >= 0]
+        # Every tick, even while a job runs: whether each worker is still copying is judged
+        # tick to tick, so a worker that settled during a job is ready as soon as it ends.
+        ready = [(m, d) for m, d in ((m, self._dirty(ctx, m)) for m in live)
+                 if d is not None and self._sites_ready(m, d, ctx)]
         # Not gated on ctx.budget: each job kind paces itself (next run after cost / budget),
         # and its CPU is charged to the whole-process budget, so rollups and scans yield.
         if self._busy.is_set():
             return
         self._procfs = ctx.procfs
-        for m in ctx.members:
-            if m.exited or m.record_id < 0:
-                continue
-            rollup = ctx.latest.get(m.record_id)
-            job = self._next_job(m, ctx.t, None if rollup is None else rollup.private_dirty, ctx)
-            if job is not None:
-                self._busy.set()
-                threading.Thread(target=self._run, args=job, daemon=True,
-                                 name="memscope-leaks").start()
+        # A worker's sites job goes before any leak job: a worker (and its parent right after
+        # it) may exit at any time, while a leak snapshot can wait a tick.
+        if ready:
+            m, dirty = ready[0]
+            sdue = self._sites[m.key]
+            sdue.dirty = dirty
+            self._start("sites", m, ctx.t, sdue)
+            return
+        for m in live:
+            due = self._leak.setdefault(m.key, _Due())
+            if not due.skip and self.clock() >= due.next_at:
+                self._start("leak", m, ctx.t, due)
                 return
+
+    def _start(self, kind: str, m: Member, t: float, due: _Due) -> None:
+        self._busy.set()
+        threading.Thread(target=self._run, args=(kind, m, t, due), daemon=True,
+                         name="memscope-leaks").start()
+
+    @staticmethod
+    def _dirty(ctx: TickContext, m: Member) -> int | None:
+        rollup = ctx.latest.get(m.record_id)
+        return None if rollup is None else rollup.private_dirty
 
     def close(self, writer: RecordingWriter) -> None:
         """Wait for a running job (up to 60 s) and write what is pending."""
@@ -147,34 +164,26 @@ class LeakHook:
         self.notes.add(pid, time.time(), message)
 
     # -- scheduling ----------------------------------------------------------------------
-    def _next_job(
-        self, m: Member, t: float, dirty: int | None, ctx: TickContext | None = None
-    ) -> tuple[Any, ...] | None:
+    def _sites_ready(self, m: Member, dirty: int, ctx: TickContext | None) -> bool:
+        """Follow a worker's Private_Dirty; True when its COW sites are due (copying moved it
+        and settled, or its next scan is due) and its agent listens."""
+        if not self.config.run_dir or m.role != "worker":
+            return False
         now = self.clock()
-        if self.config.run_dir and m.role == "worker":  # time-critical: workers exit
-            sdue = self._sites.setdefault(m.key, _Due(next_at=float("inf")))
-            if dirty is not None:
-                if sdue.dirty < 0:
-                    sdue.dirty = dirty  # first sight: nothing copied worth a scan yet
-                step = None if sdue.prev is None else abs(dirty - sdue.prev)
-                sdue.prev = dirty
-                if step is not None and step >= SETTLE_STEP and ctx is not None:
-                    ctx.want_rollup.add(m.key)  # copying: follow it tick by tick
-                moved = abs(dirty - sdue.dirty) >= max(
-                    DIRTY_STEP, DIRTY_FRACTION * max(sdue.dirty, 0)
-                )
-                settled = step is not None and step < SETTLE_STEP
-                ready = moved and (
-                    (settled and now - sdue.last_at >= MIN_GAP_S) or now >= sdue.next_at
-                )
-                sock = os.path.join(self.config.run_dir, f"agent-{m.pid}.sock")
-                if not sdue.skip and ready and os.path.exists(sock):
-                    sdue.dirty = dirty
-                    return ("sites", m, t, sdue)
-        due = self._leak.setdefault(m.key, _Due())
-        if not due.skip and now >= due.next_at:
-            return ("leak", m, t, due)
-        return None
+        sdue = self._sites.setdefault(m.key, _Due(next_at=float("inf")))
+        if sdue.dirty < 0:
+            sdue.dirty = dirty  # first sight: nothing copied worth a scan yet
+        step = None if sdue.prev is None else abs(dirty - sdue.prev)
+        sdue.prev = dirty
+        if step is not None and step >= SETTLE_STEP and ctx is not None:
+            ctx.want_rollup.add(m.key)  # copying: follow it tick by tick
+        moved = abs(dirty - sdue.dirty) >= max(DIRTY_STEP, DIRTY_FRACTION * max(sdue.dirty, 0))
+        settled = step is not None and step < SETTLE_STEP
+        ready = moved and (
+            (settled and now - sdue.last_at >= MIN_GAP_S) or now >= sdue.next_at
+        )
+        sock = os.path.join(self.config.run_dir, f"agent-{m.pid}.sock")
+        return not sdue.skip and ready and os.path.exists(sock)
 
     def _run(self, kind: str, m: Member, t: float, due: _Due) -> None:
         t0 = self.clock()

@@ -19,10 +19,15 @@ from tests.conftest import fixture, target_python
 def record(
     memscope_bin: str, python: str, out: Path, extra: list[str]
 ) -> tuple[dict[str, Any], dict[str, Any]]:
+    # A worker lives duration + hold (+ ~0.3 s start). Its leak window ends at the shutdown
+    # window (exit wave - 1 s margin, analysis.steady) and begins after a 1 s warm-up, so it
+    # spans ~duration - 1.7 s against the 5 s minimum (min_span_s). With --duration 7 that was
+    # 5.2-5.4 s measured on a quiet machine: one or two late ticks on a loaded one made it
+    # `insufficient-data`. 9 s leaves ~2.3 s of slack.
     argv = [
         memscope_bin, "run", "-q", "-o", str(out), *extra, "--",
         python, fixture("leaky_worker"), "--workers", "2", "--leaky-workers", "1",
-        "--duration", "7", "--delay", "0.3", "--hold", "0.3",
+        "--duration", "9", "--delay", "0.3", "--hold", "0.3",
     ]
     proc = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
     assert proc.returncode == 0, proc.stderr
