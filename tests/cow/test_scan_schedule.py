@@ -250,6 +250,9 @@ def test_close_writes_the_scan_in_flight_and_final_scans(tmp_path: Path) -> None
         deadline = time.monotonic() + 30
         while child.pid not in tree.members and time.monotonic() < deadline:
             tree.refresh()
+        for m in list(tree.members.values()):  # other tests' children of this process: not ours
+            if m.pid not in (os.getpid(), child.pid):
+                tree.remove(m)
         for m in tree.members.values():
             m.record_id = writer.add_process(pid=m.pid, start_ticks=m.start_ticks, ppid=m.ppid,
                                              parent_id=None, role=m.role, cmdline=[], exe=None,
