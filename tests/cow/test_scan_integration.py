@@ -10,8 +10,10 @@ import json
 import os
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +22,7 @@ import pytest
 from click.testing import CliRunner
 
 from memscope.cli import cli
+from memscope.cow._model import QUICK_TARGET
 from memscope.cow.scan import scan_process
 from memscope.cow.store import read_scans, write_scan
 from memscope.procfs import ProcFS
@@ -43,13 +46,49 @@ def memscope(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+def _full_scan_since(path: Path, pid: int, since: float) -> bool:
+    """Whether `pid` has a full (typed) COW scan that started at or after `since`."""
+    if not path.exists():
+        return False
+    try:
+        with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as conn:
+            row = conn.execute("SELECT 1 FROM cow_scans WHERE pid = ? AND t >= ? AND target != ?",
+                               (pid, since, QUICK_TARGET)).fetchone()
+    except sqlite3.Error:  # being written: try again
+        return False
+    return row is not None
+
+
 def record_fixture(tmp: Path, name: str, *extra: str) -> dict[str, Any]:
     if PYTHON is None:
         pytest.skip("no CPython 3.11/3.12 target")
     out = tmp / f"{name}.memscope"
-    run = memscope("run", "-q", "-o", str(out), "--", PYTHON, fixture(name),
-                   "--workers", "2", "--delay", "0.5", "--hold", "3", *extra)
-    assert run.returncode == 0, run.stderr
+    # The workers hold until each has a full scan started after its work was done (an event,
+    # not a fixed hold: a full scan takes seconds on a loaded machine); then SIGTERM to
+    # memscope is forwarded to the command, which ends with the status of that signal.
+    proc = subprocess.Popen(
+        [MEMSCOPE, "run", "-q", "-o", str(out), "--", PYTHON, fixture(name),
+         "--workers", "2", "--delay", "0.5", "--hold", "300", *extra],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        worked: dict[int, float] = {}  # worker pid -> when its work was seen done
+        while len(worked) < 2 and (line := proc.stdout.readline()):
+            event = json.loads(line) if line.startswith("{") else {}
+            if event.get("event") == "worked":
+                worked[int(event["pid"])] = time.time()
+        deadline = time.monotonic() + 240
+        while not all(_full_scan_since(out, pid, t) for pid, t in worked.items()):
+            assert proc.poll() is None and time.monotonic() < deadline, "no full scans"
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert len(worked) == 2 and proc.returncode == 128 + signal.SIGTERM, err
     report = memscope("report", str(out), "--format", "json")
     assert report.returncode == 0, report.stderr
     doc: dict[str, Any] = json.loads(report.stdout)
