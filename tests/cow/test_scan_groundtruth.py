@@ -13,6 +13,7 @@ holds, then killed; the scans are cached for the module so several assertions sh
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -206,6 +207,7 @@ def test_a_non_python_fork_gets_page_level_results_with_the_reason(tmp_path: Pat
     proc = subprocess.Popen(
         ["bash", "-c", f"( echo $BASHPID > {ready}; while :; do sleep 0.05; done ) & wait"]
     )
+    child = 0
     try:
         for _ in range(200):
             if ready.exists() and ready.read_text().strip():
@@ -215,6 +217,9 @@ def test_a_non_python_fork_gets_page_level_results_with_the_reason(tmp_path: Pat
         # WHEN it is scanned against the bash that forked it
         scan = scan_process(child, proc.pid, ProcFS())
     finally:
+        if child:  # the subshell outlives its parent's kill: end it too
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(child, signal.SIGKILL)
         proc.kill()
         proc.wait()
     # THEN pages are classified, objects are not, and the target says why
