@@ -85,6 +85,21 @@ def wait_serving(port: int, proc: subprocess.Popen[str], timeout: float = 60) ->
     raise AssertionError("gunicorn did not serve within the timeout")
 
 
+def wait_workers(proc: subprocess.Popen[str], count: int, timeout: float = 60) -> None:
+    """Wait until the master has forked all its workers. gunicorn forks them one by one with
+    random pauses, so one may still be unforked when the first serves; a worker forked after
+    the injection would carry an agent of its own (by design: see agent/runtime.py)."""
+    deadline = time.monotonic() + timeout
+    path = f"/proc/{proc.pid}/task/{proc.pid}/children"
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, "gunicorn exited during start-up"
+        with open(path) as f:
+            if len(f.read().split()) >= count:
+                return
+        time.sleep(0.05)
+    raise AssertionError(f"gunicorn did not fork {count} workers within the timeout")
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("version", ["venv", "3.12", "3.13", "3.14"])
 def test_attach_to_a_serving_gunicorn_master(version: str, run_dir: str, tmp_path: Path) -> None:
@@ -107,6 +122,7 @@ def test_attach_to_a_serving_gunicorn_master(version: str, run_dir: str, tmp_pat
     load = Requests(port)
     try:
         wait_serving(port, proc)
+        wait_workers(proc, 2)
         load.start()
         # WHEN memscope injects the agent into the master while requests are being served
         info = inject(proc.pid, run_dir, 5, timeout=60)
