@@ -164,3 +164,33 @@ def test_the_snippet_converts_object_columns(tmp_path: Path,
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=120)
     assert done.returncode == 0, done.stderr
+
+
+def test_memscope_scan_of_a_pandas_worker(tmp_path: Path) -> None:
+    """`memscope scan PID --json` of each worker of the object-column pool (no recording):
+    the pandas-strings item with its snippet, together at least the column's str bytes."""
+    proc = subprocess.Popen(
+        [sys.executable, fixture("pandas_pool"), "--workers", "2", "--delay", "0.5",
+         "--hold", "300"], stdout=subprocess.PIPE, text=True)
+    items = []
+    try:
+        assert proc.stdout is not None
+        events = []
+        while sum(e.get("event") == "worked" for e in events) < 2:
+            line = proc.stdout.readline()
+            assert line, "the fixture ended before both workers worked"
+            events.append(json.loads(line))
+        truth = next(e for e in events if e["event"] == "preloaded")["bytes"]
+        for worker in (e["pid"] for e in events if e["event"] == "worked"):
+            done = CliRunner().invoke(cli, ["scan", str(worker), "--json"])
+            assert done.exit_code == 0, done.output
+            items += [a for a in json.loads(done.stdout)["advice"]
+                      if a["kind"] == "pandas-strings"]
+            text = CliRunner().invoke(cli, ["scan", str(worker)]).stdout
+            assert "pandas string columns" in text and 'astype("string[pyarrow]")' in text
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
+    assert len(items) == 2
+    assert sum(a["bytes"] for a in items) >= truth
+    assert all(a["framework"] == "pandas" and "string[pyarrow]" in a["snippet"] for a in items)
