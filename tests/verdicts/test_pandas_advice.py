@@ -15,6 +15,7 @@ bytes in `str`; and the snippet, run on a real CSV, leaves no object column.
 
 from __future__ import annotations
 
+import html as html_lib
 import json
 import signal
 import sqlite3
@@ -92,6 +93,10 @@ def record(tmp: Path, storage: str) -> dict[str, Any]:
     doc: dict[str, Any] = json.loads(report.stdout)
     jsonschema.validate(doc, load_schema())
     doc["_text"] = CliRunner().invoke(cli, ["report", str(out)]).stdout
+    html = tmp / f"{storage}.html"
+    assert CliRunner().invoke(cli, ["report", str(out), "--format", "html", "-o",
+                                    str(html)]).exit_code == 0
+    doc["_html"] = html.read_text()
     doc["_preloaded"] = events["preloaded"]
     return doc
 
@@ -131,6 +136,9 @@ def test_object_columns_get_the_arrow_or_categorical_advice(object_run: dict[str
     assert item["framework"] == "pandas" and 'astype("string[pyarrow]")' in item["snippet"]
     assert "Arrow-backed or categorical" in doc["_text"]
     assert 'astype("string[pyarrow]")' in doc["_text"]
+    # the HTML shows the snippet as code, its lines kept
+    snippet = doc["_html"].split('<pre class="snippet">', 1)[1].split("</pre>", 1)[0]
+    assert html_lib.unescape(snippet) == item["snippet"]
 
 
 @pytest.mark.parametrize("storage", ["arrow", "category"])
