@@ -3,7 +3,9 @@ feature (its table, its hook, its reader; wired in memscope.features).
 
 A library is *loaded* when the process maps one of its extension modules (/proc/PID/maps):
 pandas' `pandas/_libs/*.so`, pyarrow's `pyarrow/lib*.so` or `libarrow.so`, numpy's
-`_multiarray_umath*.so`. Each process's maps are read once, at the first tick that lists it.
+`_multiarray_umath*.so`. Each process's maps are read once, at the first tick that lists it,
+and a parent's again when its first child is seen (the root is usually first read before its
+imports).
 For a forked worker that is the moment that matters: it maps what its parent had loaded when
 it forked, so the objects it inherited may be those libraries' (the `str` objects a pandas
 worker copies are often the values of object-dtype columns). A process exec'd after that
@@ -25,6 +27,7 @@ from memscope.procfs import AccessDenied, ProcessGone
 if TYPE_CHECKING:
     from memscope.recording import Recording, RecordingWriter
     from memscope.sampler import Session, TickContext
+    from memscope.tree import Member
 
 __all__ = [
     "LIBRARIES_DDL",
@@ -53,16 +56,18 @@ def mapped_libraries(maps: bytes) -> list[str]:
 
 
 class LibraryWatch:
-    """Hook: read the maps of each process once (again after an exec) and record what it
-    loaded."""
+    """Hook: read the maps of each process once (again after an exec, and a parent again
+    when its first child is seen) and record what it loaded."""
 
     def __init__(self) -> None:
         self._read: dict[int, bool] = {}  # record_id -> whether it had exec'd when read
+        self._parents: set[int] = set()  # record_ids re-read at their first child
 
     def start(self, session: Session) -> None:
         pass
 
     def tick(self, ctx: TickContext) -> None:
+        by_key = {m.key: m for m in ctx.members}
         for m in ctx.members:
             if m.exited:
                 continue
@@ -70,16 +75,25 @@ class LibraryWatch:
             if done is not None and (done or not m.execd):
                 continue
             self._read[m.record_id] = m.execd
-            try:
-                maps = ctx.procfs.read(m.pid, "maps")
-            except (ProcessGone, AccessDenied):
-                continue
-            if done is not None:  # exec'd since the first read: forget the old image
-                ctx.writer.execute("DELETE FROM process_libraries WHERE process_id = ?",
-                                   (m.record_id,))
-            ctx.writer.executemany(
-                "INSERT OR IGNORE INTO process_libraries VALUES (?, ?, ?)",
-                [(m.record_id, name, ctx.t) for name in mapped_libraries(maps)])
+            self._record(ctx, m, replace=done is not None)
+            parent = by_key.get(m.parent_key) if m.parent_key is not None else None
+            if parent is not None and not parent.exited and parent.record_id not in self._parents:
+                # a master read at its start (the root at the first tick) had not yet
+                # imported what it loaded before forking this child
+                self._parents.add(parent.record_id)
+                self._record(ctx, parent, replace=False)
+
+    def _record(self, ctx: TickContext, m: Member, *, replace: bool) -> None:
+        try:
+            maps = ctx.procfs.read(m.pid, "maps")
+        except (ProcessGone, AccessDenied):
+            return
+        if replace:  # exec'd since the first read: forget the old image
+            ctx.writer.execute("DELETE FROM process_libraries WHERE process_id = ?",
+                               (m.record_id,))
+        ctx.writer.executemany(
+            "INSERT OR IGNORE INTO process_libraries VALUES (?, ?, ?)",
+            [(m.record_id, name, ctx.t) for name in mapped_libraries(maps)])
 
     def close(self, writer: RecordingWriter) -> None:
         pass

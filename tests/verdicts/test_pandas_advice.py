@@ -126,6 +126,8 @@ def test_object_columns_get_the_arrow_or_categorical_advice(object_run: dict[str
     assert truth["dtype"] == "object" and truth["bytes"] > 0  # GIVEN: 1M Python str values
     assert "pandas" in doc["frameworks"]
     assert all("pandas" in p["libraries"] for p in workers(doc))
+    (root,) = [p for p in doc["processes"] if p["role"] == "root"]
+    assert "pandas" in root["libraries"]  # read again when its first worker was seen
     (item,) = pandas_advice(doc)
     # the saving: every string of the column was read by a worker, so its page was copied
     assert item["bytes"] >= truth["bytes"]
