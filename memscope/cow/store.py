@@ -8,7 +8,7 @@ Tables (documented in docs/cow.md and docs/recording.md; declared by memscope.fe
   Private_Dirty growth since its first sample), one row whenever it moves;
 - cow_details: a scan's detail in one compact row (schema 3): bytes per mapping kind and page
   class, copied bytes and objects per Python type, per cause, and per type and cause, as
-  zlib-compressed JSON (`DETAIL_KEYS`). A full scan's detail is ~1.3 KB instead of ~5.3 KB of
+  zlib-compressed JSON (`DETAIL_KEYS`). A full scan's detail is ~1.4 KB instead of ~5.3 KB of
   rows, a quarter of a steady 64-worker recording before (bench/bench_storage.py).
 
 Recordings of schema 1 and 2 hold the detail as rows of cow_by_kind, cow_by_type, cow_by_cause
@@ -147,8 +147,8 @@ def decode_detail(data: object, into: CowScan) -> None:
         cause = _int_map(detail["cause"])
         type_cause = {t: _int_map(row) for t, row in _str_map(detail["type_cause"]).items()}
     except (zlib.error, ValueError, TypeError, RecursionError) as exc:
-        raise RecordingError(f"COW scan {into.pid} at t={into.scanned_at:.3f}: its detail"
-                             f" (cow_details) is damaged ({exc})") from None
+        raise RecordingError(f"the COW scan of PID {into.pid} at t={into.scanned_at:.3f}:"
+                             f" its detail (cow_details) is damaged ({exc})") from None
     into.by_kind.update(kind)
     into.by_type.extend(sorted(types, key=lambda t: -t.bytes))
     into.by_cause.update(cause)
