@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from memscope.cli import cli
 from memscope.cow._model import CowScan, TypeBytes
@@ -193,3 +195,26 @@ def test_a_report_on_a_damaged_detail_exits_2_with_one_line(tmp_path: Path) -> N
     assert bad.exit_code == 2
     assert "cow_details" in bad.output and "Traceback" not in bad.output
     assert len(bad.output.strip().splitlines()) == 1
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.data())
+def test_mutated_real_detail_decodes_or_is_a_recording_error(data: st.DataObject) -> None:
+    # GIVEN a real scan's detail BLOB with 1-8 bytes changed, or cut short
+    scans = [s for per in _old_scans(2).values() for s in per if s.by_type]
+    scan = data.draw(st.sampled_from(scans))
+    blob = bytearray(encode_detail(scan))
+    for _ in range(data.draw(st.integers(1, 8))):
+        blob[data.draw(st.integers(0, len(blob) - 1))] = data.draw(st.integers(0, 255))
+    blob = blob[:data.draw(st.integers(0, len(blob)))]
+    # WHEN it is decoded THEN it gives a scan's detail or the one-line error, nothing else
+    back = _bare(scan)
+    message = ""
+    try:
+        decode_detail(bytes(blob), back)
+    except RecordingError as exc:
+        message = str(exc)
+    if message:
+        assert "cow_details" in message and "\n" not in message
+    else:
+        assert all(isinstance(t.bytes, int) for t in back.by_type)
