@@ -13,8 +13,9 @@ A feature has up to four parts:
     sampler   meta, processes, samples, ticks      (the loop itself)      Summary core
               (memscope.recording)
     notes     notes (memscope.notes)               -                      Summary.notes
-    cow       cow_scans, cow_by_*, cow_estimates   cow.schedule.          Summary.cow
-              (memscope.cow.store)                 CowScheduler
+    cow       cow_scans, cow_details,              cow.schedule.          Summary.cow
+              cow_estimates                        CowScheduler
+              (memscope.cow.store)
     steady    -                                    -                      extra["steady"],
                                                                           p.extra["cow_stale"]
     libraries process_libraries (memscope.libraries) libraries.LibraryWatch -

@@ -40,7 +40,8 @@ __all__ = [
     "open_recording",
 ]
 
-SCHEMA_VERSION = 2  # 2: samples in compact sample_chunks (1: plain rows only, still read)
+SCHEMA_VERSION = 3  # 3: COW scan detail in compact cow_details; 2: samples in compact
+# sample_chunks; 1: plain rows only (all still read)
 #: Seconds between WAL checkpoints while recording (RecordingWriter.flush).
 CHECKPOINT_S = 2.0
 APPLICATION_ID = 0x4D534350  # "MSCP", so `file`-like checks can tell a recording apart

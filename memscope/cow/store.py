@@ -6,10 +6,13 @@ Tables (documented in docs/cow.md and docs/recording.md; declared by memscope.fe
   `copying` is 1 when the worker was still copying fast as the scan started;
 - cow_estimates: the per-tick estimate of a worker's copied bytes between scans (its
   Private_Dirty growth since its first sample), one row whenever it moves;
-- cow_by_kind: bytes per mapping kind and page class of a scan;
-- cow_by_type: copied bytes and object count per Python type of a scan;
-- cow_by_cause: copied bytes per cause of a scan;
-- cow_by_type_cause: copied bytes per type and cause of a scan.
+- cow_details: a scan's detail in one compact row (schema 3): bytes per mapping kind and page
+  class, copied bytes and objects per Python type, per cause, and per type and cause, as
+  zlib-compressed JSON (`DETAIL_KEYS`). A full scan's detail is ~1.4 KB instead of ~5.3 KB of
+  rows, a quarter of a steady 64-worker recording before (bench/bench_storage.py).
+
+Recordings of schema 1 and 2 hold the detail as rows of cow_by_kind, cow_by_type, cow_by_cause
+and cow_by_type_cause instead; `read_scans` reads both forms.
 
 `process_id` refers to processes.id of the recording (the lead's schema); the scan keeps the
 pid as well so a recording stays readable without the processes table.
@@ -17,18 +20,25 @@ pid as well so a recording stays readable without the processes table.
 
 from __future__ import annotations
 
+import json
 import sqlite3
+import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
+
+from memscope.errors import RecordingError
 
 if TYPE_CHECKING:
     from memscope.cow._model import CowScan, TypeBytes
 
 __all__ = [
     "COW_DDL",
+    "DETAIL_KEYS",
     "ScanPoint",
     "create_tables",
+    "decode_detail",
+    "encode_detail",
     "latest_and_peak",
     "read_estimates",
     "read_scan_points",
@@ -55,17 +65,9 @@ COW_DDL = (
         duration_s REAL NOT NULL,
         copying INTEGER NOT NULL DEFAULT 0)""",
     "CREATE INDEX IF NOT EXISTS cow_scans_process ON cow_scans(process_id, t)",
-    """CREATE TABLE IF NOT EXISTS cow_by_kind (
-        scan_id INTEGER NOT NULL, kind TEXT NOT NULL, class TEXT NOT NULL,
-        bytes INTEGER NOT NULL)""",
-    """CREATE TABLE IF NOT EXISTS cow_by_type (
-        scan_id INTEGER NOT NULL, type TEXT NOT NULL, bytes INTEGER NOT NULL,
-        objects INTEGER NOT NULL)""",
-    """CREATE TABLE IF NOT EXISTS cow_by_cause (
-        scan_id INTEGER NOT NULL, cause TEXT NOT NULL, bytes INTEGER NOT NULL)""",
-    """CREATE TABLE IF NOT EXISTS cow_by_type_cause (
-        scan_id INTEGER NOT NULL, type TEXT NOT NULL, cause TEXT NOT NULL,
-        bytes INTEGER NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS cow_details (
+        scan_id INTEGER PRIMARY KEY REFERENCES cow_scans(id),
+        data BLOB NOT NULL)""",
     """CREATE TABLE IF NOT EXISTS cow_estimates (
         process_id INTEGER NOT NULL, t REAL NOT NULL, copied_bytes INTEGER NOT NULL)""",
     "CREATE INDEX IF NOT EXISTS cow_estimates_process ON cow_estimates(process_id, t)",
@@ -73,6 +75,12 @@ COW_DDL = (
 
 # Keep recordings bounded: per scan, the largest types only (the rest summed as "(other)").
 MAX_TYPES = 50
+#: The keys of a cow_details row's JSON object (docs/recording.md):
+#: kind: {kind: {class: bytes}} (non-zero cells); type: [[type, bytes, objects], ...];
+#: cause: {cause: bytes}; type_cause: {type: {cause: bytes}} (same types as "type").
+DETAIL_KEYS = ("kind", "type", "cause", "type_cause")
+#: A detail decompresses to far less (50 types); more is a damaged row, not a scan.
+_MAX_DETAIL = 1 << 24
 
 
 def create_tables(conn: sqlite3.Connection) -> None:
@@ -99,29 +107,81 @@ def write_scan(
         ),
     )
     scan_id = int(cur.lastrowid or 0)
-    conn.executemany(
-        "INSERT INTO cow_by_kind VALUES (?, ?, ?, ?)",
-        [(scan_id, k, c, b) for k, row in scan.by_kind.items() for c, b in row.items() if b],
-    )
+    conn.execute("INSERT INTO cow_details (scan_id, data) VALUES (?, ?)",
+                 (scan_id, encode_detail(scan)))
+    return scan_id
+
+
+def encode_detail(scan: CowScan) -> bytes:
+    """A scan's detail as one cow_details BLOB: the largest MAX_TYPES types (the rest as
+    "(other)"), non-zero kind cells, zlib-compressed compact JSON."""
     types = _bounded(scan.by_type)
     kept = {t.type for t in types}
-    conn.executemany(
-        "INSERT INTO cow_by_type VALUES (?, ?, ?, ?)",
-        [(scan_id, t.type, t.bytes, t.objects) for t in types],
-    )
-    conn.executemany(
-        "INSERT INTO cow_by_cause VALUES (?, ?, ?)",
-        [(scan_id, c, b) for c, b in scan.by_cause.items()],
-    )
-    conn.executemany(
-        "INSERT INTO cow_by_type_cause VALUES (?, ?, ?, ?)",
-        [
-            (scan_id, t, c, b)
-            for t, row in _fold_type_cause(scan.by_type_cause, kept).items()
-            for c, b in row.items()
-        ],
-    )
-    return scan_id
+    detail = {
+        "kind": {k: {c: b for c, b in row.items() if b} for k, row in scan.by_kind.items()
+                 if any(row.values())},
+        "type": [[t.type, t.bytes, t.objects] for t in types],
+        "cause": dict(scan.by_cause),
+        "type_cause": _fold_type_cause(scan.by_type_cause, kept),
+    }
+    return zlib.compress(json.dumps(detail, separators=(",", ":")).encode(), 9)
+
+
+def decode_detail(data: object, into: CowScan) -> None:
+    """Fill `into`'s by_kind, by_type, by_cause and by_type_cause from a cow_details BLOB,
+    or raise RecordingError (one line) if the row is damaged."""
+    from memscope.cow._model import TypeBytes
+
+    try:
+        if not isinstance(data, bytes):
+            raise TypeError(f"a {type(data).__name__}, not a BLOB")
+        inflate = zlib.decompressobj()
+        raw = inflate.decompress(data, _MAX_DETAIL)
+        if inflate.unconsumed_tail or not inflate.eof:
+            raise ValueError("truncated or too large")
+        detail = json.loads(raw)
+        if not isinstance(detail, dict) or set(detail) != set(DETAIL_KEYS):
+            raise ValueError("not an object of the detail keys")
+        kind = {k: _int_map(row) for k, row in _str_map(detail["kind"]).items()}
+        types = [TypeBytes(_str(t), _int(b), _int(n)) for t, b, n in _list(detail["type"])]
+        cause = _int_map(detail["cause"])
+        type_cause = {t: _int_map(row) for t, row in _str_map(detail["type_cause"]).items()}
+    except (zlib.error, ValueError, TypeError, RecursionError) as exc:
+        raise RecordingError(f"the COW scan of PID {into.pid} at t={into.scanned_at:.3f}:"
+                             f" its detail (cow_details) is damaged ({exc})") from None
+    into.by_kind.update(kind)
+    into.by_type.extend(sorted(types, key=lambda t: -t.bytes))
+    into.by_cause.update(cause)
+    into.by_type_cause.update(type_cause)
+
+
+def _str(value: object) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"{value!r} is not a name")
+    return value
+
+
+def _int(value: object) -> int:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise TypeError(f"{value!r} is not a byte count")
+    return value
+
+
+def _list(value: object) -> list[list[object]]:
+    if not isinstance(value, list) or not all(isinstance(v, list) and len(v) == 3
+                                              for v in value):
+        raise TypeError("type rows are not [type, bytes, objects] lists")
+    return value
+
+
+def _str_map(value: object) -> dict[str, object]:
+    if not isinstance(value, dict):
+        raise TypeError(f"{type(value).__name__} is not an object")
+    return {_str(k): v for k, v in value.items()}
+
+
+def _int_map(value: object) -> dict[str, int]:
+    return {k: _int(v) for k, v in _str_map(value).items()}
 
 
 def _bounded(types: list[TypeBytes]) -> list[TypeBytes]:
@@ -151,8 +211,9 @@ def _has_column(conn: sqlite3.Connection, table: str, column: str) -> bool:
 
 
 def read_scans(conn: sqlite3.Connection) -> dict[int, list[CowScan]]:
-    """Every scan of the recording, per process_id, oldest first (with `CowScan.copying`)."""
-    from memscope.cow._model import CowScan, TypeBytes
+    """Every scan of the recording, per process_id, oldest first (with `CowScan.copying`),
+    its detail from cow_details (schema 3) or the cow_by_* rows (schema 1 and 2)."""
+    from memscope.cow._model import CowScan
 
     try:
         rows = conn.execute(
@@ -175,6 +236,19 @@ def read_scans(conn: sqlite3.Connection) -> dict[int, list[CowScan]]:
         )
         scans[r[0]] = scan
         out.setdefault(r[1], []).append(scan)
+    tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    if "cow_details" in tables:  # schema 3
+        for sid, data in conn.execute("SELECT scan_id, data FROM cow_details"):
+            if sid in scans:
+                decode_detail(data, scans[sid])
+    if "cow_by_kind" in tables:  # schema 1 and 2: one row per cell
+        _read_detail_rows(conn, scans)
+    return out
+
+
+def _read_detail_rows(conn: sqlite3.Connection, scans: dict[int, CowScan]) -> None:
+    from memscope.cow._model import TypeBytes
+
     for sid, kind, cls, b in conn.execute("SELECT scan_id, kind, class, bytes FROM cow_by_kind"):
         scans[sid].by_kind.setdefault(kind, {})[cls] = b
     for sid, t, b, n in conn.execute(
@@ -185,7 +259,6 @@ def read_scans(conn: sqlite3.Connection) -> dict[int, list[CowScan]]:
         scans[sid].by_cause[c] = b
     for sid, t, c, b in conn.execute("SELECT scan_id, type, cause, bytes FROM cow_by_type_cause"):
         scans[sid].by_type_cause.setdefault(t, {})[c] = b
-    return out
 
 
 def scans_of(conn: sqlite3.Connection, process_ids: Iterable[int]) -> dict[int, list[CowScan]]:

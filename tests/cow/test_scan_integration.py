@@ -24,7 +24,7 @@ from click.testing import CliRunner
 from memscope.cli import cli
 from memscope.cow._model import QUICK_TARGET
 from memscope.cow.scan import scan_process
-from memscope.cow.store import read_scans, write_scan
+from memscope.cow.store import MAX_TYPES, read_scans, write_scan
 from memscope.procfs import ProcFS
 from memscope.recording import RecordingWriter, open_recording
 from memscope.report.json_report import load_schema
@@ -239,9 +239,26 @@ def test_write_scan_keeps_the_largest_types(tmp_path: Path,
         rec.close()
     assert back.copied_bytes == scan.copied_bytes
     assert back.by_cause == scan.by_cause
-    assert back.by_kind == {k: {c: b for c, b in v.items() if b} for k, v in scan.by_kind.items()}
+    assert back.by_kind == {k: {c: b for c, b in v.items() if b} for k, v in scan.by_kind.items()
+                            if any(v.values())}
     assert back.by_type[0] == scan.by_type[0]
     assert sum(t.bytes for t in back.by_type) == sum(t.bytes for t in scan.by_type)
+    # every type kept exactly (the largest MAX_TYPES, the rest summed as "(other)")
+    scan_types = {t.type: t for t in scan.by_type}
+    assert len(back.by_type) == min(len(scan.by_type), MAX_TYPES)
+    for t in back.by_type:
+        if t.type != "(other)" or len(scan.by_type) <= MAX_TYPES:
+            assert scan_types[t.type] == t
+    kept = {t.type for t in back.by_type}
+    for name, row in scan.by_type_cause.items():
+        if name in kept and name != "(other)":
+            assert back.by_type_cause[name] == row
+    # schema 3: the detail is one compact row per scan, and no cow_by_* rows exist
+    with sqlite3.connect(tmp_path / "r.memscope") as conn:
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
+        assert not any(t.startswith("cow_by_") for t in tables)
+        (n, size), = conn.execute("SELECT COUNT(*), SUM(LENGTH(data)) FROM cow_details")
+    assert n == 1 and size > 0
 
 
 @pytest.mark.skipif(os.geteuid() != 0 or shutil.which("setpriv") is None,

@@ -183,3 +183,30 @@ def test_bad_rules_are_one_line_errors(runs: dict[str, str], args: list[str], me
     assert done.returncode == 2
     assert message in done.stderr and "Traceback" not in done.stderr
     assert len(done.stderr.strip().splitlines()) <= 2
+
+
+def test_an_old_recording_diffs_against_a_new_one(runs: dict[str, str]) -> None:
+    # GIVEN a schema-2 recording of preload_list (300k ints; scan detail as cow_by_* rows) and
+    # this memscope's recording of it (2M ints; detail in cow_details)
+    old = str(Path(__file__).parents[1] / "data" / "recordings"
+              / "schema2-preload_list.memscope")
+    conn = sqlite3.connect(f"file:{old}?mode=ro", uri=True)
+    # each worker's peak full scan (most copied, earliest of equals) and its int bytes, by SQL
+    expected = 0
+    for (process_id,) in conn.execute("SELECT id FROM processes WHERE role = 'worker'"):
+        peak = conn.execute("SELECT id FROM cow_scans WHERE process_id = ? AND target != ?"
+                            " ORDER BY copied_bytes DESC, t, id LIMIT 1",
+                            (process_id, QUICK_TARGET)).fetchone()
+        row = conn.execute("SELECT bytes FROM cow_by_type WHERE scan_id = ? AND type = 'int'",
+                           (peak[0],)).fetchone()
+        expected += row[0]
+    conn.close()
+    new = sqlite3.connect(f"file:{runs['list']}?mode=ro", uri=True)
+    assert new.execute("PRAGMA user_version").fetchone()[0] == 3
+    assert new.execute("SELECT COUNT(*) FROM cow_details").fetchone()[0] == \
+        new.execute("SELECT COUNT(*) FROM cow_scans").fetchone()[0]
+    new.close()
+    # WHEN they are compared THEN both sides' int copying is read from their own form
+    ints = rows(diff_json(old, runs["list"]))["copied.type.int"]
+    assert ints["before"] == expected and expected >= 2 * 8 * MiB
+    assert ints["after"] >= 2 * 50 * MiB

@@ -164,6 +164,18 @@ def _(tmp: Path) -> tuple[int, str]:
     return invoke("baseline", "save", path, "-o", str(tmp / "b.json"))
 
 
+@scenario("cow-detail-damaged")
+def _(tmp: Path) -> tuple[int, str]:
+    path = _rec(tmp)
+    # a scan of the worker (processes.id 2) whose compact detail is not zlib-compressed JSON
+    _edit(path, "INSERT INTO cow_scans (id, process_id, pid, parent_pid, t, mode,"
+          " inherited_bytes, copied_bytes, shared_bytes, new_private_bytes, swapped_bytes,"
+          " target, duration_s) VALUES (1, 2, 11, 10, 102.0, 'pfn', 4096, 4096, 0, 0, 0,"
+          " 'CPython 3.11', 0.1)")
+    _edit(path, "INSERT INTO cow_details (scan_id, data) VALUES (1, ?)", b"not zlib")
+    return invoke("report", path)
+
+
 @scenario("damaged-values")
 def _(tmp: Path) -> tuple[int, str]:
     path = _rec(tmp)

@@ -22,8 +22,6 @@ from lxml import etree
 from memscope.cli import cli
 from tests.check.helpers import DATA, FIXTURES, MiB, memscope
 
-_CHILD_TABLES = ("cow_by_kind", "cow_by_type", "cow_by_cause", "cow_by_type_cause")
-
 
 def check(*args: str, env: dict[str, str] | None = None) -> Result:
     return CliRunner().invoke(cli, ["check", *args], env=env)
@@ -45,7 +43,11 @@ def _copy(src: Path, dst: Path, where: str) -> Path:
     a.backup(b)
     a.close()
     b.execute(f"DELETE FROM cow_scans WHERE {where}")
-    for table in _CHILD_TABLES:
+    # the scans' detail: cow_details (schema 3), cow_by_* rows in older recordings
+    children = [t for (t,) in b.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+                if any(c[1] == "scan_id" for c in b.execute(f"PRAGMA table_info({t})"))]
+    assert children
+    for table in children:
         b.execute(f"DELETE FROM {table} WHERE scan_id NOT IN (SELECT id FROM cow_scans)")
     b.commit()
     b.close()
