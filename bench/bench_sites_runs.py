@@ -16,6 +16,7 @@ pages parsed and of blocks looked up, or the error memscope stored (meta
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -48,10 +49,11 @@ def start_hog() -> list[subprocess.Popen[bytes]]:
 
 def stop_hog(hogs: list[subprocess.Popen[bytes]]) -> None:
     for h in hogs:
-        try:
-            os.killpg(h.pid, signal.SIGTERM) if shutil.which("stress-ng") else h.kill()
-        except ProcessLookupError:
-            pass
+        with contextlib.suppress(ProcessLookupError):
+            if h.args[0] == "stress-ng":
+                os.killpg(h.pid, signal.SIGTERM)  # its own session: stress-ng and its workers
+            else:
+                h.kill()
         h.wait()
 
 
