@@ -50,7 +50,7 @@ def start_hog() -> list[subprocess.Popen[bytes]]:
 def stop_hog(hogs: list[subprocess.Popen[bytes]]) -> None:
     for h in hogs:
         with contextlib.suppress(ProcessLookupError):
-            if h.args[0] == "stress-ng":
+            if isinstance(h.args, list) and h.args[0] == "stress-ng":
                 os.killpg(h.pid, signal.SIGTERM)  # its own session: stress-ng and its workers
             else:
                 h.kill()

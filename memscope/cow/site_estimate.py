@@ -62,11 +62,13 @@ def hash_unit(values: U64, salt: int = 0) -> npt.NDArray[np.float64]:
 
 def sample_pages(pages: U64, max_pages: int) -> tuple[U64, float]:
     """At most about `max_pages` of `pages`, chosen by a hash of each page's address (the
-    same pages in every worker), and the rate each page was kept with (1.0: all of them)."""
+    same pages in every worker), and the share of them kept (1.0: all). Estimates scale by
+    the realised share, not the nominal threshold: the copied total is then exact (a ratio
+    estimator), whatever the number of pages the hash happened to keep."""
     if max_pages <= 0 or len(pages) <= max_pages:
         return pages, 1.0
-    rate = max_pages / len(pages)
-    return pages[hash_unit(pages) < rate], rate
+    kept = pages[hash_unit(pages) < max_pages / len(pages)]
+    return kept, max(len(kept), 1) / len(pages)
 
 
 @dataclass(frozen=True)
