@@ -89,6 +89,7 @@ def main() -> None:
     ap.add_argument("--no-hog", action="store_true")
     args = ap.parse_args()
     want = preload_line()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # the hog is stopped (finally)
     memscope = [sys.executable, "-m", "memscope"]
     passed = 0
     with tempfile.TemporaryDirectory(prefix="bench-sites-runs-") as tmp:

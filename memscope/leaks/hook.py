@@ -120,6 +120,7 @@ class LeakHook:
         self._captured: queue.SimpleQueue[tuple[Member, float, _Due]] = queue.SimpleQueue()
         self._pages: dict[tuple[int, int], _Pages] = {}  # captured pages by member key
         self._capturer: threading.Thread | None = None
+        self._capturing = threading.Event()  # the capture thread is reading a worker's pages
         self._held: set[int] = set()  # tracing origins asked to wait for resolutions
         self._busy = threading.Event()
         self._procfs: ProcFS | None = None
@@ -245,6 +246,7 @@ class LeakHook:
                     self._timed(due, self.config.sites_interval, kind, self._capture, m, t)
                 pages = self._pages.pop(m.key, None)
                 if pages is not None:
+                    self._let_captures_finish()
                     self._hold(m, sites_mod.HOLD_S)  # renewed for each resolution
                     self._timed(due, self.config.sites_interval, kind, self._resolve_job, m,
                                 t, pages)
@@ -259,6 +261,14 @@ class LeakHook:
         finally:
             self._busy.clear()
 
+    def _let_captures_finish(self, timeout: float = 10.0) -> None:
+        """Wait while the capture thread reads a worker's pages: a parse on this thread would
+        take memscope's GIL from it for seconds, and the worker may exit meanwhile (seen: a
+        worker queued 0.6 s before its exit lost its pages to a parse)."""
+        deadline = time.monotonic() + timeout
+        while self._capturing.is_set() and time.monotonic() < deadline:
+            time.sleep(0.005)
+
     def _capture_queued(self) -> None:
         """Capture thread: read the pages of each queued worker, until none is queued."""
         while True:
@@ -266,7 +276,11 @@ class LeakHook:
                 m, t, due = self._ready.get(timeout=0.5)
             except queue.Empty:
                 return
-            self._timed(due, self.config.sites_interval, "sites", self._capture, m, t)
+            self._capturing.set()
+            try:
+                self._timed(due, self.config.sites_interval, "sites", self._capture, m, t)
+            finally:
+                self._capturing.clear()
             if m.key in self._pages:  # else it exited first (a note says so)
                 self._captured.put((m, t, due))
 
