@@ -12,7 +12,10 @@ Per live process, on its own schedule:
   snapshots: workers exit.
 
 Jobs run one at a time on a background thread (the sampler never waits for them); results
-are written to the recording on the sampler's thread at the next tick. Each job's next run is
+are written to the recording on the sampler's thread at the next tick. A worker ready for its
+COW sites while that thread is busy has its pages read at once by a capture thread (they need
+the worker alive; its resolution needs only its parent and tracing origin, which is asked to
+wait for it at its exit: agent "hold"). Each job's next run is
 scheduled at max(min interval, its measured cost / budget), so the
 hook stays within `budget` CPU seconds per second per job kind however large the heaps are.
 Failures (process gone, no access, unsupported interpreter, agent unreachable) skip that
