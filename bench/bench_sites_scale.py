@@ -32,7 +32,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from memscope.cow import sites as sites_mod  # noqa: E402
-from memscope.cow.copied_sites import copied_heap  # noqa: E402
+from memscope.cow.copied_sites import copied_page_sample, heap_in_pages  # noqa: E402
 from memscope.inject import agent_env, make_run_dir, remove_run_dir, wait_for_agent  # noqa: E402
 from memscope.procfs import ProcFS  # noqa: E402
 
@@ -69,6 +69,8 @@ def main() -> None:
     parser.add_argument("--python", default=sys.executable)
     parser.add_argument("--duty", type=float, default=sites_mod.AGENT_DUTY)
     parser.add_argument("--budget", type=int, default=sites_mod.LOOKUP_BUDGET)
+    parser.add_argument("--pages", type=int, default=sites_mod.PAGE_BUDGET,
+                        help="copied pages parsed per worker (0: all; beyond: a sample)")
     parser.add_argument("--split", action="store_true",
                         help="each worker copies its own 1/WORKERS of the objects")
     args = parser.parse_args()
@@ -107,19 +109,22 @@ def main() -> None:
         idle_end = time.perf_counter()
         fs = ProcFS()
         windows: list[tuple[float, float]] = []
-        print("worker | copied | blocks | parse | resolve | lookups | shared | top site (share)"
-              " | sampled bytes")
+        print("worker | pages parsed | blocks | read | parse | resolve | lookups | shared |"
+              " top site (share) | sampled bytes")
         for pid in workers:
             t0 = time.perf_counter()
-            heap, copied = copied_heap(pid, proc.pid, fs)
+            copied, pages, ok, rate = copied_page_sample(pid, proc.pid, fs, args.pages)
+            tr = time.perf_counter()
+            heap = heap_in_pages(proc.pid, copied, pages, ok, fs)
             t1 = time.perf_counter()
-            found, stats = sites_mod.heap_sites_stats(run_dir, pid, heap, copied, top=3)
+            found, stats = sites_mod.heap_sites_stats(run_dir, pid, heap, copied, top=3,
+                                                      page_rate=rate)
             t2 = time.perf_counter()
             windows.append((t1, t2))
             total = sum(s.bytes for s in found) or 1
             top = found[0]
-            print(f"{pid} | {len(copied) * 4096 / 2**20:.0f} MiB | {stats.blocks:,} | "
-                  f"{t1 - t0:.2f} s | {t2 - t1:.2f} s | {stats.looked_up:,} | {stats.cached:,} | "
+            print(f"{pid} | {len(copied) * 4096 / 2**20:.0f} MiB ({rate:.0%}) | {stats.blocks:,} | "
+                  f"{tr - t0:.2f} s | {t1 - tr:.2f} s | {t2 - t1:.2f} s | {stats.looked_up:,} | {stats.cached:,} | "
                   f"{top.site.rsplit('/', 1)[-1]} ({top.bytes / total:.0%} of top 3, "
                   f"±{top.ci_bytes / 2**20:.1f} MiB) | {stats.sampled_bytes / 2**20:.0f} MiB",
                   flush=True)

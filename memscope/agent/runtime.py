@@ -15,6 +15,12 @@ Commands served over the channel (see _server.py for the framing):
   growth          {limit: int} -> {elapsed_s, sites: [{file, line, size_diff, count_diff, size}]}
                   growth of traced memory per allocating line since this process's first
                   growth request (its baseline)
+  hold            {seconds: float} -> {pid, until}: memscope has read a worker's pages whose
+                  sites this process must still resolve: if it exits within `seconds`
+                  (at most HOLD_MAX_S), its atexit hook keeps serving until then or until a
+                  hold of 0 s releases it (atexit runs before module teardown, so the traces
+                  are still those of the program's objects). A process that does not exit
+                  meanwhile is not affected.
 """
 
 from __future__ import annotations
@@ -43,6 +49,7 @@ from ._server import Server
 from ._tracing import Tracer
 
 _MAX_ADDRS = 200000
+HOLD_MAX_S = 60.0
 _IGNORE = (tracemalloc.__file__, "<frozen importlib._bootstrap>", os.path.dirname(__file__))
 
 
@@ -59,6 +66,7 @@ class Agent:
         self._retries = 0
         self._baseline: Optional[Tuple[float, Dict[Tuple[str, int], Tuple[int, int]]]] = None
         self.forked = False  # a child forked from the process that started the agent
+        self.hold_until = 0.0  # time.monotonic() until which at_exit keeps serving (hold)
         self.owner = owner_of(run_dir)
         if self.owner is not None and not _alive(*self.owner):
             self.owner = None  # not visible from here (another pid namespace): no watch
@@ -147,6 +155,8 @@ class Agent:
 
     def at_exit(self) -> None:
         if self.server is not None and self.pid == os.getpid():
+            while time.monotonic() < self.hold_until and self.active:
+                time.sleep(0.02)  # the server thread answers memscope's pending resolutions
             self.server.close()
 
     # -- requests ------------------------------------------------------------------------
@@ -180,6 +190,10 @@ class Agent:
             return out
         if cmd == "growth":
             return self.growth(int(req.get("limit", 20)))
+        if cmd == "hold":
+            seconds = min(max(float(req.get("seconds", 0.0)), 0.0), HOLD_MAX_S)
+            self.hold_until = time.monotonic() + seconds if seconds > 0 else 0.0
+            return {"pid": os.getpid(), "until": self.hold_until}
         if cmd == "shutdown":
             self.active = False
             if not _defer(self.shutdown):

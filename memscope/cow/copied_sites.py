@@ -21,11 +21,13 @@ from memscope.cow.pagemap import (
     read_pagemap,
     read_pages,
 )
+from memscope.cow.site_estimate import sample_pages
 from memscope.cow.sites import SiteBytes, heap_sites, sum_sites
 from memscope.inject.errors import AgentError
 from memscope.procfs import ProcFS
 
-__all__ = ["WorkerSites", "copied_heap", "copied_pages", "heap_in_pages", "tree_sites"]
+__all__ = ["WorkerSites", "copied_heap", "copied_page_sample", "copied_pages", "heap_in_pages",
+           "tree_sites"]
 
 
 @dataclass(frozen=True)
@@ -37,18 +39,29 @@ class WorkerSites:
 
 
 def copied_pages(
-    pid: int, parent_pid: int, procfs: ProcFS | None = None
+    pid: int, parent_pid: int, procfs: ProcFS | None = None, max_pages: int = 0
 ) -> tuple[npt.NDArray[np.uint64], npt.NDArray[np.uint8], npt.NDArray[np.bool_]]:
     """The pages `pid` has copied from `parent_pid`: (addresses, contents, read ok). The only
-    step that needs the worker alive (pagemaps and page reads: milliseconds)."""
+    step that needs the worker alive (pagemaps and page reads: milliseconds). `max_pages` >
+    0: at most about that many of them (`copied_page_sample` says which and at what rate)."""
+    copied, pages, ok, _ = copied_page_sample(pid, parent_pid, procfs, max_pages)
+    return copied, pages, ok
+
+
+def copied_page_sample(
+    pid: int, parent_pid: int, procfs: ProcFS | None = None, max_pages: int = 0
+) -> tuple[npt.NDArray[np.uint64], npt.NDArray[np.uint8], npt.NDArray[np.bool_], float]:
+    """`copied_pages`, plus the rate each copied page was kept with (sample_pages: the same
+    pages in every worker of a parent; 1.0 when all are kept)."""
     procfs = procfs if procfs is not None else ProcFS()
     regions = private_writable(procfs.maps(pid))
     addrs, _ = page_addresses(regions)
     child = decode_pagemap(addrs, read_pagemap(procfs, pid, regions))
     parent = decode_pagemap(addrs, read_pagemap(procfs, parent_pid, regions))
     copied = addrs[classify(child, parent, detect_mode(child)) == PageClass.COPIED]
+    copied, rate = sample_pages(copied, max_pages)
     pages, ok = read_pages(procfs, pid, copied)
-    return copied, pages, ok
+    return copied, pages, ok, rate
 
 
 def heap_in_pages(

@@ -130,6 +130,7 @@ class CowScheduler:
         settle_s: float = 0.3,
         final_timeout: float = 30.0,
         tick_slice: float = 1.0,
+        quick_slice: float = 0.05,
         clock: Callable[[], float] = time.monotonic,
         scanner: Scanner = _default_scanner,
         quick: Scanner | None = _default_quick,
@@ -144,6 +145,7 @@ class CowScheduler:
         self.copying_gap = copying_gap
         self.final_timeout = final_timeout
         self.tick_slice = tick_slice  # inline scans (threaded=False): time per tick
+        self.quick_slice = quick_slice  # quick scans (sampler's thread): time per tick
         self.clock = clock
         self.scanner = scanner
         self.quick = quick
@@ -213,16 +215,27 @@ class CowScheduler:
         if requested:
             self._owed |= {m.key for m in workers if m.key in self._inflight}
         if self.interval != 0 and self.quick is not None and not requested:
-            for m in workers:  # first sight, or copying settled: a quick scan now (even
-                # while its full scan runs: that one may have started before the copying)
+            # First sight, or copying settled: a quick scan now (even while its full scan
+            # runs: that one may have started before the copying). They run on the sampler's
+            # thread: at most `quick_slice` seconds of them per tick (at least one), settled
+            # workers first, the rest at the next ticks. (All in one tick stalled sampling
+            # for 6.5 s on a loaded machine: 4 workers forked at once, 1.5-2 s per quick scan
+            # while a full scan held the GIL; every hook, sites included, waited.)
+            quick_t0 = time.perf_counter()
+            todo = []
+            for m in workers:
                 first = m.key not in self._quicked
                 settled = (self.interval is None and self.estimates.moved(m.key) >= self.growth
                            and not self.estimates.copying(m.key))
                 if first or settled:
-                    self._quicked.add(m.key)
-                    self._quick(ctx, m)
-                    if settled:
-                        ctx.want_rollup.add(m.key)  # its USS just changed for good
+                    todo.append((not settled, m, settled))
+            for _, m, settled in sorted(todo, key=lambda x: x[0]):
+                if time.perf_counter() - quick_t0 > self.quick_slice:
+                    break
+                self._quicked.add(m.key)
+                self._quick(ctx, m)
+                if settled:
+                    ctx.want_rollup.add(m.key)  # its USS just changed for good
         due = [(rank, m) for m in workers if m.key not in self._inflight
                and (rank := self._due(m, now, requested or m.key in self._owed)) is not None]
         due.sort(key=lambda rm: (rm[0], self._last_t.get(rm[1].key, float("-inf"))))

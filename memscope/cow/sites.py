@@ -37,6 +37,7 @@ __all__ = [
     "bytes_in_pages",
     "heap_sites",
     "heap_sites_stats",
+    "hold_origin",
     "is_agent_frame",
     "origin_pid",
     "resolve_addresses",
@@ -84,6 +85,14 @@ def origin_pid(run_dir: str, pid: int, timeout: float = 5.0) -> int:
     if tracing["origin_pid"] <= 0:
         raise AgentError(f"pid {pid} was not started with --trace-sites (no tracing origin)")
     return int(tracing["origin_pid"])
+
+
+def hold_origin(run_dir: str, origin: int, seconds: float) -> None:
+    """Ask the tracing origin's agent to stay reachable at its exit for `seconds` (0: release):
+    memscope has read a worker's pages and still has to resolve them there (the root of a short
+    run exits right after its workers, before their sites were resolved)."""
+    with AgentClient.for_pid(run_dir, origin, timeout=5.0) as c:
+        c.request("hold", seconds=seconds)
 
 
 def _frames(raw: Any) -> Frames:
@@ -227,6 +236,12 @@ def heap_sites(
 # Answers of each tracing origin, shared by all its workers and scans ({(run_dir, pid): ...}).
 _CACHES: dict[tuple[str, int], OriginCache] = {}
 LOOKUP_BUDGET = 200_000  # new lookups per worker; beyond, a sample (site_estimate)
+# Copied pages parsed per worker for its sites; beyond, a coordinated sample of them
+# (site_estimate.sample_pages): the pages must be read while the worker lives, and parsing
+# millions of blocks took seconds per worker on a loaded machine, past the parent's exit.
+PAGE_BUDGET = 2048
+RESOLVE_S = 2.0  # lookups per worker stop after this long (a sample then; site_estimate)
+HOLD_S = 30.0  # how long an origin waits at its exit for one worker's resolution (renewed)
 AGENT_DUTY = 1.0  # share of the origin's GIL its agent may hold while resolving (1: no pause)
 
 
@@ -238,13 +253,14 @@ def heap_sites_stats(
     top: int = 20,
     max_frames: int = 64,
     origin: int | None = None,
+    page_rate: float = 1.0,
 ) -> tuple[list[SiteBytes], ResolutionStats]:
     """`heap_sites` and how they were resolved (timing, coverage; memscope.cow.site_estimate).
 
     Each block is looked up once per origin, whichever worker copied it; at most
     LOOKUP_BUDGET new lookups are made per call (a uniform sample beyond that, with 95%
     intervals in `ci_bytes`), the origin's agent holding its GIL at most AGENT_DUTY of the
-    time."""
+    time. `pages` kept at `page_rate` (sample_pages): estimates scale by 1/page_rate."""
     starts, size = heap.block_start, heap.block_size
     if len(starts) > 1 and not bool(np.all(starts[1:] > starts[:-1])):  # the parser's order
         starts, first = np.unique(starts, return_index=True)
@@ -261,7 +277,8 @@ def heap_sites_stats(
             res = resolve_addresses(c, addrs, max_frames, AGENT_DUTY)
             return [tuple(tb) for tb in res.tracebacks], res.index
 
-        found, stats = estimate_sites(starts, sizes, cache, resolve, LOOKUP_BUDGET, seed=pid)
+        found, stats = estimate_sites(starts, sizes, cache, resolve, LOOKUP_BUDGET,
+                                      seed=origin, page_rate=page_rate, seconds=RESOLVE_S)
     rows = [SiteBytes(e.site, e.bytes, e.objects, e.traceback, e.ci_bytes) for e in found]
     return rows[:top], stats
 

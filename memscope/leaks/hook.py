@@ -14,9 +14,13 @@ Per live process, on its own schedule:
 Each job kind (leak snapshots, COW sites) runs its jobs one at a time on its own background
 thread (the sampler never waits for them), so neither kind starves the other: a leaking
 worker's Private_Dirty keeps moving, which keeps its sites due, and leak snapshots must still
-be taken. Results are written to the recording on the sampler's thread at the next tick. Each
-job's next run is scheduled at max(min interval, its measured cost / budget), so the hook stays
-within `budget` CPU seconds per second per job kind however large the heaps are.
+be taken. Results are written to the recording on the sampler's thread at the next tick. A
+worker ready for its
+COW sites while that thread is busy has its pages read at once by a capture thread (they need
+the worker alive; its resolution needs only its parent and tracing origin, which is asked to
+wait for it at its exit: agent "hold"). Each job's next run is
+scheduled at max(min interval, its measured cost / budget), so the
+hook stays within `budget` CPU seconds per second per job kind however large the heaps are.
 Failures (process gone, no access, unsupported interpreter, agent unreachable) skip that
 process for the tick and become notes naming it (memscope.notes). A COW-sites job asks the
 worker's agent for its tracing origin first, then reads the worker's copied pages, then
@@ -26,6 +30,7 @@ sites. close() waits for the job in flight and writes every result.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
 import threading
@@ -33,7 +38,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from memscope.cow.copied_sites import copied_pages, heap_in_pages
+import numpy as np
+import numpy.typing as npt
+
+from memscope.cow import sites as sites_mod
+from memscope.cow.copied_sites import copied_page_sample, heap_in_pages
 from memscope.cow.cpython import Target, detect_target
 from memscope.cow.sites import SiteBytes, heap_sites_stats, origin_pid
 from memscope.inject.channel import AgentClient
@@ -88,6 +97,16 @@ class _Result:
     sites: list[SiteBytes] = field(default_factory=list)
 
 
+@dataclass
+class _Pages:
+    """A worker's copied pages read for its sites (kept at `rate`: sample_pages)."""
+
+    copied: npt.NDArray[np.uint64]
+    pages: npt.NDArray[np.uint8]
+    ok: npt.NDArray[np.bool_]
+    rate: float
+
+
 class LeakHook:
     """The hook runs on the sampler's thread and never blocks it: jobs run one at a time on
     a background thread; their results are written to the recording by the next tick."""
@@ -103,6 +122,13 @@ class LeakHook:
         self._leak: dict[tuple[int, int], _Due] = {}
         self._sites: dict[tuple[int, int], _Due] = {}
         self._done: queue.SimpleQueue[_Result] = queue.SimpleQueue()
+        # Sites: workers ready (pages not read yet), and read by the capture thread.
+        self._ready: queue.SimpleQueue[tuple[Member, float, _Due]] = queue.SimpleQueue()
+        self._captured: queue.SimpleQueue[tuple[Member, float, _Due]] = queue.SimpleQueue()
+        self._pages: dict[tuple[int, int], _Pages] = {}  # captured pages by member key
+        self._capturer: threading.Thread | None = None
+        self._capturing = threading.Event()  # the capture thread is reading a worker's pages
+        self._held: set[int] = set()  # tracing origins asked to wait for resolutions
         self._busy = {"leak": threading.Event(), "sites": threading.Event()}  # per job kind
         self._procfs: ProcFS | None = None
 
@@ -119,14 +145,31 @@ class LeakHook:
         # tick to tick, so a worker that settled during a job is ready as soon as it ends.
         ready = [(m, d) for m, d in ((m, self._dirty(ctx, m)) for m in live)
                  if d is not None and self._sites_ready(m, d, ctx)]
+        # A ready worker is queued at once. Its pages (the one step that needs it alive) are
+        # read by the sites job if the job thread is free, else at once by the capture
+        # thread, while the job resolves another worker (a resolution can take seconds: a
+        # queued worker waiting for it once exited first, and got no sites).
+        for m, dirty in ready:
+            sdue = self._sites[m.key]
+            sdue.dirty = dirty[0]  # not ready again until it moves again
+            self._ready.put((m, ctx.t, sdue))
+        self._procfs = ctx.procfs
+        if self._busy["sites"].is_set():
+            if not self._ready.empty() and (self._capturer is None
+                                            or not self._capturer.is_alive()):
+                self._capturer = threading.Thread(target=self._capture_queued, daemon=True,
+                                                  name="memscope-sites-capture")
+                self._capturer.start()
+        else:
+            for q in (self._captured, self._ready):
+                try:
+                    m, t, sdue = q.get_nowait()
+                except queue.Empty:
+                    continue
+                self._start("sites", m, t, sdue)
+                break
         # Not gated on ctx.budget: each job kind paces itself (next run after cost / budget),
         # and its CPU is charged to the whole-process budget, so rollups and scans yield.
-        self._procfs = ctx.procfs
-        if ready and not self._busy["sites"].is_set():
-            m, dirty = ready[0]
-            sdue = self._sites[m.key]
-            sdue.dirty = dirty
-            self._start("sites", m, ctx.t, sdue)
         if self._busy["leak"].is_set():
             return
         due_leaks = [(d.next_at, i, m, d) for i, (m, d) in enumerate(
@@ -142,9 +185,17 @@ class LeakHook:
                          name=f"memscope-{kind}").start()
 
     @staticmethod
-    def _dirty(ctx: TickContext, m: Member) -> int | None:
+    def _dirty(ctx: TickContext, m: Member) -> tuple[int, int] | None:
+        """How far the worker moved, and its Private_Dirty (latest rollup). The first is the
+        COW feature's copied-bytes figure when larger: set every tick from its last scan (the
+        COW scheduler quick-scans a worker as soon as its minor faults say it settled), while
+        a loaded sampler refreshes a worker's rollup only every few ticks: following rollups
+        alone, 2 of 4 workers copying 155 MiB were seen settled only after they exited."""
         rollup = ctx.latest.get(m.record_id)
-        return None if rollup is None else rollup.private_dirty
+        if rollup is None:
+            return None
+        copied = getattr(ctx, "copied", {}).get(m.record_id) or 0
+        return max(rollup.private_dirty, copied), rollup.private_dirty
 
     def close(self, writer: RecordingWriter) -> None:
         """Wait for the running jobs (up to 60 s) and write what is pending."""
@@ -166,20 +217,22 @@ class LeakHook:
         self.notes.add(pid, time.time(), message)
 
     # -- scheduling ----------------------------------------------------------------------
-    def _sites_ready(self, m: Member, dirty: int, ctx: TickContext | None) -> bool:
+    def _sites_ready(self, m: Member, moved_to: tuple[int, int], ctx: TickContext | None) -> bool:
         """Follow a worker's Private_Dirty; True when its COW sites are due (copying moved it
-        and settled, or its next scan is due) and its agent listens."""
+        and settled, or its next scan is due) and its agent listens. `moved_to`: (how far it
+        moved, its Private_Dirty; see _dirty)."""
+        level, dirty = moved_to
         if not self.config.run_dir or m.role != "worker":
             return False
         now = self.clock()
         sdue = self._sites.setdefault(m.key, _Due(next_at=float("inf")))
         if sdue.dirty < 0:
-            sdue.dirty = dirty  # first sight: nothing copied worth a scan yet
+            sdue.dirty = level  # first sight: nothing copied worth a scan yet
         step = None if sdue.prev is None else abs(dirty - sdue.prev)
         sdue.prev = dirty
         if step is not None and step >= SETTLE_STEP and ctx is not None:
             ctx.want_rollup.add(m.key)  # copying: follow it tick by tick
-        moved = abs(dirty - sdue.dirty) >= max(DIRTY_STEP, DIRTY_FRACTION * max(sdue.dirty, 0))
+        moved = abs(level - sdue.dirty) >= max(DIRTY_STEP, DIRTY_FRACTION * max(sdue.dirty, 0))
         settled = step is not None and step < SETTLE_STEP
         # A worker whose copying settled is scanned at once the first time, then no sooner
         # than its last job's cost allows: a leaking worker's Private_Dirty never stops
@@ -192,18 +245,66 @@ class LeakHook:
         return not sdue.skip and ready and os.path.exists(sock)
 
     def _run(self, kind: str, m: Member, t: float, due: _Due) -> None:
-        """Run one job on this thread. Its cost is wall time: it bounds this thread's CPU,
-        and the time an agent spends serving the job, during which the target's tracing is
-        paused (agent/runtime.py: allocations made meanwhile go untraced), so pacing by it
-        keeps the untraced share of the target's time within the budget."""
-        t0 = self.clock()
+        """A leak job, or the sites of `m` and of every worker captured meanwhile, on this
+        kind's thread. A job's cost is wall time: it bounds this thread's CPU, and the time
+        an agent spends serving the job, during which the target's tracing is paused
+        (agent/runtime.py: allocations made meanwhile go untraced), so pacing by it keeps
+        the untraced share of the target's time within the budget."""
         try:
             if kind == "leak":
-                self._leak_job(m, t, due)
-                interval = self.config.leak_interval
-            else:
-                self._sites_job(m, t)
-                interval = self.config.sites_interval
+                self._timed(due, self.config.leak_interval, kind, self._leak_job, m, t, due)
+                return
+            item: tuple[Member, float, _Due] | None = (m, t, due)
+            while item is not None:
+                m, t, due = item
+                if m.key not in self._pages:  # not read by the capture thread: now
+                    self._timed(due, self.config.sites_interval, kind, self._capture, m, t)
+                pages = self._pages.pop(m.key, None)
+                if pages is not None:
+                    self._let_captures_finish()
+                    self._hold(m, sites_mod.HOLD_S)  # renewed for each resolution
+                    self._timed(due, self.config.sites_interval, kind, self._resolve_job, m,
+                                t, pages)
+                item = None
+                for q in (self._captured, self._ready):
+                    with contextlib.suppress(queue.Empty):
+                        item = q.get_nowait()
+                        break
+            while self._held and self._captured.empty() and self._ready.empty():
+                with contextlib.suppress(AgentError, OSError):  # nothing left to resolve
+                    sites_mod.hold_origin(self.config.run_dir or "", self._held.pop(), 0.0)
+        finally:
+            self._busy[kind].clear()
+
+    def _let_captures_finish(self, timeout: float = 10.0) -> None:
+        """Wait while the capture thread reads a worker's pages: a parse on this thread would
+        take memscope's GIL from it for seconds, and the worker may exit meanwhile (seen: a
+        worker queued 0.6 s before its exit lost its pages to a parse)."""
+        deadline = time.monotonic() + timeout
+        while self._capturing.is_set() and time.monotonic() < deadline:
+            time.sleep(0.005)
+
+    def _capture_queued(self) -> None:
+        """Capture thread: read the pages of each queued worker, until none is queued."""
+        while True:
+            try:
+                m, t, due = self._ready.get(timeout=0.5)
+            except queue.Empty:
+                return
+            self._capturing.set()
+            try:
+                self._timed(due, self.config.sites_interval, "sites", self._capture, m, t)
+            finally:
+                self._capturing.clear()
+            if m.key in self._pages:  # else it exited first (a note says so)
+                self._captured.put((m, t, due))
+
+    def _timed(self, due: _Due, interval: float, kind: str, job: Callable[..., None],
+               m: Member, *args: object) -> None:
+        """Run one job on `m`; its next run after max(interval, cost / budget)."""
+        t0 = self.clock()
+        try:
+            job(m, *args)
         except Exception as exc:  # a job never takes the recording down
             self._error(m.pid, f"{kind} job failed: {type(exc).__name__}: {exc}")
             interval = self.config.leak_interval
@@ -212,7 +313,16 @@ class LeakHook:
             cost = due.last_at - t0
             due.pace = cost / max(self.config.budget, 1e-6)  # wall seconds to wait
             due.next_at = self.clock() + max(interval, due.pace)
-            self._busy[kind].clear()
+
+    def _hold(self, m: Member, seconds: float) -> None:
+        """Keep the worker's tracing origin reachable at its exit for `seconds` (best effort:
+        an origin that cannot be asked gets the error at resolution)."""
+        try:
+            origin = self._origin(m)
+            sites_mod.hold_origin(self.config.run_dir or "", origin, seconds)
+        except (AgentError, OSError):
+            return
+        self._held.add(origin)
 
     # -- jobs (background thread) --------------------------------------------------------
     def _agent_tracing(self, pid: int) -> bool:
@@ -280,27 +390,40 @@ class LeakHook:
             target = self._parent_targets[m.ppid] = detect_target(m.ppid, self._procfs)
         return target
 
-    def _sites_job(self, m: Member, t: float) -> None:
-        run_dir = self.config.run_dir
-        if run_dir is None:
-            return
-        try:  # the worker's pages first: the one step that needs the worker alive
-            copied, pages, ok = copied_pages(m.pid, m.ppid, self._procfs)
+    def _capture(self, m: Member, t: float) -> None:
+        """The worker's copied pages (at most PAGE_BUDGET, a coordinated sample beyond):
+        the one step that needs the worker alive. Its tracing origin is asked first to wait
+        at its exit for their resolution (agent "hold"), unless it already was (the origin's
+        agent answers one request at a time: while it resolves another worker's blocks, a
+        hold request waits, and so would the pages)."""
+        with contextlib.suppress(AgentError, OSError):
+            if self._origin(m) not in self._held:
+                self._hold(m, sites_mod.HOLD_S)
+        try:
+            copied, pages, ok, rate = copied_page_sample(m.pid, m.ppid, self._procfs,
+                                                         sites_mod.PAGE_BUDGET)
         except ProcessGone:  # it exited before its pages were read
             self.notes.add(m.pid, time.time(), "COW sites not read: the worker exited first")
             return
         except (ProcfsError, OSError, ValueError) as exc:
             self._resolution_failed(m, t, f"COW sites not read: {exc}")
             return
+        self._pages[m.key] = _Pages(copied, pages, ok, rate)
+
+    def _resolve_job(self, m: Member, t: float, cap: _Pages) -> None:
+        run_dir = self.config.run_dir
+        if run_dir is None:
+            return
         try:  # from here on only the parent and the tracing origin must be alive
             origin = self._origin(m)
-            heap = heap_in_pages(m.ppid, copied, pages, ok, self._procfs, self._target(m))
+            heap = heap_in_pages(m.ppid, cap.copied, cap.pages, cap.ok, self._procfs,
+                                 self._target(m))
         except (AgentError, ProcfsError, OSError, ValueError) as exc:
             self._resolution_failed(m, t, f"COW sites not resolved: {exc}")
             return
         try:  # needs the origin's agent only: the worker may exit meanwhile
-            sites, stats = heap_sites_stats(run_dir, m.pid, heap, copied, top=self.config.top,
-                                            origin=origin)
+            sites, stats = heap_sites_stats(run_dir, m.pid, heap, cap.copied, top=self.config.top,
+                                            origin=origin, page_rate=cap.rate)
             self._done.put(_Result(m.record_id, t, "cow_sites", sites=sites))
             self.resolution[m.pid] = {"pid": m.pid, "t": t, **stats.as_dict()}
         except (AgentError, OSError, ValueError) as exc:

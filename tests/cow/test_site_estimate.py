@@ -7,9 +7,11 @@ tracemalloc lookups) is tested in tests/agent.
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 
-from memscope.cow.site_estimate import UNTRACED, OriginCache, estimate_sites
+from memscope.cow.site_estimate import UNTRACED, OriginCache, estimate_sites, sample_pages
 
 SITES = [(("app.py", 10),), (("app.py", 20),), (("lib.py", 5),)]
 
@@ -68,3 +70,47 @@ def test_sampled_estimates_cover_the_truth() -> None:
         assert found[0].site == "app.py:10"
         assert abs(found[0].bytes - want["app.py:10"]) <= 2 * found[0].ci_bytes  # ~4 sigma
     assert covered / trials >= 0.88  # 95% intervals; a wrong variance fails this
+
+
+def test_workers_copying_the_same_blocks_share_one_sample() -> None:
+    """The sample is drawn by a hash of each address (salted per origin): a second worker
+    copying the same blocks finds its whole sample looked up by the first one."""
+    starts, site, nbytes = table(200_000)
+    resolver, cache = Resolver(starts, site), OriginCache()
+    _, first = estimate_sites(starts, nbytes, cache, resolver, 20_000, seed=7)
+    asked = resolver.asked
+    found, second = estimate_sites(starts, nbytes, cache, resolver, 20_000, seed=7)
+    assert resolver.asked == asked and second.looked_up == 0
+    assert second.cached == first.looked_up
+    assert found[0].site == "app.py:10"
+
+
+def test_time_bound_cuts_the_lookups_to_a_smaller_sample() -> None:
+    """Lookups go in hash order and stop after `seconds`: the sample is the blocks hashed
+    below the first one not looked up, and its interval still covers the truth."""
+    starts, site, nbytes = table(200_000)
+    want = truth(site, nbytes)
+
+    class Slow(Resolver):
+        def __call__(self, addrs: np.ndarray) -> tuple[list, np.ndarray]:
+            time.sleep(0.05)  # a slow origin
+            return super().__call__(addrs)
+
+    resolver = Slow(starts, site)
+    found, stats = estimate_sites(starts, nbytes, OriginCache(), resolver, 100_000, seed=3,
+                                  seconds=0.12, chunk=5_000)
+    assert 5_000 <= stats.looked_up < 100_000 and resolver.asked == stats.looked_up
+    assert stats.sample_rate < 0.5 and stats.sampled_bytes > 0
+    top = found[0]
+    assert top.site == "app.py:10" and abs(top.bytes - want["app.py:10"]) <= 2 * top.ci_bytes
+
+
+def test_page_sample_is_the_same_in_every_worker() -> None:
+    pages = (np.arange(100_000, dtype=np.uint64) + np.uint64(1 << 28)) << np.uint64(12)
+    kept, rate = sample_pages(pages, 4096)
+    other, rate2 = sample_pages(pages[::2], 4096)  # a worker that copied half of them
+    assert abs(len(kept) - 4096) < 400 and rate == len(kept) / len(pages)
+    assert rate2 > rate  # a higher threshold: it keeps every kept page it copied, and more
+    assert set(kept.tolist()) & set(pages[::2].tolist()) <= set(other.tolist())
+    small, rate3 = sample_pages(pages[:100], 4096)
+    assert rate3 == 1.0 and len(small) == 100
