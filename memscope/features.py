@@ -62,6 +62,7 @@ class FeatureOptions:
     run_dir: str | None = None  # agent run directory (--trace-sites), for COW sites
     trace_workers: bool = False  # agents keep tracing in workers (growing lines)
     leak_census: bool = False  # out-of-process type census of leaking processes
+    hold_exit: bool = False  # tracing origins wait at exit for their sites (run only)
     metrics: object | None = None  # a metrics.feed.MetricsFeed (--serve-metrics)
     live: object | None = None  # a live.LiveView (--live)
 
@@ -164,7 +165,8 @@ def _leak_hook(options: FeatureOptions) -> Hook | None:
     from memscope.leaks.hook import LeakConfig, LeakHook
 
     return LeakHook(LeakConfig(run_dir=options.run_dir, census=options.leak_census,
-                               site_growth=options.trace_workers))
+                               site_growth=options.trace_workers,
+                               hold_exit=options.hold_exit))
 
 
 def _leak_summary(rec: Recording, summary: Summary) -> None:

@@ -45,7 +45,8 @@ def sites_options(func: F) -> F:
         " Price: tracemalloc makes the root's allocations ~16x slower while it traces"
         " (a 2M-int preload: 0.22 s -> 3.6 s CPU on 3.11) and keeps ~50 bytes of tables per"
         " traced block; FRAMES=1 saves little when allocations happen at shallow depth"
-        " (docs/performance.md).",
+        " (docs/performance.md). Under `run`, a root exiting right after its workers waits"
+        " (at most 60 s) until their copied pages are resolved (docs/agent.md).",
     )(func)
     return func
 

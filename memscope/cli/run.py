@@ -174,7 +174,7 @@ def _record(
         hooks = build_hooks(FeatureOptions(
             cow_interval=extras.cow_interval, run_dir=sites.run_dir,
             trace_workers=sites.trace_workers, leak_census=sites.leak_census,
-            metrics=extras.metrics, live=live,
+            hold_exit=True, metrics=extras.metrics, live=live,
         ))
         subreaper = become_subreaper()
         follower, births = follow_births(ProcFS())  # before the command can fork

@@ -75,6 +75,10 @@ class LeakConfig:
     sites_interval: float = 2.0  # minimum seconds between COW site scans of one worker
     budget: float = 0.05  # CPU seconds per second, per job kind
     top: int = 50
+    # A tracing origin about to exit waits (agent "hold", at most 60 s) while its workers'
+    # pages are resolved: `run` only, where memscope owns the program; never on `attach`
+    # (a production master's shutdown is not delayed).
+    hold_exit: bool = False
 
 
 @dataclass
@@ -317,6 +321,8 @@ class LeakHook:
     def _hold(self, m: Member, seconds: float) -> None:
         """Keep the worker's tracing origin reachable at its exit for `seconds` (best effort:
         an origin that cannot be asked gets the error at resolution)."""
+        if not self.config.hold_exit:
+            return
         try:
             origin = self._origin(m)
             sites_mod.hold_origin(self.config.run_dir or "", origin, seconds)

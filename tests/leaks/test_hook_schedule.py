@@ -14,6 +14,8 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+import pytest
+
 from memscope.leaks.hook import DIRTY_STEP, LeakConfig, LeakHook, _Due
 from memscope.tree import Member
 
@@ -129,3 +131,22 @@ def test_a_worker_that_keeps_copying_is_rescanned_at_its_jobs_pace(tmp_path: Pat
             due = hook._sites[w1.key]
             due.last_at, due.pace, due.next_at = now[0], 1.0 / 0.05, now[0] + 20.0
     assert hook.started == [("sites", 101), ("sites", 101)]
+
+
+def test_only_run_holds_a_tracing_origin_at_its_exit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`run` asks the origin's agent to wait at exit for its workers' sites; `attach` never
+    does (a production master's shutdown is not delayed)."""
+    import memscope.cow.sites as sites_mod
+
+    asked: list[tuple[int, float]] = []
+    monkeypatch.setattr(sites_mod, "hold_origin",
+                        lambda run_dir, origin, seconds: asked.append((origin, seconds)))
+    _, worker = tree(tmp_path, 1)
+    for hold_exit, expected in ((False, []), (True, [(100, 5.0)])):
+        asked.clear()
+        hook = LeakHook(LeakConfig(run_dir=str(tmp_path), hold_exit=hold_exit))
+        hook._origins[(100, -1)] = 100  # the worker's parent traces: it is the origin
+        hook._hold(worker, 5.0)
+        assert asked == expected
