@@ -134,6 +134,11 @@ class ProcessTree:
             departed, self._departed = self._departed, {}
             for fact in self.follower.take():
                 self._apply(fact, change, departed)
+            # Gone from /proc before the previous listing, yet no exit event since: the
+            # kernel's event was lost (socket overrun); the follower stops watching it.
+            lost = {m.pid: m.start_ticks for m in departed.values() if m.exit_code is None}
+            if lost:
+                self.follower.unwatch(lost)
             live = set(self.procfs.pids())  # (members born since the listing are listed now)
         gone = [m for pid, m in self.members.items() if pid not in live]
         for m in gone:
