@@ -18,6 +18,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from memscope._malloc import trim
 from memscope.cow._model import (
     QUICK_TARGET,
     REASON_EMPTY,
@@ -102,7 +103,17 @@ def scan_process(
     `mode` forces "pfn" or "exclusive-bit" (default: "pfn" when PFNs are readable);
     `objects=False` skips heap parsing (page classes and causes only).
     """
-    procfs = procfs if procfs is not None else ProcFS()
+    try:
+        return _scan(pid, parent_pid, procfs if procfs is not None else ProcFS(), clock, mode,
+                     objects)
+    finally:
+        trim()  # the scan's freed arrays leave the allocator's arenas (memscope/_malloc.py)
+
+
+def _scan(
+    pid: int, parent_pid: int, procfs: ProcFS, clock: Callable[[], float], mode: str | None,
+    objects: bool,
+) -> CowScan:
     timer = _Timer()
     regions = private_writable(procfs.maps(pid))
     scanned_at = clock()
