@@ -21,6 +21,7 @@ import pytest
 from rich.console import Console
 
 from memscope.cow.schedule import CowScheduler
+from memscope.follow import Birth
 from memscope.leaks.hook import LeakConfig, LeakHook
 from memscope.live import LiveView
 from memscope.metrics.feed import MetricsFeed
@@ -134,8 +135,11 @@ def test_per_process_state_is_bounded_by_the_live_tree(
         live = {m.key for m in tree.members.values()}
         assert set(sampler.tree.roles.nodes) <= live | set(sampler.tree.roles._ended)
         if follower is not None:
-            assert set(follower._watched) <= {m.pid for m in tree.members.values()} | set(
-                tree._departed)
+            with follower._lock:  # (births read by its thread, not yet taken by the tree)
+                watched = set(follower._watched)
+                pending = {f.pid for f in follower._facts if isinstance(f, Birth)}
+            assert watched <= {m.pid for m in tree.members.values()} | set(
+                tree._departed) | pending
     finally:
         sampler.close_hooks()
         writer.close()
