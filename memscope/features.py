@@ -17,7 +17,10 @@ A feature has up to four parts:
               (memscope.cow.store)                 CowScheduler
     steady    -                                    -                      extra["steady"],
                                                                           p.extra["cow_stale"]
-    frameworks -                                   -                      p.extra["framework"]
+    libraries process_libraries (memscope.libraries) libraries.LibraryWatch -
+    frameworks -                                   -                      p.extra["framework"],
+                                                                          p.extra["libraries"],
+                                                                          pandas advice
     sites     cow_sites (memscope.leaks.store)     leaks.hook.LeakHook    Summary.sites
     leaks     leak_snapshots (memscope.leaks.store) (same job thread)     Summary.leaks
     metrics   -                                    metrics.feed.MetricsFeed  -
@@ -117,6 +120,18 @@ def _steady_summary(rec: Recording, summary: Summary) -> None:
     add_cow_staleness(rec, summary)
 
 
+def _libraries_tables() -> Sequence[str]:
+    from memscope.libraries import LIBRARIES_DDL
+
+    return LIBRARIES_DDL
+
+
+def _libraries_hook(_options: FeatureOptions) -> Hook | None:
+    from memscope.libraries import LibraryWatch
+
+    return LibraryWatch()
+
+
 def _frameworks_summary(rec: Recording, summary: Summary) -> None:
     from memscope.analysis.framework_summary import add_frameworks
 
@@ -170,6 +185,7 @@ FEATURES: tuple[Feature, ...] = (
     Feature("notes", _notes_tables, _no_hook, _notes_summary),
     Feature("cow", _cow_tables, _cow_hook, _cow_summary),
     Feature("steady", _no_tables, _no_hook, _steady_summary),  # after cow: marks stale scans
+    Feature("libraries", _libraries_tables, _libraries_hook, None),  # summed by frameworks
     Feature("frameworks", _no_tables, _no_hook, _frameworks_summary),  # reads cow's advice
     Feature("sites", _sites_tables, _no_hook, _sites_summary),  # hook: see "leaks"
     Feature("leaks", _leak_tables, _leak_hook, _leak_summary),

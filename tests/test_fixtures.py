@@ -258,3 +258,25 @@ def test_every_fixture_has_help(script: str) -> None:
                           capture_output=True, text=True, timeout=30, check=False)
     assert done.returncode == 0
     assert "--" in done.stdout
+
+
+def test_pandas_pool_copies_the_strings_of_object_columns_only() -> None:
+    """Object column: the workers' USS rises by at least the column's str bytes more than
+    with an Arrow-backed or categorical column (every value is read once, so its page is
+    copied; those columns hold no str per value). Both rises include what the work itself
+    allocates (pickling, Arrow compute buffers)."""
+    pytest.importorskip("pandas", reason="pandas is not importable (the test extra has it)")
+    pytest.importorskip("pyarrow", reason="pyarrow is not importable (the test extra has it)")
+    args = ("--workers", "2", "--delay", "0.3", "--hold", "0.2")
+    rise: dict[str, int] = {}
+    truth: dict[str, int] = {}
+    for storage in ("object", "arrow", "category"):
+        run = run_fixture("pandas_pool.py", *args, "--storage", storage, measure=True)
+        assert run.code == 0
+        done = run.of("tasks_done")[0]
+        assert done["chars"] == done["expected_chars"]
+        assert len(run.uss_forked) == 2
+        rise[storage] = sum(run.uss_worked[p] - run.uss_forked[p] for p in run.uss_forked)
+        truth[storage] = run.of("preloaded")[0]["bytes"]
+    assert truth["arrow"] == truth["category"] == 0 < truth["object"]
+    assert rise["object"] - max(rise["arrow"], rise["category"]) >= truth["object"]

@@ -11,6 +11,13 @@ types and the bytes the remedy addresses (summed over workers). Rules:
 - data-writes: words really written ("data"). Remedy: create that state after the fork, or
   share it explicitly (shared_memory/mmap) if workers must see each other's writes.
 - allocator: inherited objects freed or pools reused in the worker ("allocator").
+- pandas-strings (only for workers that map pandas: memscope.libraries): copied bytes of `str`
+  objects, when they are at least a quarter of the copied bytes. A pandas object-dtype column
+  holds one Python str per value, and every read of the column increfs them. Remedy:
+  Arrow-backed string columns (`string[pyarrow]`, pandas 3's default `str`) or categoricals,
+  which hold no Python object per value; the saving is those bytes (an upper bound: the
+  interpreter's own strings are str too, about 1.3 MiB per worker, 16% of what a pandas +
+  pyarrow worker copies with Arrow columns, hence the quarter).
 """
 
 from __future__ import annotations
@@ -20,7 +27,7 @@ from dataclasses import dataclass
 
 from memscope.cow._model import CowScan
 
-__all__ = ["SCALAR_TYPES", "Advice", "advise"]
+__all__ = ["SCALAR_TYPES", "Advice", "add_snippets", "advise", "advise_pandas"]
 
 SCALAR_TYPES = frozenset({"int", "float", "str", "bytes", "complex", "bool", "decimal.Decimal"})
 _MiB = 1 << 20
@@ -46,11 +53,19 @@ _ALLOC_RECIPE = (
     "preloaded cache): keep preloaded structures immutable in workers, or build them after "
     "the fork."
 )
+_PANDAS_RECIPE = (
+    "these str objects are the values of pandas object-dtype columns (df.dtypes == object) "
+    "that workers read: each read increfs every value, copying its page. Store string "
+    "columns Arrow-backed (dtype \"string[pyarrow]\", pandas 3's default `str` dtype when "
+    "pyarrow is installed) or as categoricals when values repeat: the values then live in "
+    "a few buffers with no Python object per value, and stay shared."
+)
+_PANDAS_SHARE = 0.25  # str share of the copied bytes that points at object columns
 
 
 @dataclass(frozen=True)
 class Advice:
-    kind: str  # "gc-freeze", "compact-data", "data-writes", "allocator"
+    kind: str  # "gc-freeze", "compact-data", "data-writes", "allocator", "pandas-strings"
     title: str
     types: list[str]  # the types the remedy addresses, largest first
     bytes: int  # copied bytes addressed, summed over `pids`
@@ -153,6 +168,25 @@ def advise(scans: Sequence[CowScan]) -> list[Advice]:
     return items
 
 
+def advise_pandas(scans: Sequence[CowScan]) -> Advice | None:
+    """The pandas-strings item for the latest scans of workers that map pandas, or None."""
+    copied = sum(s.copied_bytes for s in scans)
+    per_pid = {s.pid: sum(t.bytes for t in s.by_type if t.type == "str") for s in scans}
+    strings = sum(per_pid.values())
+    if strings < max(_MIN_BYTES, _PANDAS_SHARE * copied):
+        return None
+    big = sorted(p for p, n in per_pid.items() if n >= 1 << 18)
+    return Advice(
+        kind="pandas-strings",
+        title=f"pandas string columns: up to {_mib(strings)} of str copied in workers; "
+              "Arrow-backed or categorical columns would keep it shared",
+        types=["str"],
+        bytes=strings,
+        pids=big or sorted(p for p, n in per_pid.items() if n > 0),
+        recipe=_PANDAS_RECIPE,
+    )
+
+
 # Framework-specific ways to apply a remedy: (advice kind, framework) -> snippet.
 _SNIPPETS = {
     ("gc-freeze", "gunicorn"): (
@@ -176,6 +210,14 @@ _SNIPPETS = {
         "# with uWSGI's default preloading (no lazy-apps): freeze at the end of the app module\n"
         "import gc\n"
         "gc.freeze()"
+    ),
+    ("pandas-strings", "pandas"): (
+        "# where the parent builds the DataFrame, before the fork (Pool, --preload, Celery)\n"
+        "import pandas as pd\n"
+        "df = pd.read_csv(path, dtype_backend=\"pyarrow\")  # string columns Arrow-backed\n"
+        "# or convert the object columns of a frame built otherwise:\n"
+        "for col in df.columns[df.dtypes == object]:\n"
+        "    df[col] = df[col].astype(\"string[pyarrow]\")  # or .astype(\"category\")"
     ),
 }
 

@@ -8,11 +8,12 @@ import click
 from rich.console import Console, Group
 from rich.text import Text
 
-from memscope.analysis.advice import advise
+from memscope.analysis.advice import add_snippets, advise, advise_pandas
 from memscope.analysis.cow_summary import advice_json, cow_json
 from memscope.cow.classify import MODES
 from memscope.cow.scan import scan_process
 from memscope.errors import TargetError
+from memscope.libraries import mapped_libraries
 from memscope.outputs import json_text
 from memscope.procfs import AccessDenied, ProcessGone, ProcFS, Stat
 from memscope.termsafe import clean, safe_text
@@ -67,9 +68,17 @@ def command(pid: int, parent_pid: int | None, mode: str | None, as_json: bool) -
     except AccessDenied as exc:
         raise TargetError(str(exc), hint=_HINT) from None
     advice = advise([scan])
+    try:  # a worker that maps pandas: its copied str may be object columns' values
+        frameworks = ["pandas"] if "pandas" in mapped_libraries(procfs.read(pid, "maps")) else []
+    except (ProcessGone, AccessDenied):
+        frameworks = []
+    if frameworks and (pandas := advise_pandas([scan])) is not None:
+        advice = sorted([*advice, pandas], key=lambda a: -a.bytes)
+    items = advice_json(advice)
+    add_snippets(items, frameworks)
     if as_json:
         sys.stdout.write(json_text({"pid": pid, "parent_pid": ppid, "cow": cow_json(scan),
-                                    "advice": advice_json(advice),
+                                    "advice": items,
                                     "mode_reason": scan.mode_reason}, indent=2))
         sys.stdout.write("\n")
         return
@@ -98,7 +107,10 @@ def command(pid: int, parent_pid: int | None, mode: str | None, as_json: bool) -
         objects = f"{t.objects:,} objects" if t.objects else ""
         text.append(f"  {format_bytes(t.bytes):>10}  {clean(t.type)}  {objects}  (mostly {top})\n")
     parts = [text]
-    for i, item in enumerate(advice, 1):
-        parts.append(safe_text(f"advice {i}: {item.title}\n   ")
-                     + safe_text(item.recipe))
+    for i, item in enumerate(items, 1):
+        parts.append(safe_text(f"advice {i}: {item['title']}\n   ")
+                     + safe_text(item["text"]))
+        if item.get("snippet"):
+            parts.append(safe_text("".join(f"     {ln}\n"
+                                           for ln in str(item["snippet"]).splitlines())))
     Console(highlight=False, width=120).print(Group(*parts))

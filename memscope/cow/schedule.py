@@ -161,6 +161,9 @@ class CowScheduler:
         self._quicked: set[tuple[int, int]] = set()  # had a quick scan at first sight
         self._thread: _ScanThread | None = None
         self._requested = False
+        # workers whose scan was in flight when a scan was requested: that scan may have
+        # started before the request, so each is owed one more, started after it
+        self._owed: set[tuple[int, int]] = set()
         self._session: Session | None = None
         self._restore: Callable[[], None] | None = None
 
@@ -201,11 +204,14 @@ class CowScheduler:
             self.copied.pop(key, None)
             self._want_full.discard(key)
             self._quicked.discard(key)
+            self._owed.discard(key)
             self.estimates.forget(key)
         live_pids = {m.pid for m in ctx.members if not m.exited}
         for pid in [p for p in self.errors if p not in live_pids]:
             del self.errors[pid]  # a recycled PID is a new process: it may be scanned
         requested, self._requested = self._requested, False
+        if requested:
+            self._owed |= {m.key for m in workers if m.key in self._inflight}
         if self.interval != 0 and self.quick is not None and not requested:
             for m in workers:  # first sight, or copying settled: a quick scan now (even
                 # while its full scan runs: that one may have started before the copying)
@@ -218,17 +224,18 @@ class CowScheduler:
                     if settled:
                         ctx.want_rollup.add(m.key)  # its USS just changed for good
         due = [(rank, m) for m in workers if m.key not in self._inflight
-               and (rank := self._due(m, now, requested)) is not None]
+               and (rank := self._due(m, now, requested or m.key in self._owed)) is not None]
         due.sort(key=lambda rm: (rm[0], self._last_t.get(rm[1].key, float("-inf"))))
         started = time.perf_counter()
         for _, member in due:
-            budgeted = self.interval is None and not requested
+            asked = requested or member.key in self._owed
+            budgeted = self.interval is None and not asked
             if budgeted and (self._inflight or not ctx.budget.positive):
                 break  # one scan at a time; the next when the budget allows
-            if not requested and time.perf_counter() - started > self.tick_slice:
+            if not asked and time.perf_counter() - started > self.tick_slice:
                 break
             self._submit(ctx, member, now)
-            if self.threaded and not requested:
+            if self.threaded and not asked:
                 break
 
     def _due(self, m: Member, now: float, requested: bool) -> int | None:
@@ -264,6 +271,7 @@ class CowScheduler:
 
     def _submit(self, ctx: TickContext, member: Member, now: float) -> None:
         self._want_full.discard(member.key)
+        self._owed.discard(member.key)
         job = _Job(member.key, member.pid, member.ppid, member.record_id, ctx.procfs,
                    copying=self.estimates.copying(member.key))
         self._last_t[member.key] = now

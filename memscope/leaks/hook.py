@@ -8,13 +8,15 @@ Per live process, on its own schedule:
 - COW sites (workers only, with an agent run directory): copied bytes by allocation site,
   taken once the worker's Private_Dirty moved by 1 MiB and 10% and then settled (less than
   256 KiB between two ticks; while it moves, the hook asks the sampler for a rollup every
-  tick), or every `sites_interval` at most while it keeps moving. Sites jobs go before leak
-  snapshots: workers exit.
+  tick), or every `sites_interval` at most while it keeps moving, paced by its cost. Sites
+  jobs never wait for leak snapshots: workers exit.
 
-Jobs run one at a time on a background thread (the sampler never waits for them); results
-are written to the recording on the sampler's thread at the next tick. Each job's next run is
-scheduled at max(min interval, its measured cost / budget), so the
-hook stays within `budget` CPU seconds per second per job kind however large the heaps are.
+Each job kind (leak snapshots, COW sites) runs its jobs one at a time on its own background
+thread (the sampler never waits for them), so neither kind starves the other: a leaking
+worker's Private_Dirty keeps moving, which keeps its sites due, and leak snapshots must still
+be taken. Results are written to the recording on the sampler's thread at the next tick. Each
+job's next run is scheduled at max(min interval, its measured cost / budget), so the hook stays
+within `budget` CPU seconds per second per job kind however large the heaps are.
 Failures (process gone, no access, unsupported interpreter, agent unreachable) skip that
 process for the tick and become notes naming it (memscope.notes). A COW-sites job asks the
 worker's agent for its tracing origin first, then reads the worker's copied pages, then
@@ -73,6 +75,7 @@ class _Due:
     target: Target | None = None
     skip: bool = False
     last_at: float = float("-inf")
+    pace: float = 0.0  # seconds the last job's cost asks before the next (cost / budget)
     dirty: int = -1  # private_dirty at the last job (sites: re-scan when it moves)
     prev: int | None = None  # private_dirty at the previous tick (sites: still copying?)
 
@@ -101,7 +104,7 @@ class LeakHook:
         self._leak: dict[tuple[int, int], _Due] = {}
         self._sites: dict[tuple[int, int], _Due] = {}
         self._done: queue.SimpleQueue[_Result] = queue.SimpleQueue()
-        self._busy = threading.Event()
+        self._busy = {"leak": threading.Event(), "sites": threading.Event()}  # per job kind
         self._procfs: ProcFS | None = None
 
     def start(self, session: Session) -> None:
@@ -119,23 +122,22 @@ class LeakHook:
                  if d is not None and self._sites_ready(m, d, ctx)]
         # Not gated on ctx.budget: each job kind paces itself (next run after cost / budget),
         # and its CPU is charged to the whole-process budget, so rollups and scans yield.
-        if self._busy.is_set():
-            return
-        self._forget_gone(live)  # (no job runs now: the job thread reads these too)
+        if not any(busy.is_set() for busy in self._busy.values()):
+            self._forget_gone(live)  # (no job runs now: the job threads read these too)
         self._procfs = ctx.procfs
-        # A worker's sites job goes before any leak job: a worker (and its parent right after
-        # it) may exit at any time, while a leak snapshot can wait a tick.
-        if ready:
+        if ready and not self._busy["sites"].is_set():
             m, dirty = ready[0]
             sdue = self._sites[m.key]
             sdue.dirty = dirty
             self._start("sites", m, ctx.t, sdue)
+        if self._busy["leak"].is_set():
             return
-        for m in live:
-            due = self._leak.setdefault(m.key, _Due())
-            if not due.skip and self.clock() >= due.next_at:
-                self._start("leak", m, ctx.t, due)
-                return
+        due_leaks = [(d.next_at, i, m, d) for i, (m, d) in enumerate(
+            (m, self._leak.setdefault(m.key, _Due())) for m in live)
+            if not d.skip and self.clock() >= d.next_at]
+        if due_leaks:  # the longest overdue first
+            _, _, m, due = min(due_leaks, key=lambda x: (x[0], x[1]))
+            self._start("leak", m, ctx.t, due)
 
     def _forget_gone(self, live: list[Member]) -> None:
         """Schedules and cached interpreters of processes that are gone (a PID's next
@@ -150,9 +152,9 @@ class LeakHook:
             del self._parent_targets[pid]
 
     def _start(self, kind: str, m: Member, t: float, due: _Due) -> None:
-        self._busy.set()
+        self._busy[kind].set()
         threading.Thread(target=self._run, args=(kind, m, t, due), daemon=True,
-                         name="memscope-leaks").start()
+                         name=f"memscope-{kind}").start()
 
     @staticmethod
     def _dirty(ctx: TickContext, m: Member) -> int | None:
@@ -160,12 +162,13 @@ class LeakHook:
         return None if rollup is None else rollup.private_dirty
 
     def close(self, writer: RecordingWriter) -> None:
-        """Wait for a running job (up to 60 s) and write what is pending."""
+        """Wait for the running jobs (up to 60 s) and write what is pending."""
         deadline = time.monotonic() + 60.0
-        while self._busy.is_set() and time.monotonic() < deadline:
-            time.sleep(0.01)
-        if self._busy.is_set():
-            self.notes.add(None, time.time(), "a sites/leak job was still running at the end")
+        for kind, busy in self._busy.items():
+            while busy.is_set() and time.monotonic() < deadline:
+                time.sleep(0.01)
+            if busy.is_set():
+                self.notes.add(None, time.time(), f"a {kind} job was still running at the end")
         self._write_pending(writer)
         if self.errors:
             writer.set_meta(leak_hook_errors=self.errors[:_MAX_ERRORS])
@@ -194,13 +197,21 @@ class LeakHook:
             ctx.want_rollup.add(m.key)  # copying: follow it tick by tick
         moved = abs(dirty - sdue.dirty) >= max(DIRTY_STEP, DIRTY_FRACTION * max(sdue.dirty, 0))
         settled = step is not None and step < SETTLE_STEP
+        # A worker whose copying settled is scanned at once the first time, then no sooner
+        # than its last job's cost allows: a leaking worker's Private_Dirty never stops
+        # moving, and back-to-back resolutions through its agent starve its own threads.
         ready = moved and (
-            (settled and now - sdue.last_at >= MIN_GAP_S) or now >= sdue.next_at
+            (settled and now - sdue.last_at >= max(MIN_GAP_S, sdue.pace))
+            or now >= sdue.next_at
         )
         sock = os.path.join(self.config.run_dir, f"agent-{m.pid}.sock")
         return not sdue.skip and ready and os.path.exists(sock)
 
     def _run(self, kind: str, m: Member, t: float, due: _Due) -> None:
+        """Run one job on this thread. Its cost is wall time: it bounds this thread's CPU,
+        and the time an agent spends serving the job, during which the target's tracing is
+        paused (agent/runtime.py: allocations made meanwhile go untraced), so pacing by it
+        keeps the untraced share of the target's time within the budget."""
         t0 = self.clock()
         try:
             if kind == "leak":
@@ -215,8 +226,9 @@ class LeakHook:
         finally:
             due.last_at = self.clock()
             cost = due.last_at - t0
-            due.next_at = self.clock() + max(interval, cost / max(self.config.budget, 1e-6))
-            self._busy.clear()
+            due.pace = cost / max(self.config.budget, 1e-6)  # wall seconds to wait
+            due.next_at = self.clock() + max(interval, due.pace)
+            self._busy[kind].clear()
 
     # -- jobs (background thread) --------------------------------------------------------
     def _agent_tracing(self, pid: int) -> bool:
@@ -242,7 +254,11 @@ class LeakHook:
                     for s in ans.get("sites", [])
                     if isinstance(s, dict)
                 }
-                self._done.put(_Result(m.record_id, t, "site", sizes))
+                # the agent's own clock reading at its snapshot: under load the request may
+                # wait well after the tick that asked for it, which would skew the rates
+                at = ans.get("t")
+                when = float(at) if isinstance(at, (int, float)) and abs(at - t) < 600 else t
+                self._done.put(_Result(m.record_id, when, "site", sizes))
             elif self.config.census:
                 if due.target is None:
                     due.target = detect_target(m.pid, procfs)

@@ -184,10 +184,12 @@ def advice_section(s: Summary) -> str | None:
         if isinstance(item, dict):
             title = item.get("title") or item.get("fix") or item.get("kind") or "advice"
             text = item.get("text") or item.get("detail") or item.get("message") or ""
+            snippet = item.get("snippet")  # code for the detected framework, as printed
             rest = {k: v for k, v in item.items()
-                    if k not in ("title", "fix", "kind", "text", "detail", "message")}
+                    if k not in ("title", "fix", "kind", "text", "detail", "message", "snippet")}
+            code = f'<pre class="snippet">{esc(snippet)}</pre>' if snippet else ""
             out.append(f'<div class="advice"><b>{esc(title)}</b><p>{esc(text)}</p>'
-                       f"{generic(rest) if rest else ''}</div>")
+                       f"{code}{generic(rest) if rest else ''}</div>")
         else:
             out.append(f'<div class="advice"><p>{esc(item)}</p></div>')
     return f'<section id="advice"><h2>Advice</h2>{"".join(out)}</section>'

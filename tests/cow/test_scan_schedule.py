@@ -214,6 +214,47 @@ def test_sigusr1_requests_a_scan(tree: tuple[TickContext, int]) -> None:
     assert signal.getsignal(signal.SIGUSR1) == signal.SIG_DFL
 
 
+def test_a_request_during_a_scan_gets_a_scan_started_after_it(
+    tree: tuple[TickContext, int],
+) -> None:
+    """SIGUSR1 means "a scan from now": a worker whose scan was already running when the
+    request came (it may have started before the copying the user wants seen) is scanned again
+    once that scan ends, not skipped."""
+    ctx, _child = tree
+    clock = Clock()
+    started = threading.Event()
+    release = threading.Event()
+    calls: list[float] = []
+
+    def slow(pid: int, ppid: int, procfs: ProcFS) -> CowScan:
+        calls.append(clock())
+        started.set()
+        if len(calls) == 1:
+            release.wait(30)
+        return Scanner(clock)(pid, ppid, procfs)
+
+    sched = CowScheduler(clock=clock, scanner=slow, quick=None, interval=0)
+    try:
+        sched.request()
+        sched(ctx)  # GIVEN the first requested scan, still running
+        assert started.wait(30)
+        clock.now += 5.0
+        sched.request()  # WHEN a second request comes while it runs
+        sched(ctx)
+        assert calls == [1000.0]
+        release.set()
+        deadline = time.monotonic() + 30
+        while len(calls) < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+            sched(ctx)  # collects the first scan; the owed one starts
+    finally:
+        release.set()
+        sched.close(ctx.writer)
+    # THEN a second scan ran, started after the second request
+    assert calls == [1000.0, 1005.0]
+    assert sched.scans == 2
+
+
 def test_bad_settings_are_rejected() -> None:
     with pytest.raises(ValueError, match=">= 0"):
         CowScheduler(interval=-1)

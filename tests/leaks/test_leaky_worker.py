@@ -1,12 +1,16 @@
 """Leak verdicts end to end on the leaky_worker fixture (real forked workers, every CPython):
-`memscope run` then `memscope report --format json`. Truth comes from the fixture's own
-{"event": "truth"} line: the leaky worker's rate, within 20%, and its growing type or site are
-named; the stable sibling is `stable`."""
+`memscope run` then `memscope report --format json`. Truth comes from the fixture's own lines:
+{"event": "truth"} names the leaky and stable workers, and the leaky worker's "progress" lines
+give the rate it really leaked at while memscope took its snapshots. That rate is found within
+20%, and the growing type or site is named; the stable sibling is `stable`."""
 
 from __future__ import annotations
 
 import json
+import signal
+import sqlite3
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -15,29 +19,83 @@ import pytest
 from tests.agent.conftest import pythons
 from tests.conftest import fixture, target_python
 
+SNAPSHOTS = 4  # leak snapshots each worker needs before the run is stopped ...
+SPAN_S = 6.0  # ... spread over at least this many seconds (the leak window's minimum is 5 s)
+
+
+def _snapshots_taken(path: Path) -> bool:
+    """Whether every worker has SNAPSHOTS leak snapshots over SPAN_S seconds so far."""
+    if not path.exists():
+        return False
+    try:
+        with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as conn:
+            rows = conn.execute(
+                "SELECT COUNT(DISTINCT s.t), MAX(s.t) - MIN(s.t) FROM processes p"
+                " LEFT JOIN leak_snapshots s ON s.process_id = p.id"
+                " WHERE p.role = 'worker' GROUP BY p.id").fetchall()
+    except sqlite3.Error:  # being written, or not created yet: try again
+        return False
+    return len(rows) == 2 and all(n >= SNAPSHOTS and (span or 0) >= SPAN_S for n, span in rows)
+
 
 def record(
     memscope_bin: str, python: str, out: Path, extra: list[str]
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    # A worker lives duration + hold (+ ~0.3 s start). Its leak window ends at the shutdown
-    # window (exit wave - 1 s margin, analysis.steady) and begins after a 1 s warm-up, so it
-    # spans ~duration - 1.7 s against the 5 s minimum (min_span_s). With --duration 7 that was
-    # 5.2-5.4 s measured on a quiet machine: one or two late ticks on a loaded one made it
-    # `insufficient-data`. 9 s leaves ~2.3 s of slack.
-    argv = [
-        memscope_bin, "run", "-q", "-o", str(out), *extra, "--",
-        python, fixture("leaky_worker"), "--workers", "2", "--leaky-workers", "1",
-        "--duration", "9", "--delay", "0.3", "--hold", "0.3",
-    ]
-    proc = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
-    assert proc.returncode == 0, proc.stderr
-    events = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
-    truth = next(e for e in events if e["event"] == "truth")
+    # The workers serve until every one has enough leak snapshots (an event: each snapshot's
+    # pace follows its CPU cost, so how many fit in a fixed duration depends on the machine);
+    # then SIGTERM to memscope is forwarded to the command. The leak window ends where the
+    # shutdown window starts (analysis.steady: at the forwarded signal).
+    proc = subprocess.Popen(
+        [memscope_bin, "run", "-q", "-o", str(out), *extra, "--",
+         python, fixture("leaky_worker"), "--workers", "2", "--leaky-workers", "1",
+         "--duration", "600", "--delay", "0.3", "--hold", "0.3"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        deadline = time.monotonic() + 240
+        while not _snapshots_taken(out):
+            assert proc.poll() is None, proc.communicate()[1]
+            assert time.monotonic() < deadline, "the workers' leak snapshots were never taken"
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGTERM)
+        stdout, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    events = [json.loads(line) for line in stdout.splitlines() if line.startswith("{")]
+    truth = dict(next(e for e in events if e["event"] == "truth"))
+    (leaky,) = truth["leaky_pids"]
+    truth["leak_bytes_per_s"] = leaked_rate(events, leaky, snapshot_window(out, leaky))
     report = subprocess.run(
         [memscope_bin, "report", str(out), "--format", "json"],
         capture_output=True, text=True, timeout=60, check=True,
     )
     return truth, json.loads(report.stdout)
+
+
+def snapshot_window(path: Path, pid: int) -> tuple[float, float]:
+    """First and last leak snapshot times of the worker `pid`."""
+    with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as conn:
+        row = conn.execute(
+            "SELECT MIN(s.t), MAX(s.t) FROM leak_snapshots s JOIN processes p"
+            " ON s.process_id = p.id WHERE p.pid = ?", (pid,)).fetchone()
+    return float(row[0]), float(row[1])
+
+
+def leaked_rate(events: list[dict[str, Any]], pid: int, window: tuple[float, float]) -> float:
+    """The rate the worker really leaked at over `window` (least squares over its progress
+    lines): a worker starved of CPU on a loaded machine falls behind the rate it was asked
+    for, and memscope must measure what happened, not what was asked."""
+    t0, t1 = window
+    points = [(e["t"], e["leaked_bytes"]) for e in events
+              if e["event"] == "progress" and e["pid"] == pid and t0 - 1 <= e["t"] <= t1 + 1]
+    assert len(points) >= 3, f"too few progress lines in {window}: {points}"
+    n = len(points)
+    mt = sum(t for t, _ in points) / n
+    my = sum(y for _, y in points) / n
+    return sum((t - mt) * (y - my) for t, y in points) / sum((t - mt) ** 2 for t, _ in points)
 
 
 def by_pid(doc: dict[str, Any]) -> dict[int, dict[str, Any]]:

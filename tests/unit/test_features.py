@@ -85,11 +85,12 @@ def test_summary_is_identical_whatever_was_imported_first(tmp_path: Path) -> Non
 
 def test_the_feature_list_is_explicit_and_ordered() -> None:
     names = [f.name for f in FEATURES]
-    assert names == ["notes", "cow", "steady", "frameworks", "sites", "leaks", "metrics", "live"]
+    assert names == ["notes", "cow", "steady", "libraries", "frameworks", "sites", "leaks",
+                     "metrics", "live"]
     # every DDL statement is idempotent (a writer may run it on an existing file)
     assert all(" IF NOT EXISTS " in ddl for ddl in recording_tables())
     # options are explicit: COW off still gets the hook (SIGUSR1), sites/leaks only on request
     hooks = build_hooks(FeatureOptions(cow_interval=0))
-    assert [type(h).__name__ for h in hooks] == ["CowScheduler"]
+    assert [type(h).__name__ for h in hooks] == ["CowScheduler", "LibraryWatch"]
     hooks = build_hooks(FeatureOptions(leak_census=True))
-    assert [type(h).__name__ for h in hooks] == ["CowScheduler", "LeakHook"]
+    assert [type(h).__name__ for h in hooks] == ["CowScheduler", "LibraryWatch", "LeakHook"]

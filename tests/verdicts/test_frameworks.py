@@ -216,7 +216,7 @@ def test_multiprocessing_helpers_and_spawned_workers(tmp_path: Path, method: str
 def test_uwsgi(tmp_path: Path) -> None:
     uwsgi = shutil.which("uwsgi", path=os.path.dirname(sys.executable)) or shutil.which("uwsgi")
     if uwsgi is None:
-        pytest.skip("uwsgi is not installed (pip install uwsgi builds it)")
+        pytest.skip("uwsgi is not installed (the test extra's pyuwsgi wheel provides it)")
     port = free_port()
     env = dict(os.environ, PYTHONPATH=str(HERE))
 
