@@ -2,9 +2,9 @@
 come and go (days of recycled workers must not grow memscope).
 
 The real code path: the kernel's process events (as root), the tree, the sampler and every
-feature hook a recording can have (COW scans, leak census, metrics feed, live view), on
-fixtures/churn_master.py recycling its workers after 0.5-1.5 s, so both lasting workers
-and short-lived ones (< roles.LASTING_S) keep being born and ending.
+feature hook a recording can have (COW scans, libraries, leak census, metrics feed, live
+view), on fixtures/churn_master.py recycling its workers after 0.5-1.5 s, so both lasting
+workers and short-lived ones (< roles.LASTING_S) keep being born and ending.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from rich.console import Console
 from memscope.cow.schedule import CowScheduler
 from memscope.follow import Birth
 from memscope.leaks.hook import LeakConfig, LeakHook
+from memscope.libraries import LibraryWatch
 from memscope.live import LiveView
 from memscope.metrics.feed import MetricsFeed
 from memscope.metrics.snapshot import SnapshotBox
@@ -56,6 +57,8 @@ def kept_per_process(sampler: Sampler, hooks: dict[str, object]) -> dict[str, in
     leaks = hooks["leaks"]
     feed = hooks["metrics"]
     live = hooks["live"]
+    libraries = hooks["libraries"]
+    assert isinstance(libraries, LibraryWatch)
     assert isinstance(cow, CowScheduler) and isinstance(leaks, LeakHook)
     assert isinstance(feed, MetricsFeed) and isinstance(live, LiveView)
     counts = {
@@ -83,6 +86,8 @@ def kept_per_process(sampler: Sampler, hooks: dict[str, object]) -> dict[str, in
         "live.trends": len(live.trends),
         "live.scanned": len(live.scanned),
         "writer.pending": len(sampler.writer._chunker.pending),
+        "libraries._read": len(libraries._read),
+        "libraries._parents": len(libraries._parents),
     }
     if tree.follower is not None:
         counts["follower.watched"] = tree.follower.watched
@@ -101,6 +106,7 @@ def test_per_process_state_is_bounded_by_the_live_tree(
     writer = RecordingWriter(os.path.join(tmp_path, "churn.memscope"), {})
     hooks: dict[str, object] = {
         "cow": CowScheduler(),
+        "libraries": LibraryWatch(),
         "leaks": LeakHook(LeakConfig(census=True, leak_interval=0.2)),
         "metrics": MetricsFeed(SnapshotBox()),
         "live": LiveView(Console(file=io.StringIO(), width=120, height=40)),
