@@ -3,6 +3,7 @@
 
     python bench/bench_scan_scale.py sweep [--sizes 16,64,256,1024] [--repeat 3]
     python bench/bench_scan_scale.py traced [--ints 2000000] [--repeat 3]
+    python bench/bench_scan_scale.py peaks [--sizes 16,64,256] [--slices 8192,256] [--repeat 2]
 
 A parent (the --python CPython, default this one) builds a list of ints and forks; the worker
 iterates it, copying the pages that hold the ints (~32 bytes each: N MiB copied needs
@@ -13,6 +14,11 @@ imports included; VmHWM). The floor is reading the worker's pagemap and every co
 (through a reused buffer), timed in this process, interleaved with the scans.
 
 - sweep: scan time / floor and the scanner's peak RSS per copied size (goal: <= 5x, < 256 MiB).
+- peaks: what one scan adds to memscope's RSS, per copied size and slice size
+  (scan_slices.SLICE_PAGES): in a fresh interpreter with memscope's allocator settings
+  (memscope._malloc.return_freed_buffers), after a first scan, VmHWM is reset
+  (/proc/self/clear_refs) and the worker scanned 5 times: the peak above the RSS before,
+  the RSS kept after, the median CPU (process time) of a scan. Slice sizes interleave.
 - traced: the parent runs tracemalloc (as under --trace-sites), so its `[heap]` holds one
   malloc chunk per trace; scans with the parent's heap index (memscope.cow.heap_index) and
   without it (the former walk of `[heap]` from its start) are interleaved; an untraced parent
@@ -71,6 +77,52 @@ def one(pid: int, ppid: int, no_index: bool) -> None:
         "int_share": sum(t.bytes for t in result.by_type if t.type == "int")
         / max(result.copied_bytes, 1),
     }))
+
+
+def one_peak(pid: int, ppid: int, slice_pages: int) -> None:
+    """Child mode: the scan's peak and CPU with `slice_pages` slices, printed as JSON."""
+    from memscope._malloc import return_freed_buffers
+
+    return_freed_buffers()  # as memscope.session.record does
+    import memscope.cow.scan as scan_mod
+    import memscope.cow.scan_slices as slices_mod
+
+    slices_mod.SLICE_PAGES = slice_pages
+    scan_mod.scan_process(pid, ppid)  # detects the interpreter, indexes the parent's heap
+    before = _status_mib("VmRSS:")
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")  # VmHWM := VmRSS
+    cpu = []
+    for _ in range(5):
+        t0 = time.process_time()
+        result = scan_mod.scan_process(pid, ppid)
+        cpu.append(time.process_time() - t0)
+    print(json.dumps({"copied": result.copied_bytes, "peak_mib": _status_mib("VmHWM:") - before,
+                      "kept_mib": _status_mib("VmRSS:") - before,
+                      "cpu_s": statistics.median(cpu)}))
+
+
+def peaks(python: str, sizes: list[int], slice_sizes: list[int], repeat: int) -> None:
+    print("copied | slice pages | scan peak above RSS | kept after | CPU per scan")
+    for mib in sizes:
+        proc, ppid, pid = start(python, mib * 32768, False)
+        try:
+            for _ in range(repeat):
+                for pages in slice_sizes:
+                    cmd = [sys.executable, __file__, "one-peak", str(pid), str(ppid),
+                           "--slice-pages", str(pages)]
+                    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+                    got = json.loads(out.splitlines()[-1])
+                    print(f"{got['copied'] / 2**20:.0f} MiB | {pages} | +{got['peak_mib']:.1f} MiB"
+                          f" | {got['kept_mib']:+.1f} MiB | {got['cpu_s'] * 1000:.0f} ms",
+                          flush=True)
+        finally:
+            stop(proc, pid)
+
+
+def _status_mib(key: str) -> float:
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith(key)) / 1024
 
 
 def _peak_rss_mib() -> float:
@@ -181,16 +233,23 @@ def traced(python: str, n: int, repeat: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("mode", choices=("sweep", "traced", "one"))
+    parser.add_argument("mode", choices=("sweep", "traced", "one", "peaks", "one-peak"))
     parser.add_argument("pids", nargs="*", type=int)
     parser.add_argument("--python", default=sys.executable)
     parser.add_argument("--sizes", default="16,64,256,1024")
     parser.add_argument("--ints", type=int, default=2_000_000)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--no-index", action="store_true")
+    parser.add_argument("--slices", default="8192,256", help="peaks: SLICE_PAGES values")
+    parser.add_argument("--slice-pages", type=int, default=256)
     args = parser.parse_args()
     if args.mode == "one":
         one(args.pids[0], args.pids[1], args.no_index)
+    elif args.mode == "one-peak":
+        one_peak(args.pids[0], args.pids[1], args.slice_pages)
+    elif args.mode == "peaks":
+        peaks(args.python, [int(s) for s in args.sizes.split(",")],
+              [int(s) for s in args.slices.split(",")], args.repeat)
     elif args.mode == "sweep":
         sweep(args.python, [int(s) for s in args.sizes.split(",")], args.repeat)
     else:

@@ -219,9 +219,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="extra argument for memscope attach (repeatable)")
     parser.add_argument("--summary", metavar="CSV", default=None,
                         help="only print the figures of an existing CSV")
+    parser.add_argument("--until", type=float, default=float("inf"),
+                        help="--summary: leave out the samples after this many seconds (to"
+                             " compare a window of a longer run with a shorter run)")
     args = parser.parse_args(argv)
     if args.summary:
-        rows = read_csv(args.summary)
+        rows = [r for r in read_csv(args.summary) if r["elapsed_s"] <= args.until]
         duration = rows[-1]["elapsed_s"] if rows else 0.0
     else:
         rows = soak(args)

@@ -111,6 +111,20 @@ class EventFollower:
                 self._watched.update(new)
                 self._replay(new)
 
+    def unwatch(self, processes: dict[int, int]) -> None:
+        """Stop following these processes (pid -> start_ticks), found gone without their
+        exit event (a lost event would keep them watched for ever)."""
+        with self._lock:
+            for pid, start in processes.items():
+                if self._watched.get(pid) == start:
+                    del self._watched[pid]
+                    self._last_exit.pop(pid, None)
+
+    @property
+    def watched(self) -> int:
+        """How many processes are followed."""
+        return len(self._watched)
+
     def take(self) -> list[Fact]:
         """Every fact about watched processes since the last call, in kernel order."""
         with self._lock:

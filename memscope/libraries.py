@@ -68,6 +68,10 @@ class LibraryWatch:
 
     def tick(self, ctx: TickContext) -> None:
         by_key = {m.key: m for m in ctx.members}
+        live = {m.record_id for m in ctx.members if not m.exited}
+        for gone in [r for r in self._read if r not in live]:  # (what it read is recorded)
+            del self._read[gone]
+        self._parents &= live
         for m in ctx.members:
             if m.exited:
                 continue

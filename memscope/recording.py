@@ -44,6 +44,7 @@ SCHEMA_VERSION = 3  # 3: COW scan detail in compact cow_details; 2: samples in c
 # sample_chunks; 1: plain rows only (all still read)
 #: Seconds between WAL checkpoints while recording (RecordingWriter.flush).
 CHECKPOINT_S = 2.0
+WRITER_CACHE_KIB = 512  # SQLite page cache of the recording being written
 APPLICATION_ID = 0x4D534350  # "MSCP", so `file`-like checks can tell a recording apart
 
 SAMPLE_COLUMNS = (
@@ -162,6 +163,10 @@ class RecordingWriter:
         self.conn.execute("PRAGMA auto_vacuum = INCREMENTAL")  # close() returns freed pages
         self.conn.execute("PRAGMA journal_mode = WAL")
         self.conn.execute("PRAGMA synchronous = NORMAL")
+        # The writer appends: 512 KiB of page cache serve it as well as SQLite's default 2 MiB,
+        # which filled up over a soak's first ~2 MiB of recording as memscope's RSS creeping
+        # by 2 MiB (docs/performance.md, soak).
+        self.conn.execute(f"PRAGMA cache_size = -{WRITER_CACHE_KIB}")
         self.conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
         self.conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         self.conn.execute("BEGIN")

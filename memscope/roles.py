@@ -22,6 +22,13 @@ A child is *exec'd* when the kernel reported an exec for it, or its executable o
 line differs from its parent's (a process title set in place with setproctitle, such as
 "gunicorn: worker [app]", is not an exec). Roles are revised as the tree evolves; the
 recording keeps each process's last role.
+
+Days of recycled workers must not grow the book: `forget_ended()` drops a process that has
+ended, has no child left in the book, and whose parent can never be a wrapper of the program
+it runs now (it already had a lasting child that was forked without exec, or a
+multiprocessing helper, or two lasting children at once: `Node.no_wrap`). No later decision
+reads such a node, so the roles decided with it and without it are the same; its last role
+is in the recording. The root is never forgotten.
 """
 
 from __future__ import annotations
@@ -60,6 +67,8 @@ class Node:
     role: str = ""
     record_id: int = -1
     exec_at: float | None = None  # its last exec, when the kernel's events told the time
+    #: (exec_at,): the program it runs since then can never be a wrapper (see forget_ended)
+    no_wrap: tuple[float | None] | None = None
 
     def lasting(self) -> bool:
         return self.ended is None or self.ended - self.born >= LASTING_S
@@ -74,15 +83,19 @@ class RoleBook:
         self._children: dict[Key, list[Key]] = {}
         self.dirty = False
         self.execs: list[Key] = []  # processes newly known to have exec'd (to record)
+        self.now = float("-inf")  # the latest time the book was told (births, ends)
+        self._ended: list[Key] = []  # ended processes not forgotten yet
+        self.forgotten = 0
 
     def add(self, key: Key, parent: Key | None, cmdline: list[str], exe: str | None,
             t: float, execd: bool = False, record_id: int = -1) -> None:
         node = Node(key, parent, list(cmdline), exe, t, execd=execd, record_id=record_id)
         self.nodes[key] = node
         self.dirty = True
+        self.now = max(self.now, t)
         if execd:
             self.execs.append(key)
-        if parent is not None:
+        if parent is not None and parent in self.nodes:  # (not one already forgotten)
             self._children.setdefault(parent, []).append(key)
 
     def exec(self, key: Key, cmdline: list[str], exe: str | None,
@@ -106,6 +119,8 @@ class RoleBook:
         if node is not None and node.ended is None:
             node.ended = t
             self.dirty = True
+            self.now = max(self.now, t)
+            self._ended.append(key)
 
     def execd(self, node: Node) -> bool:
         """Exec'd after its fork: the kernel said so, its command line changed, or it runs
@@ -125,6 +140,8 @@ class RoleBook:
     def _wrapped(self, node: Node) -> Node | None:
         """The program `node` wraps (its current, else last, lasting exec'd child), or None
         when `node` is not a wrapper."""
+        if node.no_wrap == (node.exec_at,):
+            return None  # (a child that showed it was forgotten since)
         life = None if node.ended is None else node.ended - node.born
         kids = sorted((c for c in self.children(node.key) if c.lasting() or (
             life is not None and c.ended is not None and c.ended - c.born >= life / 2
@@ -169,3 +186,49 @@ class RoleBook:
                 self.nodes[key].role = role
                 changed[key] = role
         return changed
+
+    def forget_ended(self) -> int:
+        """Drop the ended processes no decision reads any more (module docstring); call it
+        after the roles of decide() were recorded. Returns how many were dropped."""
+        pending, self._ended = self._ended, []
+        dropped = 0
+        # Children before their parents: a parent is a leaf once its children are gone.
+        for key in sorted(pending, key=lambda k: self.nodes[k].born if k in self.nodes else 0,
+                          reverse=True):
+            node = self.nodes.get(key)
+            if node is None:
+                continue
+            parent = self.nodes.get(node.parent) if node.parent is not None else None
+            if parent is not None and parent.no_wrap != (parent.exec_at,):
+                self._note_no_wrap(parent, node)
+            if (key == self.root or self._children.get(key)
+                    or (parent is not None and parent.no_wrap != (parent.exec_at,))):
+                self._ended.append(key)  # still read: try again later
+                continue
+            del self.nodes[key]
+            self._children.pop(key, None)
+            if parent is not None:
+                self._children[parent.key].remove(key)
+            dropped += 1
+        self.forgotten += dropped
+        return dropped
+
+    def _note_no_wrap(self, parent: Node, child: Node) -> None:
+        """Whether ended `child` shows for good that `parent` wraps nothing (no_wrap)."""
+        if parent.exec_at is not None and child.born < parent.exec_at:
+            return  # a child of the program it exec'd away from
+        if child.ended is None or child.ended - child.born < LASTING_S:
+            return
+        text = " ".join(child.cmdline)
+        if not self.execd(child) or any(h in text for h in _HELPERS):
+            parent.no_wrap = (parent.exec_at,)
+            return
+        for other in self.children(parent.key):  # another lasting child at the same time
+            if other is child:
+                continue
+            sure = other.lasting() if other.ended is not None else (
+                self.now - other.born >= LASTING_S)
+            until = self.now if other.ended is None else other.ended
+            if sure and other.born < child.ended and child.born < until:
+                parent.no_wrap = (parent.exec_at,)
+                return

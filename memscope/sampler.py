@@ -220,16 +220,18 @@ class Sampler:
         recording keeps each process's last one."""
         book = self.tree.roles
         for key in book.execs:
-            if book.nodes[key].record_id >= 0:
-                self.writer.mark_execd(book.nodes[key].record_id)
+            node = book.nodes.get(key)
+            if node is not None and node.record_id >= 0:
+                self.writer.mark_execd(node.record_id)
         book.execs.clear()
-        for key, role in self.tree.roles.decide().items():
+        for key, role in book.decide().items():
             member = self.tree.members.get(key[0])
             if member is not None and member.key == key:
                 member.role = role
-            record_id = self.tree.roles.nodes[key].record_id
+            record_id = book.nodes[key].record_id
             if record_id >= 0:
                 self.writer.set_role(record_id, role)
+        book.forget_ended()  # their last roles are recorded: ended workers leave the book
 
     def _mark_exited(self, member: Member, t: float) -> None:
         code = exit_code_from_wait_status(member.exit_code) if member.exited else None

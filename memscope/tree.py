@@ -134,6 +134,14 @@ class ProcessTree:
             departed, self._departed = self._departed, {}
             for fact in self.follower.take():
                 self._apply(fact, change, departed)
+            # Gone from /proc before the previous listing, yet no exit event since: the
+            # kernel's event was lost (socket overrun); the follower stops watching it
+            # (unless its PID is a member again: a reuse within one clock tick has the same
+            # start time, and the newcomer's events must go on).
+            lost = {m.pid: m.start_ticks for m in departed.values()
+                    if m.exit_code is None and m.pid not in self.members}
+            if lost:
+                self.follower.unwatch(lost)
             live = set(self.procfs.pids())  # (members born since the listing are listed now)
         gone = [m for pid, m in self.members.items() if pid not in live]
         for m in gone:

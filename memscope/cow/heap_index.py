@@ -19,6 +19,7 @@ stay unparsed (their bytes "(unattributed)") until a later scan has extended the
 
 from __future__ import annotations
 
+import array
 import bisect
 
 import numpy as np
@@ -41,7 +42,7 @@ class HeapIndex:
 
     def __init__(self, pid: int, start: int, end: int) -> None:
         self.pid, self.start, self.end = pid, start, end
-        self.marks: list[int] = []
+        self.marks = array.array("Q")  # 8 bytes a page (a list of ints: 40)
         self.pos = (start + 15) & ~15  # the next chunk header to walk
         self.done = False  # the walk reached the top chunk or an implausible size
         self.chunks_walked = 0
@@ -104,7 +105,10 @@ def heap_index_for(parent_pid: int, procfs: ProcFS) -> HeapIndex | None:
     key = (parent_pid, start)
     index = _INDEXES.get(key)
     if index is None or index.end != end:
-        # A heap that grew or shrank has a new top chunk: walk it afresh.
+        # A heap that grew or shrank has a new top chunk: walk it afresh. Indexes of parents
+        # that exited go now (a long recording sees masters come and go).
+        for gone in [k for k in _INDEXES if k[0] != parent_pid and not procfs.exists(k[0])]:
+            del _INDEXES[gone]
         if len(_INDEXES) >= _MAX_INDEXES:
             _INDEXES.clear()
         index = _INDEXES[key] = HeapIndex(parent_pid, start, end)

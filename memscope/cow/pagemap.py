@@ -119,19 +119,27 @@ def runs(addrs: U64) -> tuple[I64, I64]:
     return first, counts
 
 
-def read_pages(procfs: ProcFS, pid: int, addrs: U64) -> tuple[U8, BOOL]:
-    """Contents of the pages at sorted `addrs` from /proc/PID/mem, as an (n, 4096) array.
+def read_pages(
+    procfs: ProcFS, pid: int, addrs: U64, out: U8 | None = None
+) -> tuple[U8, BOOL]:
+    """Contents of the pages at sorted `addrs` from /proc/PID/mem, as an (n, 4096) array
+    (`out`, an (n, 4096) buffer reused from call to call, or a new one).
 
     Returns the pages and a mask of the pages actually read (False where the address was
-    unmapped by the time we read it). Needs ptrace read access (AccessDenied otherwise).
+    unmapped by the time we read it: those pages are zeros). Needs ptrace read access
+    (AccessDenied otherwise).
     """
     n = len(addrs)
-    pages = np.zeros((n, PAGE_SIZE), dtype=np.uint8)
+    if out is not None and out.shape != (n, PAGE_SIZE):
+        raise ValueError(f"read_pages: buffer of shape {out.shape} for {n} pages")
+    pages = np.zeros((n, PAGE_SIZE), dtype=np.uint8) if out is None else out
     ok = np.zeros(n, dtype=np.bool_)
     if n == 0:
         return pages, ok
     with procfs.open_file(pid, "mem") as f:
         _read_into(f, addrs, pages, ok)
+    if out is not None and not ok.all():
+        pages[~ok] = 0
     if not ok.any() and not _alive(procfs, pid):
         raise ProcessGone(pid, f"process {pid} exited while reading its memory")
     return pages, ok

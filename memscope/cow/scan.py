@@ -11,12 +11,14 @@ says why objects were not attributed (unsupported interpreter, no ptrace access)
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
 
+from memscope._malloc import trim
 from memscope.cow._model import (
     QUICK_TARGET,
     REASON_EMPTY,
@@ -37,7 +39,7 @@ from memscope.cow.classify import (
 )
 from memscope.cow.cpython import Target, detect_target
 from memscope.cow.heap import parse_heap
-from memscope.cow.heap_index import heap_index_for
+from memscope.cow.heap_index import HeapIndex, heap_index_for
 from memscope.cow.memreader import MemReader
 from memscope.cow.pagemap import (
     BOOL,
@@ -101,7 +103,17 @@ def scan_process(
     `mode` forces "pfn" or "exclusive-bit" (default: "pfn" when PFNs are readable);
     `objects=False` skips heap parsing (page classes and causes only).
     """
-    procfs = procfs if procfs is not None else ProcFS()
+    try:
+        return _scan(pid, parent_pid, procfs if procfs is not None else ProcFS(), clock, mode,
+                     objects)
+    finally:
+        trim()  # the scan's freed arrays leave the allocator's arenas (memscope/_malloc.py)
+
+
+def _scan(
+    pid: int, parent_pid: int, procfs: ProcFS, clock: Callable[[], float], mode: str | None,
+    objects: bool,
+) -> CowScan:
     timer = _Timer()
     regions = private_writable(procfs.maps(pid))
     scanned_at = clock()
@@ -121,35 +133,39 @@ def scan_process(
         pool_size = (16384 if target.minor >= (3, 10) else 4096) if parse else 0
         timer.lap("heap")
         parts = slices(copied)
-        for lo, hi in parts:  # bounded memory: one slice of pages and heap rows at a time
-            addrs = copied[lo:hi]
-            pages, ok = read_pages(procfs, pid, addrs)
-            timer.lap("read_child")
-            diff = _compare_parent(procfs, parent_pid, addrs, pages, ok)
-            timer.lap("read_parent")
-            heap = None
-            if parse:
-                # Boolean indexing copies: skip it when every page was read (the usual case).
-                all_ok = bool(ok.all())
-                heap, failed = _parse(
-                    target,
-                    procfs,
-                    pid,
-                    parent_pid,
-                    addrs if all_ok else addrs[ok],
-                    pages if all_ok else pages[ok],
-                )
-                why = why or failed
-                if heap is not None:
-                    pymalloc |= _pymalloc_regions(regions, heap)
-            del pages
-            timer.lap("heap")
-            result = attribute_diff(addrs, diff, ok, heap, pool_size if heap else 0)
-            if len(parts) == 1:
-                single = result
-            else:
-                totals.add(result, addrs, heap)
-            timer.lap("attribute")
+        # One page buffer for every slice (bounded memory, no fresh page faults per slice),
+        # one reader of the worker and one index of the parent's heap for the whole scan.
+        buffer = np.empty((max((hi - lo for lo, hi in parts), default=0), PAGE_SIZE),
+                          dtype=np.uint8)
+        index, no_index = _heap_index(parent_pid, procfs) if parse else (None, "")
+        why = no_index
+        parse = parse and not no_index
+        with MemReader(pid, procfs) if parse and parts else contextlib.nullcontext() as reader:
+            for lo, hi in parts:  # one slice of pages and heap rows at a time
+                addrs = copied[lo:hi]
+                pages, ok = read_pages(procfs, pid, addrs, out=buffer[: hi - lo])
+                timer.lap("read_child")
+                diff = _compare_parent(procfs, parent_pid, addrs, pages, ok)
+                timer.lap("read_parent")
+                heap = None
+                if reader is not None:
+                    # Boolean indexing copies: skip it when every page was read (usually).
+                    all_ok = bool(ok.all())
+                    heap, failed = _parse(target, reader, addrs if all_ok else addrs[ok],
+                                          pages if all_ok else pages[ok], index)
+                    why = why or failed
+                    if heap is not None:
+                        pymalloc |= _pymalloc_regions(regions, heap)
+                del pages
+                timer.lap("heap")
+                result = attribute_diff(addrs, diff, ok, heap, pool_size if heap else 0)
+                del diff
+                if len(parts) == 1:
+                    single = result
+                else:
+                    totals.add(result, addrs, heap)
+                del heap
+                timer.lap("attribute")
         if not objects:
             why = " (object attribution skipped)"
         target_text += why
@@ -305,15 +321,21 @@ def _target(pid: int, procfs: ProcFS, regions: Sequence[MapEntry]) -> Target:
     return target
 
 
+def _heap_index(parent_pid: int, procfs: ProcFS) -> tuple[HeapIndex | None, str]:
+    """The parent's `[heap]` index (heap_index_for), or None and why it failed."""
+    try:
+        return heap_index_for(parent_pid, procfs), ""
+    except (ValueError, LookupError) as exc:
+        return None, f" (objects not attributed: {exc})"
+
+
 def _parse(
-    target: Target, procfs: ProcFS, pid: int, parent_pid: int, addrs: U64, pages: U8
+    target: Target, reader: MemReader, addrs: U64, pages: U8, index: HeapIndex | None
 ) -> tuple[HeapMap | None, str]:
     """The heap map, or None and why: a target changing under the parser can break a
     read or a layout check; its pages are still classified and given causes."""
     try:
-        index = heap_index_for(parent_pid, procfs)
-        with MemReader(pid, procfs) as reader:
-            return parse_heap(target, reader, addrs, pages, index), ""
+        return parse_heap(target, reader, addrs, pages, index), ""
     except (ValueError, LookupError) as exc:
         return None, f" (objects not attributed: {exc})"
 
@@ -321,11 +343,12 @@ def _parse(
 def _pymalloc_regions(regions: Sequence[MapEntry], heap: HeapMap) -> BOOL:
     """Anonymous regions in which the heap parser validated allocator metadata."""
     out = np.zeros(len(regions), dtype=np.bool_)
-    if len(heap.allocator_ranges):
+    if len(heap.allocator_ranges) and len(regions):
         heads = np.sort(heap.allocator_ranges[:, 0])
-        for i, r in enumerate(regions):
-            lo, hi = np.searchsorted(heads, [r.start, r.end])
-            out[i] = hi > lo and r.inode == 0 and not r.path
+        starts = np.array([r.start for r in regions], dtype=np.uint64)
+        ends = np.array([r.end for r in regions], dtype=np.uint64)
+        anon = np.array([r.inode == 0 and not r.path for r in regions], dtype=np.bool_)
+        out = (np.searchsorted(heads, ends) > np.searchsorted(heads, starts)) & anon
     return out
 
 

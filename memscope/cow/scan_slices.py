@@ -2,9 +2,12 @@
 
 Reading, diffing and heap-parsing every copied page at once needs ~3.4x the copied size in
 memory (the pages, the parent's, and a dozen arrays per heap block): 3.4 GiB for a worker
-that copied 1 GiB. The scanner instead takes the sorted copied pages `SLICE_PAGES` at a time
-(cut at pymalloc pool boundaries, so a pool lies in one slice), and `Totals` adds up what
-each slice attributed.
+that copied 1 GiB, 55 MiB for one that copied 16 MiB. The scanner instead takes the sorted
+copied pages `SLICE_PAGES` at a time (cut at pymalloc pool boundaries, so a pool lies in one
+slice), and `Totals` adds up what each slice attributed. A long-running recording scans
+workers over and over, and each scan's peak is memscope's peak: 1 MiB slices keep it
+at ~4 MiB above what memscope holds between scans, for ~1.5x the CPU of one whole slice
+(docs/performance.md, "Scan peaks").
 
 One thing a slice cannot see is an owner in another slice: a list whose items array, or an
 ndarray whose data, was copied too but lies in a different slice. Each slice therefore
@@ -28,7 +31,7 @@ from memscope.cow.pagemap import PAGE_SIZE, U64
 
 __all__ = ["SLICE_PAGES", "Totals", "slices"]
 
-SLICE_PAGES = 8192  # 32 MiB of copied pages per slice
+SLICE_PAGES = 256  # 1 MiB of copied pages per slice
 _PAGE = np.uint64(PAGE_SIZE)
 
 

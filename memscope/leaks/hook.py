@@ -64,6 +64,7 @@ DIRTY_FRACTION = 0.1
 MIN_GAP_S = 0.5
 # A worker whose Private_Dirty moves less than this between ticks has settled (copies done).
 SETTLE_STEP = 256 << 10
+_MAX_ERRORS = 20  # error messages kept for the recording's meta (all of them are notes)
 
 
 @dataclass(frozen=True)
@@ -174,6 +175,9 @@ class LeakHook:
                 break
         # Not gated on ctx.budget: each job kind paces itself (next run after cost / budget),
         # and its CPU is charged to the whole-process budget, so rollups and scans yield.
+        if not any(busy.is_set() for busy in self._busy.values()) and not (
+                self._capturer is not None and self._capturer.is_alive()):
+            self._forget_gone(live)  # (no job runs now: the job threads read these too)
         if self._busy["leak"].is_set():
             return
         due_leaks = [(d.next_at, i, m, d) for i, (m, d) in enumerate(
@@ -182,6 +186,18 @@ class LeakHook:
         if due_leaks:  # the longest overdue first
             _, _, m, due = min(due_leaks, key=lambda x: (x[0], x[1]))
             self._start("leak", m, ctx.t, due)
+
+    def _forget_gone(self, live: list[Member]) -> None:
+        """Schedules and cached interpreters of processes that are gone (a PID's next
+        process is a new key; its interpreter is detected again)."""
+        keys, pids = {m.key for m in live}, {m.pid for m in live}
+        for due in (self._leak, self._sites):
+            for key in [k for k in due if k not in keys]:
+                del due[key]
+        for origin in [k for k in self._origins if k not in keys and k[0] not in pids]:
+            del self._origins[origin]
+        for pid in [p for p in self._parent_targets if p not in pids]:
+            del self._parent_targets[pid]
 
     def _start(self, kind: str, m: Member, t: float, due: _Due) -> None:
         self._busy[kind].set()
@@ -211,13 +227,14 @@ class LeakHook:
                 self.notes.add(None, time.time(), f"a {kind} job was still running at the end")
         self._write_pending(writer)
         if self.errors:
-            writer.set_meta(leak_hook_errors=self.errors[:20])
+            writer.set_meta(leak_hook_errors=self.errors[:_MAX_ERRORS])
         if self.resolution:  # per worker: its latest site resolution, or why it failed
             rows = [self.resolution[k] for k in sorted(self.resolution)]
             writer.set_meta(cow_sites_resolution=rows)
 
     def _error(self, pid: int, message: str) -> None:
-        self.errors.append(message)
+        if len(self.errors) < _MAX_ERRORS:  # (the recording keeps these first ones)
+            self.errors.append(message)
         self.notes.add(pid, time.time(), message)
 
     # -- scheduling ----------------------------------------------------------------------

@@ -108,3 +108,87 @@ def test_a_short_run_keeps_its_wrapper() -> None:
     for key, t in (((3, 2), 0.3), ((2, 1), 0.45), ((1, 0), 0.5)):
         book.end(key, t)
     assert roles(book) == {1: "wrapper", 2: "master", 3: "worker"}
+
+
+def test_recycled_workers_leave_the_book() -> None:
+    """A day of recycling: 1,000 forked workers come and go; the book keeps the live ones."""
+    book = book_with(((1, 0), None, PY, 0.0))
+    live: list[tuple[int, int]] = []
+    for i in range(1000):
+        t = 1.0 + i
+        key = (100 + i, int(t * 100))
+        book.add(key, (1, 0), PY, None, t)
+        live.append(key)
+        if len(live) > 4:
+            book.end(live.pop(0), t)  # each worker lived 4 s
+        assert book.decide().get(key) == "worker"
+        book.forget_ended()
+        assert len(book.nodes) <= 1 + 4 + 1, len(book.nodes)
+    assert book.forgotten >= 990
+
+
+def test_a_wrappers_programs_are_kept() -> None:
+    """Ended children of a wrapper decide that it is one: never forgotten."""
+    book = book_with(((1, 0), None, SH, 0.0))
+    for i in range(5):
+        key = (2 + i, i)
+        book.add(key, (1, 0), ["python3", f"step{i}.py"], None, 0.1 + 3 * i)
+        book.decide()
+        book.end(key, 0.1 + 3 * i + 2 * LASTING_S)
+        book.forget_ended()
+    book.add((9, 99), (1, 0), PY, None, 20.0)
+    book.decide()
+    book.forget_ended()
+    assert len(book.nodes) == 7
+    assert roles(book)[1] == "wrapper" and roles(book)[9] == "master"
+
+
+def test_forgetting_never_changes_a_decision() -> None:
+    """Random trees (wrappers, exec'd and forked children, helpers, short and lasting lives,
+    grandchildren) replayed into two books, one forgetting after every decision: every
+    process still in it has the role the book that forgets nothing gives it."""
+    import random
+
+    programs = [PY, SH, ["redis-server"], ["git", "status"],
+                ["/usr/bin/python3", "-c", "from multiprocessing.resource_tracker import main"]]
+    forgotten = 0
+    for seed in range(200):
+        rng = random.Random(seed)
+        full, lean = RoleBook((1, 0)), RoleBook((1, 0))
+        root_cmd = rng.choice([PY, SH])
+        for b in (full, lean):
+            b.add((1, 0), None, root_cmd, None, 0.0)
+        alive = [(1, 0)]
+        cmd: dict[tuple[int, int], list[str]] = {(1, 0): root_cmd}
+        t = 0.0
+        for step in range(60):
+            t += rng.choice([0.05, 0.3, 0.8, 1.5])
+            what = rng.random()
+            if what < 0.5 and alive:
+                parent = rng.choice(alive)
+                forked = rng.random() < 0.5
+                c = cmd[parent] if forked else rng.choice(programs)
+                key = (100 + step, int(t * 100))
+                cmd[key] = c
+                for b in (full, lean):
+                    b.add(key, parent, c, None, t, execd=not forked)
+                alive.append(key)
+            elif what < 0.9 and len(alive) > 1:
+                key = rng.choice(alive[1:])
+                alive.remove(key)
+                for b in (full, lean):
+                    b.end(key, t)
+            elif alive:
+                key = rng.choice(alive)
+                c = rng.choice(programs)
+                cmd[key] = c
+                for b in (full, lean):
+                    b.exec(key, c, None, at=t, event=True)
+            full.decide()
+            lean.decide()
+            lean.forget_ended()
+            assert set(lean.nodes) <= set(full.nodes)
+            for key, node in lean.nodes.items():
+                assert node.role == full.nodes[key].role, (seed, step, key)
+        forgotten += lean.forgotten
+    assert forgotten >= 1000  # (the comparison is not empty)
