@@ -5,31 +5,23 @@ from __future__ import annotations
 
 import json
 import signal
-import sqlite3
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
 
 from tests.agent.conftest import pythons
 from tests.conftest import fixture, target_python
+from tests.live_recording import query, stop_when
 
 SIZE = 300_000
 
 
 def _workers_resolved(path: Path, site: str) -> int:
     """Workers whose recorded COW sites put >= 95 % of the ints' blocks on `site`."""
-    if not path.exists():
-        return 0
-    try:
-        with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as conn:
-            rows = conn.execute(
-                "SELECT COUNT(DISTINCT process_id) FROM cow_sites WHERE site LIKE ?"
-                " AND bytes >= ?", (f"%{site}", int(0.95 * SIZE * 32))).fetchone()
-    except sqlite3.Error:  # being written: try again
-        return 0
-    return int(rows[0])
+    rows = query(path, "SELECT COUNT(DISTINCT process_id) FROM cow_sites WHERE site LIKE ?"
+                       " AND bytes >= ?", (f"%{site}", int(0.95 * SIZE * 32)))
+    return int(rows[0][0]) if rows else 0
 
 
 @pytest.mark.slow
@@ -51,18 +43,7 @@ def test_report_names_the_allocating_line(version: str, memscope_bin: str, tmp_p
          "--delay", "0.3", "--hold", "300"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
-    try:
-        deadline = time.monotonic() + 240
-        while _workers_resolved(out, site) < 2:
-            assert proc.poll() is None, proc.communicate()[1]
-            assert time.monotonic() < deadline, "the workers' sites were never resolved"
-            time.sleep(0.2)
-        proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+    _, err = stop_when(proc, lambda: _workers_resolved(out, site) >= 2, "resolved sites")
     assert proc.returncode == 128 + signal.SIGTERM, err
     doc = json.loads(subprocess.run(
         [memscope_bin, "report", str(out), "--format", "json"],

@@ -22,13 +22,13 @@ import pytest
 from click.testing import CliRunner
 
 from memscope.cli import cli
-from memscope.cow._model import QUICK_TARGET
 from memscope.cow.scan import scan_process
 from memscope.cow.store import MAX_TYPES, read_scans, write_scan
 from memscope.procfs import ProcFS
 from memscope.recording import RecordingWriter, open_recording
 from memscope.report.json_report import load_schema
 from tests.conftest import fixture, target_python
+from tests.live_recording import full_scan_since, stop_when
 
 pytestmark = pytest.mark.slow
 
@@ -44,19 +44,6 @@ def memscope(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [MEMSCOPE, *args], capture_output=True, text=True, timeout=120, check=False
     )
-
-
-def _full_scan_since(path: Path, pid: int, since: float) -> bool:
-    """Whether `pid` has a full (typed) COW scan that started at or after `since`."""
-    if not path.exists():
-        return False
-    try:
-        with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as conn:
-            row = conn.execute("SELECT 1 FROM cow_scans WHERE pid = ? AND t >= ? AND target != ?",
-                               (pid, since, QUICK_TARGET)).fetchone()
-    except sqlite3.Error:  # being written: try again
-        return False
-    return row is not None
 
 
 def record_fixture(tmp: Path, name: str, *extra: str) -> dict[str, Any]:
@@ -78,16 +65,12 @@ def record_fixture(tmp: Path, name: str, *extra: str) -> dict[str, Any]:
             event = json.loads(line) if line.startswith("{") else {}
             if event.get("event") == "worked":
                 worked[int(event["pid"])] = time.time()
-        deadline = time.monotonic() + 240
-        while not all(_full_scan_since(out, pid, t) for pid, t in worked.items()):
-            assert proc.poll() is None and time.monotonic() < deadline, "no full scans"
-            time.sleep(0.2)
-        proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+    except BaseException:
+        proc.kill()
+        proc.wait()
+        raise
+    _, err = stop_when(proc, lambda: all(full_scan_since(out, pid, t)
+                                         for pid, t in worked.items()), "full scans")
     assert len(worked) == 2 and proc.returncode == 128 + signal.SIGTERM, err
     report = memscope("report", str(out), "--format", "json")
     assert report.returncode == 0, report.stderr

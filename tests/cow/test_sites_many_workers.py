@@ -8,13 +8,13 @@ import json
 import signal
 import sqlite3
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
 
 from memscope.cow import sites as sites_mod
 from tests.conftest import fixture, target_python
+from tests.live_recording import stop_when
 
 SIZE = 1_000_000  # 32-byte ints: ~7,800 copied pages, above sites.PAGE_BUDGET
 WORKERS = 3
@@ -51,18 +51,8 @@ def test_every_worker_topped_by_the_preload_line(memscope_bin: str, tmp_path: Pa
          "--hold", "300"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
-    try:
-        deadline = time.monotonic() + 300
-        while sum(s.endswith(site) for s in _tops(out).values()) < WORKERS:
-            assert proc.poll() is None, proc.communicate()[1]
-            assert time.monotonic() < deadline, f"sites never all resolved: {_tops(out)}"
-            time.sleep(0.2)
-        proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+    _, err = stop_when(proc, lambda: sum(s.endswith(site) for s in _tops(out).values())
+                       >= WORKERS, "sites topped by the preload line", timeout=300)
     assert proc.returncode == 128 + signal.SIGTERM, err
     tops = _tops(out)
     assert len(tops) == WORKERS and all(s.endswith(site) for s in tops.values()), tops

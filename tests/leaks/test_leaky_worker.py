@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import json
 import signal
-import sqlite3
 import subprocess
-import time
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +16,7 @@ import pytest
 
 from tests.agent.conftest import pythons
 from tests.conftest import fixture, target_python
+from tests.live_recording import query, stop_when
 
 SNAPSHOTS = 4  # leak snapshots each worker needs before the run is stopped ...
 SPAN_S = 6.0  # ... spread over at least this many seconds (the leak window's minimum is 5 s)
@@ -25,17 +24,11 @@ SPAN_S = 6.0  # ... spread over at least this many seconds (the leak window's mi
 
 def _snapshots_taken(path: Path) -> bool:
     """Whether every worker has SNAPSHOTS leak snapshots over SPAN_S seconds so far."""
-    if not path.exists():
-        return False
-    try:
-        with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as conn:
-            rows = conn.execute(
-                "SELECT COUNT(DISTINCT s.t), MAX(s.t) - MIN(s.t) FROM processes p"
-                " LEFT JOIN leak_snapshots s ON s.process_id = p.id"
-                " WHERE p.role = 'worker' GROUP BY p.id").fetchall()
-    except sqlite3.Error:  # being written, or not created yet: try again
-        return False
-    return len(rows) == 2 and all(n >= SNAPSHOTS and (span or 0) >= SPAN_S for n, span in rows)
+    rows = query(path, "SELECT COUNT(DISTINCT s.t), MAX(s.t) - MIN(s.t) FROM processes p"
+                       " LEFT JOIN leak_snapshots s ON s.process_id = p.id"
+                       " WHERE p.role = 'worker' GROUP BY p.id")
+    return rows is not None and len(rows) == 2 and all(
+        n >= SNAPSHOTS and (span or 0) >= SPAN_S for n, span in rows)
 
 
 def record(
@@ -51,18 +44,7 @@ def record(
          "--duration", "600", "--delay", "0.3", "--hold", "0.3"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
-    try:
-        deadline = time.monotonic() + 240
-        while not _snapshots_taken(out):
-            assert proc.poll() is None, proc.communicate()[1]
-            assert time.monotonic() < deadline, "the workers' leak snapshots were never taken"
-            time.sleep(0.2)
-        proc.send_signal(signal.SIGTERM)
-        stdout, err = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+    stdout, err = stop_when(proc, lambda: _snapshots_taken(out), "leak snapshots")
     assert proc.returncode == 128 + signal.SIGTERM, err
     events = [json.loads(line) for line in stdout.splitlines() if line.startswith("{")]
     truth = dict(next(e for e in events if e["event"] == "truth"))
@@ -77,11 +59,10 @@ def record(
 
 def snapshot_window(path: Path, pid: int) -> tuple[float, float]:
     """First and last leak snapshot times of the worker `pid`."""
-    with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as conn:
-        row = conn.execute(
-            "SELECT MIN(s.t), MAX(s.t) FROM leak_snapshots s JOIN processes p"
-            " ON s.process_id = p.id WHERE p.pid = ?", (pid,)).fetchone()
-    return float(row[0]), float(row[1])
+    rows = query(path, "SELECT MIN(s.t), MAX(s.t) FROM leak_snapshots s JOIN processes p"
+                       " ON s.process_id = p.id WHERE p.pid = ?", (pid,))
+    assert rows, f"cannot read {path}"
+    return float(rows[0][0]), float(rows[0][1])
 
 
 def leaked_rate(events: list[dict[str, Any]], pid: int, window: tuple[float, float]) -> float:

@@ -18,7 +18,6 @@ from __future__ import annotations
 import html as html_lib
 import json
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -30,26 +29,13 @@ import pytest
 from click.testing import CliRunner
 
 from memscope.cli import cli
-from memscope.cow._model import QUICK_TARGET
 from memscope.report.json_report import load_schema
 from tests.check.helpers import MAIN
 from tests.conftest import fixture
+from tests.live_recording import full_scan_since, stop_when
 
 pytestmark = pytest.mark.slow
 pytest.importorskip("pandas", reason="pandas is not importable (the test extra installs it)")
-
-
-def _full_scan_since(path: Path, pid: int, since: float) -> bool:
-    """Whether `pid` has a full (typed) COW scan that started at or after `since`."""
-    if not path.exists():
-        return False
-    try:
-        with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as conn:
-            row = conn.execute("SELECT 1 FROM cow_scans WHERE pid = ? AND t >= ? AND target != ?",
-                               (pid, since, QUICK_TARGET)).fetchone()
-    except sqlite3.Error:  # not created yet, or being written: try again
-        return False
-    return row is not None
 
 
 def record(tmp: Path, storage: str) -> dict[str, Any]:
@@ -71,21 +57,16 @@ def record(tmp: Path, storage: str) -> dict[str, Any]:
             if event.get("event") == "worked":
                 worked.add(int(event["pid"]))
         # A worker that copied little while working is not rescanned by the adaptive
-        # schedule: ask for a scan of every worker (SIGUSR1) and wait for full scans started
-        # after the ask. A worker whose scan was in flight at the ask is skipped by it: ask
-        # again until each has one (a worker already scanning or queued is never doubled).
+        # schedule: ask for a scan of every worker (SIGUSR1: one started after the ask, also
+        # for a worker whose scan was in flight) and wait for those full scans.
         asked = time.time()
-        deadline = time.monotonic() + 240
-        while not all(_full_scan_since(out, pid, asked) for pid in worked):
-            assert proc.poll() is None and time.monotonic() < deadline, "no full scans"
-            proc.send_signal(signal.SIGUSR1)
-            time.sleep(1.0)
-        proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        proc.send_signal(signal.SIGUSR1)
+    except BaseException:
+        proc.kill()
+        proc.wait()
+        raise
+    _, err = stop_when(proc, lambda: all(full_scan_since(out, pid, asked) for pid in worked),
+                       "full scans after SIGUSR1")
     assert len(worked) == 2 and proc.returncode == 128 + signal.SIGTERM, err
     assert events["tasks_done"]["chars"] == events["tasks_done"]["expected_chars"]
     report = CliRunner().invoke(cli, ["report", str(out), "--format", "json"])
