@@ -16,7 +16,6 @@ import os
 import shutil
 import signal
 import socket
-import sqlite3
 import subprocess
 import sys
 import time
@@ -30,7 +29,9 @@ import pytest
 from click.testing import CliRunner
 
 from memscope.cli import cli
+from memscope.cow.scan import QUICK_TARGET
 from tests.check.helpers import MAIN, MiB
+from tests.live_recording import query
 
 HERE = Path(__file__).resolve().parent
 pytestmark = pytest.mark.slow
@@ -52,19 +53,16 @@ def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
 
 
 def copied_workers(path: Path, at_least: int) -> int:
-    """Processes with a COW scan showing at least `at_least` bytes copied."""
-    try:
-        with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as conn:
-            row = conn.execute("SELECT COUNT(DISTINCT process_id) FROM cow_scans"
-                               " WHERE copied_bytes >= ?", (at_least,)).fetchone()
-    except sqlite3.OperationalError:  # the table does not exist yet
-        return 0
-    return int(row[0])
+    """Processes with a full (typed) COW scan showing at least `at_least` bytes copied: the
+    advice is built from the types of full scans, which a quick page-level scan lacks."""
+    rows = query(path, "SELECT COUNT(DISTINCT process_id) FROM cow_scans"
+                       " WHERE copied_bytes >= ? AND target != ?", (at_least, QUICK_TARGET))
+    return int(rows[0][0]) if rows else 0
 
 
 def record_server(path: Path, argv: list[str], env: dict[str, str],
                   drive: Callable[[], None]) -> dict[str, Any]:
-    """Run argv under `memscope run`, drive it, wait for COW scans of 2 workers that copied,
+    """Run argv under `memscope run`, drive it, wait for full COW scans of 2 workers that copied,
     stop it with SIGTERM (forwarded), and return the JSON report."""
     proc = subprocess.Popen(
         [sys.executable, "-c", MAIN, "run", "-q", "-i", "0.1", "--cow-interval", "1",
