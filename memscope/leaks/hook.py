@@ -214,7 +214,7 @@ class LeakHook:
         rollup = ctx.latest.get(m.record_id)
         if rollup is None:
             return None
-        copied = getattr(ctx, "copied", {}).get(m.record_id) or 0
+        copied = ctx.copied.get(m.record_id) or 0
         return max(rollup.private_dirty, copied), rollup.private_dirty
 
     def close(self, writer: RecordingWriter) -> None:
