@@ -278,6 +278,7 @@ class CowScheduler:
                    copying=False)
         self.estimates.mark_scan(member.key)
         _run_job(job, self.quick)
+        ctx.event_cpu += job.cpu
         self._finish(ctx.writer, job, full=False)
         if job.scan is not None:
             self._want_full.add(member.key)
@@ -296,6 +297,7 @@ class CowScheduler:
             self._thread.jobs.put(job)
         else:
             _run_job(job, self.scanner)
+            ctx.event_cpu += job.cpu
             self._finish(ctx.writer, job)
 
     def _collect(self, writer: RecordingWriter) -> None:
