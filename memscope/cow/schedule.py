@@ -352,8 +352,9 @@ class CowScheduler:
         self.notes.drain(writer.conn)
 
     def _final_scans(self, writer: RecordingWriter, session: Session, deadline: float) -> None:
-        """Every live worker that moved since its last scan: a quick scan of all of them
-        first (milliseconds each), then full scans while `final_timeout` lasts."""
+        """Every live worker that moved since its last scan or still lacks a full one: a
+        quick scan first of those whose copied bytes are not current (milliseconds each),
+        then full scans while `final_timeout` lasts."""
         members = [m for m in session.tree.members.values()
                    if not m.exited and m.record_id >= 0]
         live = {m.pid for m in members}
@@ -363,7 +364,10 @@ class CowScheduler:
                      or self.estimates.moved(m.key) >= self.growth)]
         scanners = [s for s in (self.quick, self.scanner) if s is not None]
         for i, scanner in enumerate(scanners):
+            full = i == len(scanners) - 1
             for m in todo:
+                if not full and m.key in self.copied and self.estimates.moved(m.key) < self.growth:
+                    continue  # its quick scan's copied bytes still hold: only types are owed
                 if time.monotonic() > deadline:
                     self.notes.add(m.pid, time.time(), "no final full COW scan (time limit at"
                                    " the end of the recording)" if i else "no final COW scan")
@@ -372,7 +376,7 @@ class CowScheduler:
                            copying=self.estimates.copying(m.key))
                 self.estimates.mark_scan(m.key)
                 _run_job(job, scanner)
-                self._finish(writer, job, full=i == len(scanners) - 1)
+                self._finish(writer, job, full=full)
 
 
 def install_sigusr1(scheduler: CowScheduler) -> Callable[[], None]:
