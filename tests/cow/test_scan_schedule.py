@@ -371,3 +371,43 @@ def test_one_scan_at_a_time_goes_round_robin(tmp_path: Path) -> None:
             c.kill()
             c.wait()
         writer.close()
+
+
+def test_final_scans_skip_a_quick_scan_whose_copied_bytes_still_hold(tmp_path: Path) -> None:
+    # GIVEN a worker quick-scanned at first sight whose full scan the budget has not allowed
+    child = subprocess.Popen(["sleep", "60"])
+    writer = RecordingWriter(str(tmp_path / "q.memscope"), {})
+    procfs = ProcFS()
+    tree = ProcessTree(procfs, os.getpid())
+    try:
+        deadline = time.monotonic() + 30
+        while child.pid not in tree.members and time.monotonic() < deadline:
+            tree.refresh()
+        for m in list(tree.members.values()):  # other tests' children of this process: not ours
+            if m.pid not in (os.getpid(), child.pid):
+                tree.remove(m)
+        for m in tree.members.values():
+            m.record_id = writer.add_process(pid=m.pid, start_ticks=m.start_ticks, ppid=m.ppid,
+                                             parent_id=None, role=m.role, cmdline=[], exe=None,
+                                             python_version=None, started_at=0.0)
+        members = list(tree.members.values())
+        ctx = TickContext(0.0, members, tree.root, writer, procfs, {},
+                          budget=CpuBudget(0.05, allowance=-1.0))
+        clock = Clock()
+        quick, full = Scanner(clock), Scanner(clock)
+        sched = CowScheduler(clock=clock, scanner=full, quick=quick, threaded=False,
+                             faults=faults)
+        sched.start(Session(writer, procfs, tree, ctx.budget))
+        worker = tree.members[child.pid]
+        ctx.latest[worker.record_id] = Rollup(private_dirty=0)
+        sched(ctx)
+        assert quick.calls == [(child.pid, os.getpid())] and full.calls == []
+        # WHEN the recording ends with nothing moved since
+        sched.close(writer)
+        # THEN the final scans owe it only its full scan (types): no second quick scan
+        assert quick.calls == [(child.pid, os.getpid())]
+        assert full.calls == [(child.pid, os.getpid())]
+    finally:
+        child.kill()
+        child.wait()
+        writer.close()
