@@ -30,12 +30,15 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from memscope.budget import CpuBudget
 from memscope.procfs import AccessDenied, ProcessGone, ProcessHandle, ProcFS, Rollup
 from memscope.recording import RecordingWriter
 from memscope.tree import Member, ProcessTree, python_version_of
+
+if TYPE_CHECKING:  # (numpy is not imported to sample: start-up stays light)
+    from memscope.cow.site_estimate import U64
 
 __all__ = [
     "Hook",
@@ -71,6 +74,10 @@ class TickContext:
     #: member keys a hook wants a full rollup of at the next tick, whatever the budget (e.g.
     #: a worker whose copying just settled: its USS has just changed for good)
     want_rollup: set[tuple[int, int]] = field(default_factory=set)
+    #: record_id -> (a sample of the addresses of the pages it copied, the share of them
+    #: kept), from the latest quick COW scan, set by the COW hook when a later hook wants
+    #: them (the sites capture's fallback: memscope.leaks.hook)
+    copied_pages: dict[int, tuple[U64, float]] = field(default_factory=dict)
     #: CPU seconds hooks spent this tick on work some event asked for (e.g. quick COW scans
     #: of new workers), apart from a tick's fixed cost (Sampler.base_cost)
     event_cpu: float = 0.0

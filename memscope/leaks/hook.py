@@ -42,7 +42,7 @@ import numpy as np
 import numpy.typing as npt
 
 from memscope.cow import sites as sites_mod
-from memscope.cow.copied_sites import copied_page_sample, heap_in_pages
+from memscope.cow.copied_sites import copied_page_sample, heap_in_pages, parent_page_sample
 from memscope.cow.cpython import Target, detect_target
 from memscope.cow.sites import SiteBytes, heap_sites_stats, origin_pid
 from memscope.inject.channel import AgentClient
@@ -131,6 +131,9 @@ class LeakHook:
         self._ready: queue.SimpleQueue[tuple[Member, float, _Due]] = queue.SimpleQueue()
         self._captured: queue.SimpleQueue[tuple[Member, float, _Due]] = queue.SimpleQueue()
         self._pages: dict[tuple[int, int], _Pages] = {}  # captured pages by member key
+        # the COW hook's sample of each worker's copied pages (its latest quick scan): read
+        # from the parent when the worker exits before its own pages are read
+        self._fallback: dict[tuple[int, int], tuple[npt.NDArray[np.uint64], float]] = {}
         self._capturer: threading.Thread | None = None
         self._capturing = threading.Event()  # the capture thread is reading a worker's pages
         self._held: set[int] = set()  # tracing origins asked to wait for resolutions
@@ -146,6 +149,9 @@ class LeakHook:
     def tick(self, ctx: TickContext) -> None:
         self._drain(ctx)
         live = [m for m in ctx.members if not m.exited and m.record_id >= 0]
+        for m in live:
+            if m.record_id in ctx.copied_pages:
+                self._fallback[m.key] = ctx.copied_pages[m.record_id]
         # Every tick, even while a job runs: whether each worker is still copying is judged
         # tick to tick, so a worker that settled during a job is ready as soon as it ends.
         ready = [(m, d) for m, d in ((m, self._dirty(ctx, m)) for m in live)
@@ -191,7 +197,7 @@ class LeakHook:
         """Schedules and cached interpreters of processes that are gone (a PID's next
         process is a new key; its interpreter is detected again)."""
         keys, pids = {m.key for m in live}, {m.pid for m in live}
-        for due in (self._leak, self._sites):
+        for due in (self._leak, self._sites, self._fallback):
             for key in [k for k in due if k not in keys]:
                 del due[key]
         for origin in [k for k in self._origins if k not in keys and k[0] not in pids]:
@@ -426,8 +432,20 @@ class LeakHook:
             copied, pages, ok, rate = copied_page_sample(m.pid, m.ppid, self._procfs,
                                                          sites_mod.PAGE_BUDGET)
         except ProcessGone:  # it exited before its pages were read
-            self.notes.add(m.pid, time.time(), "COW sites not read: the worker exited first")
-            return
+            fallback = self._fallback.get(m.key)
+            if fallback is None:
+                self.notes.add(m.pid, time.time(), "COW sites not read: the worker exited first")
+                return
+            copied, rate = fallback
+            try:
+                pages, ok = parent_page_sample(m.ppid, copied, self._procfs)
+            except (ProcfsError, OSError) as exc:
+                self._resolution_failed(m, t, f"COW sites not read: the worker exited first,"
+                                              f" and its parent's pages: {exc}")
+                return
+            self.notes.add(m.pid, time.time(), "COW sites from the parent's copy of the pages"
+                           " the worker's last quick scan found copied (it exited before its"
+                           " own were read)")
         except (ProcfsError, OSError, ValueError) as exc:
             self._resolution_failed(m, t, f"COW sites not read: {exc}")
             return

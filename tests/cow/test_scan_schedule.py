@@ -16,6 +16,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from memscope.budget import CpuBudget
@@ -411,3 +412,36 @@ def test_final_scans_skip_a_quick_scan_whose_copied_bytes_still_hold(tmp_path: P
         child.kill()
         child.wait()
         writer.close()
+
+
+def test_a_sample_of_a_quick_scans_copied_pages_is_handed_on_when_asked(
+    tree: tuple[TickContext, int],
+) -> None:
+    # GIVEN a quick scan that found 10,000 copied pages, and a scheduler asked to keep ~500
+    ctx, _child = tree
+    clock = Clock()
+    addrs = (np.arange(10_000, dtype=np.uint64) + 0x7F0000000) * 4096
+
+    def quick(pid: int, ppid: int, procfs: ProcFS) -> CowScan:
+        scan = Scanner(clock)(pid, ppid, procfs)
+        scan.copied_pages = addrs
+        return scan
+
+    sched = CowScheduler(clock=clock, scanner=Scanner(clock), quick=quick, threaded=False,
+                         faults=faults, keep_pages=500)
+    dirty(ctx, 4 * MiB, 0.0)
+    sched(ctx)
+    # WHEN the next tick runs
+    ctx.copied_pages.clear()
+    sched(ctx)
+    # THEN the hooks after it see the worker's sample: about 500 of the pages, at their rate
+    sample, rate = ctx.copied_pages[ctx.members[1].record_id]
+    assert 300 <= len(sample) <= 700 and set(sample.tolist()) <= set(addrs.tolist())
+    assert rate == pytest.approx(len(sample) / len(addrs))
+    # AND without keep_pages nothing is kept
+    plain = CowScheduler(clock=clock, scanner=Scanner(clock), quick=quick, threaded=False,
+                         faults=faults)
+    ctx.copied_pages.clear()
+    plain(ctx)
+    plain(ctx)
+    assert ctx.copied_pages == {} and plain.pages == {}
