@@ -20,7 +20,10 @@ parent's mean block time while it answered against the idle window just before; 
 the parent's slowdown over all workers (mean block time while resolving / mean over the
 interleaved idle windows), as measured and net of the time the parent's thread waited for a
 CPU (run-queue wait from /proc/thread-self/schedstat: the machine's other load, memscope's
-own CPU included; a wait for the GIL, what answering memscope costs the parent, remains).
+own CPU included; a wait for the GIL, what answering memscope costs the parent, remains), and
+the CPU time of the parent's agent thread over the lookup time: the share of the parent's GIL
+its agent took (load-independent; the main thread then did its work in the rest, a slowdown of
+share / (1 - share)).
 """
 
 from __future__ import annotations
@@ -84,6 +87,18 @@ def _mean_in(blocks: list[Block], windows: list[tuple[float, float]], net: bool 
     return statistics.fmean(inside) if inside else float("nan")
 
 
+def _agent_cpu(pid: int) -> float:
+    """CPU seconds run so far by the parent's threads other than its main thread (its agent:
+    a lookup holds the parent's GIL, so this is the time taken from the main thread, whatever
+    else loads the machine)."""
+    total = 0
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        if int(tid) != pid:
+            with contextlib.suppress(OSError), open(f"/proc/{pid}/task/{tid}/schedstat") as f:
+                total += int(f.read().split()[0])
+    return total / 1e9
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--objects", type=int, default=10_000_000)
@@ -144,8 +159,10 @@ def main() -> None:
         idle: list[tuple[float, float]] = []
         busy: list[tuple[float, float]] = []  # the lookups (the parent answers)
         jobs: list[tuple[float, float]] = []  # read + parse + lookups
+        agent_cpu: list[float] = []  # per worker: the parent's agent thread's CPU seconds
         print("worker | pages parsed | blocks | read | parse | lookups | total | looked up |"
-              " shared | top site (share) | sampled bytes | parent block idle / resolving")
+              " shared | top site (share) | sampled bytes | parent block idle / resolving |"
+              " agent CPU / lookup time")
         for pid in workers:
             t_idle = time.perf_counter()
             time.sleep(args.idle)
@@ -154,11 +171,12 @@ def main() -> None:
             copied, pages, ok, rate = copied_page_sample(pid, proc.pid, fs, args.pages)
             tr = time.perf_counter()
             heap = heap_in_pages(proc.pid, copied, pages, ok, fs)
-            t1 = time.perf_counter()
+            t1, cpu0 = time.perf_counter(), _agent_cpu(proc.pid)
             found, stats = sites_mod.heap_sites_stats(
                 run_dir, pid, heap, copied, top=3, page_rate=rate,
                 seconds=sites_mod.resolve_seconds(t1 - t0))
-            t2 = time.perf_counter()
+            t2, cpu1 = time.perf_counter(), _agent_cpu(proc.pid)
+            agent_cpu.append(cpu1 - cpu0)
             busy.append((t1, t2))
             jobs.append((t0, t2))
             total = sum(s.bytes for s in found) or 1
@@ -171,7 +189,8 @@ def main() -> None:
                   f"{_mean_in(blocks, idle[-1:]) * 1e3:.1f} / "
                   f"{_mean_in(blocks, busy[-1:]) * 1e3:.1f} ms (net of CPU waits "
                   f"{_mean_in(blocks, idle[-1:], True) * 1e3:.1f} / "
-                  f"{_mean_in(blocks, busy[-1:], True) * 1e3:.1f} ms)", flush=True)
+                  f"{_mean_in(blocks, busy[-1:], True) * 1e3:.1f} ms) | "
+                  f"{agent_cpu[-1] / (t2 - t1):.0%}", flush=True)
         t_idle = time.perf_counter()
         time.sleep(args.idle)
         idle.append((t_idle, time.perf_counter()))
@@ -184,6 +203,9 @@ def main() -> None:
                       f"{', net of its CPU waits' if net else ''}): {base * 1e3:.1f} ms idle "
                       f"(mean over {len(idle)} interleaved windows), {load * 1e3:.1f} ms while "
                       f"{name}: {load / base - 1:+.0%}")
+        share = sum(agent_cpu) / sum(hi - lo for lo, hi in busy)
+        print(f"the parent's agent ran {share:.0%} of the lookup time (holding the parent's"
+              f" GIL: the main thread's work slowed by at most {share / (1 - share):.0%} from it)")
         print(f"load average {os.getloadavg()[0]:.1f}")
     finally:
         proc.kill()
