@@ -245,7 +245,7 @@ PAGE_BUDGET = 2048
 # read and parse left (at least MIN_RESOLVE_S) and then stop (a sample then; site_estimate).
 SITES_S = 2.0
 MIN_RESOLVE_S = 0.25
-_AROUND_S = 0.1  # of SITES_S, for the work around the lookups (connect, byte counts, estimates)
+_AROUND_S = 0.15  # of SITES_S, for the work around the lookups (connect, byte counts, estimates)
 HOLD_S = 30.0  # how long an origin waits at its exit for one worker's resolution (renewed)
 # Share of the origin's GIL its agent may hold while resolving (1: no pause). At 1.0 the agent
 # ran 44-48% of the lookup time and the parent's own work ran 70-88% slower while it answered
