@@ -183,10 +183,9 @@ def estimate_sites(
         if seconds is not None and done:
             left = seconds - (time.perf_counter() - t0)
             per = asked_s / done  # seconds per lookup so far
-            # The next chunk must end within the bound: a fixed chunk overshot it by up to
-            # one chunk's time (10,000 lookups: ~0.2 s on a loaded machine).
-            # 80% of the time left: request times vary (the origin's GIL is shared), and the
-            # estimates after the last request take some too.
+            # The next request must end within the bound (a fixed 10,000-lookup request
+            # overshot it by up to 0.6 s on a loaded machine): sized to 80% of the time left,
+            # as request times vary (the origin's GIL is shared) and the estimates follow.
             size = min(chunk, int(0.8 * left / per) if per > 0 else chunk)
             if size < min(_MIN_CHUNK, len(todo) - done):
                 p = float(u[todo[done]])  # every block hashed below it is known: the sample
