@@ -110,6 +110,7 @@ class _Pages:
     pages: npt.NDArray[np.uint8]
     ok: npt.NDArray[np.bool_]
     rate: float
+    read_s: float = 0.0  # wall time of the read (part of the worker's SITES_S)
 
 
 class LeakHook:
@@ -429,8 +430,10 @@ class LeakHook:
             if self._origin(m) not in self._held:
                 self._hold(m, sites_mod.HOLD_S)
         try:
+            t0 = time.perf_counter()
             copied, pages, ok, rate = copied_page_sample(m.pid, m.ppid, self._procfs,
                                                          sites_mod.PAGE_BUDGET)
+            read_s = time.perf_counter() - t0
         except ProcessGone:  # it exited before its pages were read
             fallback = self._fallback.get(m.key)
             if fallback is None:
@@ -449,7 +452,7 @@ class LeakHook:
         except (ProcfsError, OSError, ValueError) as exc:
             self._resolution_failed(m, t, f"COW sites not read: {exc}")
             return
-        self._pages[m.key] = _Pages(copied, pages, ok, rate)
+        self._pages[m.key] = _Pages(copied, pages, ok, rate, read_s)
 
     def _resolve_job(self, m: Member, t: float, cap: _Pages) -> None:
         run_dir = self.config.run_dir
@@ -457,14 +460,18 @@ class LeakHook:
             return
         try:  # from here on only the parent and the tracing origin must be alive
             origin = self._origin(m)
+            t0 = time.perf_counter()
             heap = heap_in_pages(m.ppid, cap.copied, cap.pages, cap.ok, self._procfs,
                                  self._target(m))
+            parse_s = time.perf_counter() - t0
         except (AgentError, ProcfsError, OSError, ValueError) as exc:
             self._resolution_failed(m, t, f"COW sites not resolved: {exc}")
             return
         try:  # needs the origin's agent only: the worker may exit meanwhile
-            sites, stats = heap_sites_stats(run_dir, m.pid, heap, cap.copied, top=self.config.top,
-                                            origin=origin, page_rate=cap.rate)
+            sites, stats = heap_sites_stats(
+                run_dir, m.pid, heap, cap.copied, top=self.config.top, origin=origin,
+                page_rate=cap.rate, seconds=sites_mod.resolve_seconds(cap.read_s + parse_s))
+            stats.read_seconds, stats.parse_seconds = cap.read_s, parse_s
             self._done.put(_Result(m.record_id, t, "cow_sites", sites=sites))
             self.resolution[m.pid] = {"pid": m.pid, "t": t, **stats.as_dict()}
         except (AgentError, OSError, ValueError) as exc:
