@@ -429,8 +429,8 @@ class LeakHook:
         with contextlib.suppress(AgentError, OSError):
             if self._origin(m) not in self._held:
                 self._hold(m, sites_mod.HOLD_S)
+        t0 = time.perf_counter()
         try:
-            t0 = time.perf_counter()
             copied, pages, ok, rate = copied_page_sample(m.pid, m.ppid, self._procfs,
                                                          sites_mod.PAGE_BUDGET)
             read_s = time.perf_counter() - t0
@@ -442,6 +442,7 @@ class LeakHook:
             copied, rate = fallback
             try:
                 pages, ok = parent_page_sample(m.ppid, copied, self._procfs)
+                read_s = time.perf_counter() - t0
             except (ProcfsError, OSError) as exc:
                 self._resolution_failed(m, t, f"COW sites not read: the worker exited first,"
                                               f" and its parent's pages: {exc}")
