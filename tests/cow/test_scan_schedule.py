@@ -8,6 +8,7 @@ estimate follows are given as rollups, as the sampler would hand them over.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -70,6 +71,32 @@ def tree(tmp_path: Path) -> Iterator[tuple[TickContext, int]]:
     child.kill()
     child.wait()
     writer.close()
+
+
+@contextlib.contextmanager
+def followed_tree(path: Path) -> Iterator[tuple[TickContext, ProcessTree, subprocess.Popen[bytes]]]:
+    """This process and a `sleep` child as a followed tree, recorded to `path`."""
+    child = subprocess.Popen(["sleep", "60"])
+    writer = RecordingWriter(str(path), {})
+    procfs = ProcFS()
+    tree = ProcessTree(procfs, os.getpid())
+    try:
+        deadline = time.monotonic() + 30
+        while child.pid not in tree.members and time.monotonic() < deadline:
+            tree.refresh()
+        for m in list(tree.members.values()):  # other tests' children of this process: not ours
+            if m.pid not in (os.getpid(), child.pid):
+                tree.remove(m)
+        for m in tree.members.values():
+            m.record_id = writer.add_process(pid=m.pid, start_ticks=m.start_ticks, ppid=m.ppid,
+                                             parent_id=None, role=m.role, cmdline=[], exe=None,
+                                             python_version=None, started_at=0.0)
+        members = list(tree.members.values())
+        yield TickContext(0.0, members, tree.root, writer, procfs, {}), tree, child
+    finally:
+        child.kill()
+        child.wait()
+        writer.close()
 
 
 MiB = 1 << 20
@@ -284,23 +311,8 @@ def test_threaded_scans_land_at_a_later_tick(tree: tuple[TickContext, int]) -> N
 
 def test_close_writes_the_scan_in_flight_and_final_scans(tmp_path: Path) -> None:
     # GIVEN a worker whose scan is still running when the recording ends
-    child = subprocess.Popen(["sleep", "60"])
-    writer = RecordingWriter(str(tmp_path / "end.memscope"), {})
-    procfs = ProcFS()
-    tree = ProcessTree(procfs, os.getpid())
-    try:
-        deadline = time.monotonic() + 30
-        while child.pid not in tree.members and time.monotonic() < deadline:
-            tree.refresh()
-        for m in list(tree.members.values()):  # other tests' children of this process: not ours
-            if m.pid not in (os.getpid(), child.pid):
-                tree.remove(m)
-        for m in tree.members.values():
-            m.record_id = writer.add_process(pid=m.pid, start_ticks=m.start_ticks, ppid=m.ppid,
-                                             parent_id=None, role=m.role, cmdline=[], exe=None,
-                                             python_version=None, started_at=0.0)
-        members = list(tree.members.values())
-        ctx = TickContext(0.0, members, tree.root, writer, procfs, {})
+    with followed_tree(tmp_path / "end.memscope") as (ctx, tree, child):
+        writer, procfs = ctx.writer, ctx.procfs
         clock = Clock()
         started = threading.Event()
         release = threading.Event()
@@ -331,10 +343,6 @@ def test_close_writes_the_scan_in_flight_and_final_scans(tmp_path: Path) -> None
         assert [s.pid for s in read_scans(rec.conn)[worker.record_id]] == [child.pid] * 2
         assert calls == [child.pid, child.pid]
         rec.close()
-    finally:
-        child.kill()
-        child.wait()
-        writer.close()
 
 
 def test_one_scan_at_a_time_goes_round_robin(tmp_path: Path) -> None:
@@ -376,24 +384,9 @@ def test_one_scan_at_a_time_goes_round_robin(tmp_path: Path) -> None:
 
 def test_final_scans_skip_a_quick_scan_whose_copied_bytes_still_hold(tmp_path: Path) -> None:
     # GIVEN a worker quick-scanned at first sight whose full scan the budget has not allowed
-    child = subprocess.Popen(["sleep", "60"])
-    writer = RecordingWriter(str(tmp_path / "q.memscope"), {})
-    procfs = ProcFS()
-    tree = ProcessTree(procfs, os.getpid())
-    try:
-        deadline = time.monotonic() + 30
-        while child.pid not in tree.members and time.monotonic() < deadline:
-            tree.refresh()
-        for m in list(tree.members.values()):  # other tests' children of this process: not ours
-            if m.pid not in (os.getpid(), child.pid):
-                tree.remove(m)
-        for m in tree.members.values():
-            m.record_id = writer.add_process(pid=m.pid, start_ticks=m.start_ticks, ppid=m.ppid,
-                                             parent_id=None, role=m.role, cmdline=[], exe=None,
-                                             python_version=None, started_at=0.0)
-        members = list(tree.members.values())
-        ctx = TickContext(0.0, members, tree.root, writer, procfs, {},
-                          budget=CpuBudget(0.05, allowance=-1.0))
+    with followed_tree(tmp_path / "q.memscope") as (ctx, tree, child):
+        writer, procfs = ctx.writer, ctx.procfs
+        ctx.budget = CpuBudget(0.05, allowance=-1.0)
         clock = Clock()
         quick, full = Scanner(clock), Scanner(clock)
         sched = CowScheduler(clock=clock, scanner=full, quick=quick, threaded=False,
@@ -408,10 +401,6 @@ def test_final_scans_skip_a_quick_scan_whose_copied_bytes_still_hold(tmp_path: P
         # THEN the final scans owe it only its full scan (types): no second quick scan
         assert quick.calls == [(child.pid, os.getpid())]
         assert full.calls == [(child.pid, os.getpid())]
-    finally:
-        child.kill()
-        child.wait()
-        writer.close()
 
 
 def test_a_sample_of_a_quick_scans_copied_pages_is_handed_on_when_asked(
