@@ -72,14 +72,20 @@ def main() -> int:
         return (cb - ca) / (tb - ta) if tb > ta else 0.0
 
     end = points[-1][0]
+    # The recording ends at --duration; after it come the final scans of every worker whose
+    # copied bytes or types are not current (never deferred, budget.py): reported apart.
+    attached = [p for p in points if p[0] <= args.duration - 2][-1]
     first = [p for p in points if p[0] <= 5.0][-1]
     print(f"attach to {args.workers} idle workers of {args.mib} MiB, {args.duration:g} s:")
     print(f"  first {first[0]:.0f} s: {first[1]:.2f} CPU-s ({share(0, first[0]):.1%} of one core)")
     print(f"  whole run: {share(0, end):.1%} of one core")
-    print(f"  steady state ({args.settle:g} s .. end): {share(args.settle, end):.1%} of one core")
+    print(f"  steady state ({args.settle:g} s .. {attached[0]:.0f} s):"
+          f" {share(args.settle, attached[0]):.1%} of one core")
+    print(f"  end of the recording (final scans, exit): {points[-1][1] - attached[1]:.2f} CPU-s"
+          f" in {end - attached[0]:.1f} s")
     sm = summary.sampler
     print(f"  recording says: {sm.process_cpu_s:.2f} CPU-s, {sm.process_cpu_fraction:.1%};"
-          f" {sm.rollups} rollups over {sm.ticks} ticks;"
+          f" {sm.rollups} rollups over {sm.ticks} ticks (every {sm.mean_interval_s:.3f} s);"
           f" {len(summary.cow.processes) if summary.cow else 0} workers scanned")
     return 0
 

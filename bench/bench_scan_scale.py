@@ -2,7 +2,7 @@
 """COW scan cost and memory from 16 MiB to 1 GiB copied, and with a traced parent.
 
     python bench/bench_scan_scale.py sweep [--sizes 16,64,256,1024] [--repeat 3]
-    python bench/bench_scan_scale.py traced [--ints 2000000] [--repeat 3]
+    python bench/bench_scan_scale.py traced [--ints 2000000] [--repeat 3] [--scans 2]
     python bench/bench_scan_scale.py peaks [--sizes 16,64,256] [--slices 8192,256] [--repeat 2]
 
 A parent (the --python CPython, default this one) builds a list of ints and forks; the worker
@@ -59,14 +59,15 @@ os.waitpid(pid, 0)
 """
 
 
-def one(pid: int, ppid: int, no_index: bool) -> None:
-    """Child mode: one scan, printed as JSON."""
+def one(pid: int, ppid: int, no_index: bool, scans: int = 2) -> None:
+    """Child mode: `scans` scans, the first and the last printed as JSON."""
     import memscope.cow.scan as scan_mod
 
     if no_index:
         scan_mod.heap_index_for = lambda *_: None  # type: ignore[attr-defined]
-    first = scan_mod.scan_process(pid, ppid)  # builds the parent's heap index
-    result = scan_mod.scan_process(pid, ppid)  # as every later scan of this parent's workers
+    first = result = scan_mod.scan_process(pid, ppid)  # builds the parent's heap index
+    for _ in range(scans - 1):  # as later scans of this parent's workers (the index grows
+        result = scan_mod.scan_process(pid, ppid)  # by at most WALK_BUDGET chunks a parse)
     print(json.dumps({
         "first_s": first.duration_s,
         "first_heap_s": first.timings["heap"],
@@ -164,8 +165,9 @@ def floor_once(pid: int, ppid: int) -> float:
     return time.perf_counter() - t0
 
 
-def scan_in_child(pid: int, ppid: int, no_index: bool = False) -> dict[str, Any]:
-    cmd = [sys.executable, __file__, "one", str(pid), str(ppid)] + (["--no-index"] * no_index)
+def scan_in_child(pid: int, ppid: int, no_index: bool = False, scans: int = 2) -> dict[str, Any]:
+    cmd = ([sys.executable, __file__, "one", str(pid), str(ppid), "--scans", str(scans)]
+           + (["--no-index"] * no_index))
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
     return dict(json.loads(out.splitlines()[-1]))
 
@@ -204,8 +206,9 @@ def sweep(python: str, sizes: list[int], repeat: int) -> None:
               f"{scans[0]['int_share']:.1%} | {laps}", flush=True)
 
 
-def traced(python: str, n: int, repeat: int) -> None:
-    print(f"{n:,} ints; scan medians of {repeat}, interleaved")
+def traced(python: str, n: int, repeat: int, scans: int) -> None:
+    print(f"{n:,} ints; scan medians of {repeat}, interleaved; later = scan {scans} of one"
+          " scanner")
     print("parent | heap index | first scan (heap) | later scans (heap) | peak RSS | int share")
     for is_traced in (False, True):
         t0 = time.perf_counter()
@@ -215,7 +218,8 @@ def traced(python: str, n: int, repeat: int) -> None:
             runs: dict[bool, list[dict[str, Any]]] = {True: [], False: []}
             for _ in range(repeat):
                 for use_index in ((True, False) if is_traced else (True,)):
-                    runs[use_index].append(scan_in_child(pid, ppid, not use_index))
+                    runs[use_index].append(scan_in_child(pid, ppid, not use_index,
+                                                         scans if use_index else 2))
         finally:
             stop(proc, pid)
         for use_index, got in runs.items():
@@ -242,9 +246,11 @@ def main() -> None:
     parser.add_argument("--no-index", action="store_true")
     parser.add_argument("--slices", default="8192,256", help="peaks: SLICE_PAGES values")
     parser.add_argument("--slice-pages", type=int, default=256)
+    parser.add_argument("--scans", type=int, default=2,
+                        help="traced: scans per scanner with the index; the last is reported")
     args = parser.parse_args()
     if args.mode == "one":
-        one(args.pids[0], args.pids[1], args.no_index)
+        one(args.pids[0], args.pids[1], args.no_index, args.scans)
     elif args.mode == "one-peak":
         one_peak(args.pids[0], args.pids[1], args.slice_pages)
     elif args.mode == "peaks":
@@ -253,7 +259,7 @@ def main() -> None:
     elif args.mode == "sweep":
         sweep(args.python, [int(s) for s in args.sizes.split(",")], args.repeat)
     else:
-        traced(args.python, args.ints, args.repeat)
+        traced(args.python, args.ints, args.repeat, args.scans)
 
 
 if __name__ == "__main__":

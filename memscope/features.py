@@ -103,8 +103,12 @@ def _cow_tables() -> Sequence[str]:
 
 def _cow_hook(options: FeatureOptions) -> Hook | None:
     from memscope.cow.schedule import CowScheduler
+    from memscope.cow.sites import PAGE_BUDGET
 
-    return CowScheduler(interval=options.cow_interval)
+    # with COW sites (--trace-sites), a sample of each worker's copied pages from its
+    # latest quick scan: the sites capture's fallback when the worker exits first
+    keep = PAGE_BUDGET if options.run_dir else 0
+    return CowScheduler(interval=options.cow_interval, keep_pages=keep)
 
 
 def _cow_summary(rec: Recording, summary: Summary) -> None:

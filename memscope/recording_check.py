@@ -66,6 +66,8 @@ _META: dict[str, tuple[Callable[[Any], bool], str]] = {
     "exit_code": (_optional(_is_int), _INT),
     "sampler_ticks": (_is_int, _INT),
     "sampler_cpu_s": (_is_number, _NUMBER),
+    "sampler_stretched_to_s": (_is_number, _NUMBER),
+    "process_cpu_s": (_is_number, _NUMBER),
     "cow_scan_cpu_s": (_is_number, _NUMBER),
     "cow_errors": (lambda v: isinstance(v, dict), "an object"),
     "leak_hook_errors": (lambda v: isinstance(v, list), "a list"),

@@ -4,9 +4,16 @@ Cost model. statm is an O(1) counter read, so every process gets one every tick 
 file/shmem part of it). smaps_rollup walks the page tables (about 0.7 ms per 100 MiB mapped),
 so full rollups (pss, uss, swap, ...) are rationed by a CPU budget: a token bucket fills at
 `budget` CPU-seconds per second and each rollup spends its measured cost. New processes get a
-rollup at once; otherwise the stalest process goes first. With the default 5 % of one core and
-0.2 s ticks, a 64-worker tree of 100 MiB workers gets a full sample per process about once a
-second and everyone gets counters every tick.
+rollup at once; otherwise the stalest process goes first. A process whose statm did not move
+is not rolled up again within its quiet gap (1 s, doubling each time a rollup finds nothing
+changed, up to max_staleness), so an idle tree does not spend the budget re-reading the same
+numbers; every process still gets a rollup at least every max_staleness (10 s) and counters
+every tick.
+
+When the work that is never deferred (the tick's fixed cost and those forced rollups) would
+take more than BASE_SHARE of the budget (a tree of hundreds of processes), run() stretches
+the interval and max_staleness by the same factor; the recording says so
+(`sampler_stretched_to_s`).
 
 CPU: one budget for the whole process (memscope.budget.CpuBudget). Each tick settles it with
 the process's CPU since the previous tick (all threads: rollups, COW scans, leak jobs, SQLite
@@ -20,14 +27,18 @@ from __future__ import annotations
 import contextlib
 import os
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from memscope.budget import CpuBudget
 from memscope.procfs import AccessDenied, ProcessGone, ProcessHandle, ProcFS, Rollup
 from memscope.recording import RecordingWriter
 from memscope.tree import Member, ProcessTree, python_version_of
+
+if TYPE_CHECKING:  # (numpy is not imported to sample: start-up stays light)
+    from memscope.cow.site_estimate import U64
 
 __all__ = [
     "Hook",
@@ -39,6 +50,11 @@ __all__ = [
 ]
 
 Clock = Callable[[], float]
+#: the share of the CPU budget the work that is never deferred (a tick's fixed cost and
+#: the rollups max_staleness forces) may take before run() stretches the ticks
+BASE_SHARE = 0.75
+BASE_WINDOW = 25  # ticks the fixed cost is judged over (5 s at 0.2 s)
+BASE_MIN_TICKS = 5
 
 
 @dataclass(slots=True)
@@ -58,6 +74,13 @@ class TickContext:
     #: member keys a hook wants a full rollup of at the next tick, whatever the budget (e.g.
     #: a worker whose copying just settled: its USS has just changed for good)
     want_rollup: set[tuple[int, int]] = field(default_factory=set)
+    #: record_id -> (a sample of the addresses of the pages it copied, the share of them
+    #: kept), from the latest quick COW scan, set by the COW hook when a later hook wants
+    #: them (the sites capture's fallback: memscope.leaks.hook)
+    copied_pages: dict[int, tuple[U64, float]] = field(default_factory=dict)
+    #: CPU seconds hooks spent this tick on work some event asked for (e.g. quick COW scans
+    #: of new workers), apart from a tick's fixed cost (Sampler.base_cost)
+    event_cpu: float = 0.0
 
 
 @dataclass(slots=True)
@@ -115,6 +138,11 @@ class _State:
     last_rollup_t: float = float("-inf")
     rollup_cost: float = 0.0005  # seconds, refined by measurement (EWMA)
     rollups: int = 0
+    counters: tuple[int, int] | None = None  # statm (resident, shared) at the last rollup
+    #: how long a rollup is not worth the budget while statm stands still: doubles each
+    #: time a rollup finds nothing changed (up to max_staleness), back to quiet_gap when
+    #: something did
+    quiet_for: float = 0.0
     cmdline: list[str] = field(default_factory=list)
     handle: ProcessHandle | None = None
 
@@ -132,6 +160,7 @@ class Sampler:
         hooks: Sequence[Hook] = (),
         flush_every: float = 0.5,
         max_staleness: float = 10.0,
+        quiet_gap: float = 1.0,
     ) -> None:
         if not isinstance(budget, CpuBudget):
             if budget <= 0:
@@ -146,6 +175,7 @@ class Sampler:
         self.hooks = list(hooks)
         self.flush_every = flush_every
         self.max_staleness = max_staleness
+        self.quiet_gap = quiet_gap
         self.ticks = 0
         self.cpu_s = 0.0
         self.started_at = clock()
@@ -154,6 +184,12 @@ class Sampler:
         self._state: dict[tuple[int, int], _State] = {}
         self._wanted: set[tuple[int, int]] = set()
         self.latest: dict[int, Rollup] = {}
+        #: CPU seconds of the last ticks without their rollups and event work (counters,
+        #: discovery, writes, the hooks' per-tick work), after the first: a tick's fixed cost
+        self._base: deque[float] = deque(maxlen=BASE_WINDOW)
+        self._optional_cpu = 0.0
+        self.stretch = 1.0  # factor on the interval and max_staleness (see run())
+        self.stretched_to: float | None = None  # the longest interval run() stretched to
 
     # -- discovery -----------------------------------------------------------------------
 
@@ -277,6 +313,7 @@ class Sampler:
         except (ProcessGone, AccessDenied):
             return None
         cost = self.cpu_clock() - c0
+        self._optional_cpu += cost
         state.rollup_cost = 0.7 * state.rollup_cost + 0.3 * cost
         state.rollups += 1
         return rollup
@@ -287,6 +324,7 @@ class Sampler:
         w0 = time.perf_counter()
         t = self.clock()
         self._last_tick_t = t
+        self._optional_cpu = 0.0
         self.budget.settle()
 
         change = self.tree.refresh()
@@ -332,9 +370,12 @@ class Sampler:
         rollups = 0
         for member in order:
             state = self._state[member.key]
-            overdue = t - state.last_rollup_t > self.max_staleness
+            overdue = t - state.last_rollup_t > self.max_staleness * self.stretch
             if member.key in born or overdue or member.key in self._wanted:
                 self.budget.force(state.rollup_cost)
+            elif (state.counters == counters[member.key]
+                  and t - state.last_rollup_t < max(state.quiet_for, self.quiet_gap)):
+                continue  # nothing statm can see moved since a recent rollup: not worth it yet
             elif not self.budget.reserve(state.rollup_cost):
                 continue
             rollup = self._rollup(member, state)
@@ -342,7 +383,11 @@ class Sampler:
                 continue
             rollups += 1
             state.last_rollup_t = t
+            unchanged = rollup == self.latest.get(member.record_id)
+            state.quiet_for = (min(max(state.quiet_for, self.quiet_gap) * 2, self.max_staleness)
+                               if unchanged else self.quiet_gap)
             self.latest[member.record_id] = rollup
+            state.counters = counters[member.key]
             resident, shared = counters.pop(member.key)
             rows.append(
                 (
@@ -375,8 +420,11 @@ class Sampler:
         for hook in self.hooks:
             hook.tick(context)
         self._wanted = context.want_rollup
+        self._optional_cpu += context.event_cpu
 
         cpu = self.cpu_clock() - c0
+        if self.ticks:  # (the first tick also pays for the hooks' start and every birth)
+            self._base.append(max(cpu - self._optional_cpu, 0.0))
         self.cpu_s += cpu
         self.ticks += 1
         self.writer.add_tick(t, time.perf_counter() - w0, cpu, len(members), rollups)
@@ -384,12 +432,21 @@ class Sampler:
             self.flush()
         return context
 
+    @property
+    def base_cost(self) -> float:
+        """A tick's fixed CPU cost: the mean of the last ticks' cost without rollups and
+        the hooks' event work (flushes every few ticks included); 0 until there are a few
+        ticks to judge by."""
+        return sum(self._base) / len(self._base) if len(self._base) >= BASE_MIN_TICKS else 0.0
+
     def flush(self) -> None:
         self.writer.set_meta(
             sampler_ticks=self.ticks,
             sampler_cpu_s=round(self.cpu_s, 6),
             process_cpu_s=round(self.budget.spent, 6),
         )
+        if self.stretched_to is not None:
+            self.writer.set_meta(sampler_stretched_to_s=round(self.stretched_to, 3))
         self.writer.flush()
         self._last_flush = self.clock()
 
@@ -399,13 +456,26 @@ class Sampler:
         should_stop: Callable[[], bool],
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        """Tick every `interval` seconds (on a fixed schedule) until `should_stop()`."""
+        """Tick every `interval` seconds (on a fixed schedule) until `should_stop()`.
+
+        One budget: the work that is never deferred, a tick's fixed cost (base_cost) and the
+        rollups max_staleness forces, must leave the budget room for the rest. When at
+        `interval` it would take more than BASE_SHARE of the budget (a tree of many or large
+        processes), both the interval and max_staleness are stretched by the same factor
+        until it does not."""
         next_t = time.monotonic()
         while not should_stop():
             self.tick()
             if all(m.exited for m in self.tree.members.values()):
                 break  # nothing left but zombies, or nothing at all
-            next_t += interval
+            forced = sum(self._state[m.key].rollup_cost for m in self.tree.members.values()
+                         if not m.exited and m.key in self._state)
+            demand = self.base_cost / interval + forced / self.max_staleness  # CPU-s per s
+            self.stretch = max(1.0, demand / (self.budget.share * BASE_SHARE))
+            step = interval * self.stretch
+            if self.stretch > 1.05:
+                self.stretched_to = max(step, self.stretched_to or 0.0)
+            next_t += step
             delay = next_t - time.monotonic()
             if delay > 0:
                 sleep(delay)

@@ -86,6 +86,20 @@ class SamplerStats:
     rollups: int
     process_cpu_s: float = 0.0  # memscope's whole process: all threads, user + sys
     process_cpu_fraction: float = 0.0  # ... of one core, over the recording
+    budget: float | None = None  # the CPU budget's share of one core
+    #: the longest interval the sampler stretched its ticks to, to stay within the budget
+    stretched_to_s: float | None = None
+
+    def describe(self) -> str:
+        """One line for the reports: ticks, rollups and memscope's own CPU."""
+        line = (f"{self.ticks} ticks every {self.mean_interval_s:.3f}s, {self.rollups} full"
+                f" rollups; memscope used {self.process_cpu_s:.2f} CPU-s"
+                f" ({self.process_cpu_fraction:.1%} of one core, all threads)")
+        if self.stretched_to_s is not None:
+            budget = "" if self.budget is None else f" {self.budget:.0%}"
+            line += (f"; ticks stretched up to {self.stretched_to_s:.2f}s to keep within the"
+                     f"{budget} CPU budget")
+        return line
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,6 +207,7 @@ def _sampler(rec: Recording, duration: float) -> SamplerStats:
     mean = (times[-1] - times[0]) / (len(times) - 1) if len(times) > 1 else 0.0
     cpu = sum(t[2] for t in ticks)
     process_cpu = float(rec.meta.get("process_cpu_s") or 0.0)
+    budget, stretched = rec.meta.get("budget"), rec.meta.get("sampler_stretched_to_s")
     return SamplerStats(
         ticks=len(ticks),
         mean_interval_s=mean,
@@ -201,6 +216,8 @@ def _sampler(rec: Recording, duration: float) -> SamplerStats:
         rollups=sum(t[4] for t in ticks),
         process_cpu_s=process_cpu,
         process_cpu_fraction=process_cpu / duration if duration > 0 else 0.0,
+        budget=None if budget is None else float(budget),
+        stretched_to_s=None if stretched is None else float(stretched),
     )
 
 

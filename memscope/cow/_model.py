@@ -97,3 +97,6 @@ class CowScan:
     timings: dict[str, float] = field(default_factory=dict)  # phase -> seconds (not stored)
     mode_reason: str = ""  # why this mode was used (not stored; see scan._classify_pages)
     copying: bool = False  # the worker was still copying fast when the scan started
+    #: addresses of the copied pages (quick scans; not stored): the COW scheduler keeps a
+    #: sample of them for the sites capture (CowScheduler keep_pages)
+    copied_pages: npt.NDArray[np.uint64] | None = field(default=None, repr=False, compare=False)

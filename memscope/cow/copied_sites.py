@@ -16,6 +16,7 @@ from memscope.cow.heap_index import heap_index_for
 from memscope.cow.memreader import MemReader
 from memscope.cow.pagemap import (
     decode_pagemap,
+    maps_of_live,
     page_addresses,
     private_writable,
     read_pagemap,
@@ -27,7 +28,7 @@ from memscope.inject.errors import AgentError
 from memscope.procfs import ProcFS
 
 __all__ = ["WorkerSites", "copied_heap", "copied_page_sample", "copied_pages", "heap_in_pages",
-           "tree_sites"]
+           "parent_page_sample", "tree_sites"]
 
 
 @dataclass(frozen=True)
@@ -54,7 +55,7 @@ def copied_page_sample(
     """`copied_pages`, plus the rate each copied page was kept with (sample_pages: the same
     pages in every worker of a parent; 1.0 when all are kept)."""
     procfs = procfs if procfs is not None else ProcFS()
-    regions = private_writable(procfs.maps(pid))
+    regions = private_writable(maps_of_live(procfs, pid))
     addrs, _ = page_addresses(regions)
     child = decode_pagemap(addrs, read_pagemap(procfs, pid, regions))
     parent = decode_pagemap(addrs, read_pagemap(procfs, parent_pid, regions))
@@ -62,6 +63,18 @@ def copied_page_sample(
     copied, rate = sample_pages(copied, max_pages)
     pages, ok = read_pages(procfs, pid, copied)
     return copied, pages, ok, rate
+
+
+def parent_page_sample(
+    parent_pid: int, sample: npt.NDArray[np.uint64], procfs: ProcFS | None = None
+) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.bool_]]:
+    """The parent's copy of the pages a worker was found to have copied (`sample`, from an
+    earlier scan of the worker): what `copied_page_sample` reads from a worker that has since
+    exited. Every object on such a page was allocated at the same address before the fork;
+    the worker's copy differs in what it wrote (reference counts, GC headers), not in where
+    the blocks are or what type they hold."""
+    procfs = procfs if procfs is not None else ProcFS()
+    return read_pages(procfs, parent_pid, sample)
 
 
 def heap_in_pages(

@@ -45,6 +45,16 @@ U8 = npt.NDArray[np.uint8]
 _SPECIAL = ("[vvar]", "[vdso]", "[vsyscall]", "[vvar_vclock]", "[uprobes]")
 
 
+def maps_of_live(procfs: ProcFS, pid: int) -> list[MapEntry]:
+    """The mappings of `pid`; ProcessGone when it has none. A process always maps its
+    executable while it runs: no mapping means it is exiting (a zombie) and its memory is
+    already released, and a scan then would record 0 bytes copied over its real last scan."""
+    maps = procfs.maps(pid)
+    if not maps:
+        raise ProcessGone(pid, f"process {pid} is exiting: its memory is released")
+    return maps
+
+
 def private_writable(maps: Sequence[MapEntry]) -> list[MapEntry]:
     """Mappings whose pages can be copied on write: private and writable (anon and file)."""
     return [m for m in maps if m.writable and m.private and m.path not in _SPECIAL]

@@ -49,6 +49,7 @@ from memscope.cow.pagemap import (
     U64,
     decode_pagemap,
     iter_pages,
+    maps_of_live,
     page_addresses,
     private_writable,
     read_pagemap,
@@ -56,19 +57,9 @@ from memscope.cow.pagemap import (
 )
 from memscope.cow.scan_slices import Totals, slices
 from memscope.errors import UsageError
-from memscope.procfs import AccessDenied, MapEntry, ProcessGone, ProcFS
+from memscope.procfs import AccessDenied, MapEntry, ProcFS
 
 __all__ = ["QUICK_TARGET", "quick_scan", "scan_process"]
-
-
-def _maps_of_live(procfs: ProcFS, pid: int) -> list[MapEntry]:
-    """The mappings of `pid`; ProcessGone when it has none. A process always maps its
-    executable while it runs: no mapping means it is exiting and its memory is already
-    released, and a scan then would record 0 bytes copied over its real last scan."""
-    maps = procfs.maps(pid)
-    if not maps:
-        raise ProcessGone(pid, f"process {pid} is exiting: its memory is released")
-    return maps
 
 
 def quick_scan(
@@ -80,7 +71,7 @@ def quick_scan(
     more, so every worker can get one the moment its copying settles."""
     procfs = procfs if procfs is not None else ProcFS()
     t0 = time.perf_counter()
-    regions = private_writable(_maps_of_live(procfs, pid))
+    regions = private_writable(maps_of_live(procfs, pid))
     scanned_at = clock()
     pages_of = _classify_pages(procfs, pid, parent_pid, regions, None)
     counts = pages_of.counts.sum(axis=0) * PAGE_SIZE
@@ -96,6 +87,7 @@ def quick_scan(
         swapped_bytes=int(counts[PageClass.SWAPPED]),
         target=QUICK_TARGET,
         duration_s=time.perf_counter() - t0,
+        copied_pages=pages_of.copied,
     )
 
 
@@ -125,7 +117,7 @@ def _scan(
     objects: bool,
 ) -> CowScan:
     timer = _Timer()
-    regions = private_writable(_maps_of_live(procfs, pid))
+    regions = private_writable(maps_of_live(procfs, pid))
     scanned_at = clock()
     pages_of = _classify_pages(procfs, pid, parent_pid, regions, mode)
     used_mode, copied = pages_of.mode, pages_of.copied

@@ -42,6 +42,7 @@ from types import FrameType
 from memscope.cow._model import CowScan
 from memscope.cow.estimate import Estimates
 from memscope.cow.scan import quick_scan, scan_process
+from memscope.cow.site_estimate import U64, sample_pages
 from memscope.cow.store import write_scan
 from memscope.notes import NoteLog
 from memscope.procfs import AccessDenied, ProcessGone, ProcFS
@@ -136,6 +137,7 @@ class CowScheduler:
         quick: Scanner | None = _default_quick,
         faults: Callable[[ProcFS, int], int | None] = minor_faults,
         threaded: bool = True,
+        keep_pages: int = 0,
     ) -> None:
         if interval is not None and interval < 0:
             raise ValueError("COW scan interval must be >= 0")
@@ -151,6 +153,10 @@ class CowScheduler:
         self.quick = quick
         self.faults = faults
         self.threaded = threaded
+        # > 0: keep a sample of about this many of each worker's copied page addresses from
+        # its latest quick scan, handed to the hooks after this one (ctx.copied_pages)
+        self.keep_pages = keep_pages
+        self.pages: dict[tuple[int, int], tuple[U64, float]] = {}
         self.estimates = Estimates(settle_bytes=settle_bytes, settle_s=settle_s)
         self.notes = NoteLog("cow")
         self.errors: dict[int, str] = {}  # pid -> why it cannot be scanned
@@ -199,11 +205,15 @@ class CowScheduler:
             est = self.estimates.copied(m.key, self.copied.get(m.key))
             if est is not None:
                 ctx.copied[m.record_id] = est
+            if m.key in self.pages:
+                ctx.copied_pages[m.record_id] = self.pages[m.key]
         keys = {m.key for m in workers}
-        kept = (self._last_t.keys() | self.copied.keys() | self._want_full | self._quicked)
+        kept = (self._last_t.keys() | self.copied.keys() | self._want_full | self._quicked
+                | self.pages.keys())
         for key in [k for k in kept if k not in keys and k not in self._inflight]:
             self._last_t.pop(key, None)  # a worker gone: nothing of it is kept
             self.copied.pop(key, None)
+            self.pages.pop(key, None)
             self._want_full.discard(key)
             self._quicked.discard(key)
             self._owed.discard(key)
@@ -278,6 +288,7 @@ class CowScheduler:
                    copying=False)
         self.estimates.mark_scan(member.key)
         _run_job(job, self.quick)
+        ctx.event_cpu += job.cpu
         self._finish(ctx.writer, job, full=False)
         if job.scan is not None:
             self._want_full.add(member.key)
@@ -296,6 +307,7 @@ class CowScheduler:
             self._thread.jobs.put(job)
         else:
             _run_job(job, self.scanner)
+            ctx.event_cpu += job.cpu
             self._finish(ctx.writer, job)
 
     def _collect(self, writer: RecordingWriter) -> None:
@@ -321,6 +333,10 @@ class CowScheduler:
                 self.notes.add(job.pid, t, what)
             return
         job.scan.copying = job.copying
+        if job.scan.copied_pages is not None:
+            if self.keep_pages > 0:
+                self.pages[job.key] = sample_pages(job.scan.copied_pages, self.keep_pages)
+            job.scan.copied_pages = None  # (all of them: not kept beyond the sample)
         self.scans += 1
         self.copied[job.key] = job.scan.copied_bytes
         write_scan(writer.conn, job.record_id, job.scan, job.copying)
@@ -350,8 +366,9 @@ class CowScheduler:
         self.notes.drain(writer.conn)
 
     def _final_scans(self, writer: RecordingWriter, session: Session, deadline: float) -> None:
-        """Every live worker that moved since its last scan: a quick scan of all of them
-        first (milliseconds each), then full scans while `final_timeout` lasts."""
+        """Every live worker that moved since its last scan or still lacks a full one: a
+        quick scan first of those whose copied bytes are not current (milliseconds each),
+        then full scans while `final_timeout` lasts."""
         members = [m for m in session.tree.members.values()
                    if not m.exited and m.record_id >= 0]
         live = {m.pid for m in members}
@@ -361,7 +378,10 @@ class CowScheduler:
                      or self.estimates.moved(m.key) >= self.growth)]
         scanners = [s for s in (self.quick, self.scanner) if s is not None]
         for i, scanner in enumerate(scanners):
+            full = i == len(scanners) - 1
             for m in todo:
+                if not full and m.key in self.copied and self.estimates.moved(m.key) < self.growth:
+                    continue  # its quick scan's copied bytes still hold: only types are owed
                 if time.monotonic() > deadline:
                     self.notes.add(m.pid, time.time(), "no final full COW scan (time limit at"
                                    " the end of the recording)" if i else "no final COW scan")
@@ -370,7 +390,7 @@ class CowScheduler:
                            copying=self.estimates.copying(m.key))
                 self.estimates.mark_scan(m.key)
                 _run_job(job, scanner)
-                self._finish(writer, job, full=i == len(scanners) - 1)
+                self._finish(writer, job, full=full)
 
 
 def install_sigusr1(scheduler: CowScheduler) -> Callable[[], None]:

@@ -41,6 +41,7 @@ __all__ = [
     "is_agent_frame",
     "origin_pid",
     "resolve_addresses",
+    "resolve_seconds",
     "sites_by_bytes",
     "sum_sites",
 ]
@@ -240,9 +241,18 @@ LOOKUP_BUDGET = 200_000  # new lookups per worker; beyond, a sample (site_estima
 # (site_estimate.sample_pages): the pages must be read while the worker lives, and parsing
 # millions of blocks took seconds per worker on a loaded machine, past the parent's exit.
 PAGE_BUDGET = 2048
-RESOLVE_S = 2.0  # lookups per worker stop after this long (a sample then; site_estimate)
+# memscope wall time per worker's sites: page read + parse + lookups. The lookups get what the
+# read and parse left (at least MIN_RESOLVE_S) and then stop (a sample then; site_estimate).
+SITES_S = 2.0
+MIN_RESOLVE_S = 0.25
+_AROUND_S = 0.15  # of SITES_S, for the work around the lookups (connect, byte counts, estimates)
 HOLD_S = 30.0  # how long an origin waits at its exit for one worker's resolution (renewed)
-AGENT_DUTY = 1.0  # share of the origin's GIL its agent may hold while resolving (1: no pause)
+# Share of the origin's GIL its agent may hold while resolving (1: no pause). At 1.0 the agent
+# ran 44-48% of the lookup time and the parent's own work ran 70-88% slower while it answered
+# (bench/bench_sites_scale.py, 10M objects); at 0.25 it ran 11-13% and the parent's work was
+# up to 20% slower (goal: at most 20%; the agent's share excludes handoff waits), hence 0.2:
+# fewer lookups in the same time bound (a wider interval), not a longer wait.
+AGENT_DUTY = 0.2
 
 
 def heap_sites_stats(
@@ -254,13 +264,15 @@ def heap_sites_stats(
     max_frames: int = 64,
     origin: int | None = None,
     page_rate: float = 1.0,
+    seconds: float | None = None,
 ) -> tuple[list[SiteBytes], ResolutionStats]:
     """`heap_sites` and how they were resolved (timing, coverage; memscope.cow.site_estimate).
 
     Each block is looked up once per origin, whichever worker copied it; at most
     LOOKUP_BUDGET new lookups are made per call (a uniform sample beyond that, with 95%
     intervals in `ci_bytes`), the origin's agent holding its GIL at most AGENT_DUTY of the
-    time. `pages` kept at `page_rate` (sample_pages): estimates scale by 1/page_rate."""
+    time. `pages` kept at `page_rate` (sample_pages): estimates scale by 1/page_rate.
+    `seconds`: the lookups' time bound (default: all of SITES_S; see resolve_seconds)."""
     starts, size = heap.block_start, heap.block_size
     if len(starts) > 1 and not bool(np.all(starts[1:] > starts[:-1])):  # the parser's order
         starts, first = np.unique(starts, return_index=True)
@@ -278,9 +290,17 @@ def heap_sites_stats(
             return [tuple(tb) for tb in res.tracebacks], res.index
 
         found, stats = estimate_sites(starts, sizes, cache, resolve, LOOKUP_BUDGET,
-                                      seed=origin, page_rate=page_rate, seconds=RESOLVE_S)
+                                      seed=origin, page_rate=page_rate,
+                                      seconds=SITES_S if seconds is None else seconds)
     rows = [SiteBytes(e.site, e.bytes, e.objects, e.traceback, e.ci_bytes) for e in found]
     return rows[:top], stats
+
+
+def resolve_seconds(spent: float) -> float:
+    """The lookups' time bound for a worker whose pages took `spent` seconds to read and
+    parse: what is left of SITES_S, at least MIN_RESOLVE_S (a loaded machine's parse can take
+    the whole budget; a small sample still names the top sites)."""
+    return max(MIN_RESOLVE_S, SITES_S - _AROUND_S - spent)
 
 
 def sum_sites(per_worker: list[list[SiteBytes]], top: int = 20) -> list[SiteBytes]:

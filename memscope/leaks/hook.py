@@ -42,7 +42,7 @@ import numpy as np
 import numpy.typing as npt
 
 from memscope.cow import sites as sites_mod
-from memscope.cow.copied_sites import copied_page_sample, heap_in_pages
+from memscope.cow.copied_sites import copied_page_sample, heap_in_pages, parent_page_sample
 from memscope.cow.cpython import Target, detect_target
 from memscope.cow.sites import SiteBytes, heap_sites_stats, origin_pid
 from memscope.inject.channel import AgentClient
@@ -110,6 +110,7 @@ class _Pages:
     pages: npt.NDArray[np.uint8]
     ok: npt.NDArray[np.bool_]
     rate: float
+    read_s: float = 0.0  # wall time of the read (part of the worker's SITES_S)
 
 
 class LeakHook:
@@ -131,6 +132,9 @@ class LeakHook:
         self._ready: queue.SimpleQueue[tuple[Member, float, _Due]] = queue.SimpleQueue()
         self._captured: queue.SimpleQueue[tuple[Member, float, _Due]] = queue.SimpleQueue()
         self._pages: dict[tuple[int, int], _Pages] = {}  # captured pages by member key
+        # the COW hook's sample of each worker's copied pages (its latest quick scan): read
+        # from the parent when the worker exits before its own pages are read
+        self._fallback: dict[tuple[int, int], tuple[npt.NDArray[np.uint64], float]] = {}
         self._capturer: threading.Thread | None = None
         self._capturing = threading.Event()  # the capture thread is reading a worker's pages
         self._held: set[int] = set()  # tracing origins asked to wait for resolutions
@@ -146,6 +150,9 @@ class LeakHook:
     def tick(self, ctx: TickContext) -> None:
         self._drain(ctx)
         live = [m for m in ctx.members if not m.exited and m.record_id >= 0]
+        for m in live:
+            if m.record_id in ctx.copied_pages:
+                self._fallback[m.key] = ctx.copied_pages[m.record_id]
         # Every tick, even while a job runs: whether each worker is still copying is judged
         # tick to tick, so a worker that settled during a job is ready as soon as it ends.
         ready = [(m, d) for m, d in ((m, self._dirty(ctx, m)) for m in live)
@@ -191,7 +198,7 @@ class LeakHook:
         """Schedules and cached interpreters of processes that are gone (a PID's next
         process is a new key; its interpreter is detected again)."""
         keys, pids = {m.key for m in live}, {m.pid for m in live}
-        for due in (self._leak, self._sites):
+        for due in (self._leak, self._sites, self._fallback):
             for key in [k for k in due if k not in keys]:
                 del due[key]
         for origin in [k for k in self._origins if k not in keys and k[0] not in pids]:
@@ -422,16 +429,31 @@ class LeakHook:
         with contextlib.suppress(AgentError, OSError):
             if self._origin(m) not in self._held:
                 self._hold(m, sites_mod.HOLD_S)
+        t0 = time.perf_counter()
         try:
             copied, pages, ok, rate = copied_page_sample(m.pid, m.ppid, self._procfs,
                                                          sites_mod.PAGE_BUDGET)
+            read_s = time.perf_counter() - t0
         except ProcessGone:  # it exited before its pages were read
-            self.notes.add(m.pid, time.time(), "COW sites not read: the worker exited first")
-            return
+            fallback = self._fallback.get(m.key)
+            if fallback is None:
+                self.notes.add(m.pid, time.time(), "COW sites not read: the worker exited first")
+                return
+            copied, rate = fallback
+            try:
+                pages, ok = parent_page_sample(m.ppid, copied, self._procfs)
+                read_s = time.perf_counter() - t0
+            except (ProcfsError, OSError) as exc:
+                self._resolution_failed(m, t, f"COW sites not read: the worker exited first,"
+                                              f" and its parent's pages: {exc}")
+                return
+            self.notes.add(m.pid, time.time(), "COW sites from the parent's copy of the pages"
+                           " the worker's last quick scan found copied (it exited before its"
+                           " own were read)")
         except (ProcfsError, OSError, ValueError) as exc:
             self._resolution_failed(m, t, f"COW sites not read: {exc}")
             return
-        self._pages[m.key] = _Pages(copied, pages, ok, rate)
+        self._pages[m.key] = _Pages(copied, pages, ok, rate, read_s)
 
     def _resolve_job(self, m: Member, t: float, cap: _Pages) -> None:
         run_dir = self.config.run_dir
@@ -439,14 +461,18 @@ class LeakHook:
             return
         try:  # from here on only the parent and the tracing origin must be alive
             origin = self._origin(m)
+            t0 = time.perf_counter()
             heap = heap_in_pages(m.ppid, cap.copied, cap.pages, cap.ok, self._procfs,
                                  self._target(m))
+            parse_s = time.perf_counter() - t0
         except (AgentError, ProcfsError, OSError, ValueError) as exc:
             self._resolution_failed(m, t, f"COW sites not resolved: {exc}")
             return
         try:  # needs the origin's agent only: the worker may exit meanwhile
-            sites, stats = heap_sites_stats(run_dir, m.pid, heap, cap.copied, top=self.config.top,
-                                            origin=origin, page_rate=cap.rate)
+            sites, stats = heap_sites_stats(
+                run_dir, m.pid, heap, cap.copied, top=self.config.top, origin=origin,
+                page_rate=cap.rate, seconds=sites_mod.resolve_seconds(cap.read_s + parse_s))
+            stats.read_seconds, stats.parse_seconds = cap.read_s, parse_s
             self._done.put(_Result(m.record_id, t, "cow_sites", sites=sites))
             self.resolution[m.pid] = {"pid": m.pid, "t": t, **stats.as_dict()}
         except (AgentError, OSError, ValueError) as exc:

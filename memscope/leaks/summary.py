@@ -8,8 +8,10 @@ growing sites (agent snapshots) or else types (census) come from the leak_snapsh
 `summarize_sites(recording, summary)` sets `Summary.sites` (`SitesSection`: the latest COW
 sites scan of each worker, and copied bytes by site summed over them) and its JSON views
 `ProcessSummary.extra["cow_sites"]` {t, sites[]} and `Summary.extra["cow_sites"]`.
-`Summary.extra["cow_sites_resolution"]`: per worker, how its sites were resolved (seconds,
-blocks looked up / cached, resolved / sampled / untraced bytes) or why that failed.
+`Summary.extra["cow_sites_resolution"]`: per worker, how its sites were resolved (read, parse
+and lookup seconds, blocks looked up / cached, resolved / sampled / untraced bytes, the share
+of copied pages parsed `page_rate`, the share of copied bytes estimated) or why that failed;
+typed in `SitesSection.resolution` (memscope.leaks.resolution).
 
 The window of each process (docs/leaks.md): samples after its first child's birth for a parent
 (the preload before the fork, and the fork itself, are not growth), before the shutdown window
@@ -25,7 +27,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -47,6 +49,7 @@ from memscope.analysis.steady import shutdown_start
 from memscope.analysis.summary import ProcessSummary, Summary
 from memscope.check.quantity import Dimension, parse_value
 from memscope.errors import InputError
+from memscope.leaks.resolution import WorkerResolution, resolutions_from_meta
 from memscope.leaks.store import latest_cow_sites, read_leak_snapshots
 from memscope.recording import Recording
 
@@ -72,6 +75,7 @@ _DIMS = {"min_rate": Dimension.RATE, "min_growth": Dimension.BYTES}
 class SitesSection:
     per_process: dict[int, tuple[float, list[dict[str, Any]]]]  # process_id -> (t, sites)
     total: list[dict[str, Any]]  # {site, bytes, objects, workers, traceback}, largest first
+    resolution: list[WorkerResolution] = field(default_factory=list)  # per worker, by pid
 
 
 def load_leak_options(path: str = "pyproject.toml") -> LeakOptions:
@@ -195,9 +199,12 @@ def summarize_sites(rec: Recording, summary: Summary) -> None:
                 acc[0] += r["bytes"]
                 acc[1] += r["objects"]
                 acc[3] += 1
-    resolution = rec.meta.get("cow_sites_resolution")
-    if isinstance(resolution, list) and resolution:
-        summary.extra["cow_sites_resolution"] = resolution
+    resolution = resolutions_from_meta(rec.meta.get("cow_sites_resolution"))
+    if resolution:
+        summary.extra["cow_sites_resolution"] = [
+            {"pid": r.pid, "t": r.t, **r.stats.as_dict(), "total_seconds": r.total_seconds,
+             "estimated_share": r.estimated_share} for r in resolution]
+    rows = []
     if total:
         ranked = sorted(total.items(), key=lambda kv: -kv[1][0])[:TOP_SITES]
         rows = [
@@ -205,4 +212,5 @@ def summarize_sites(rec: Recording, summary: Summary) -> None:
             for s, (b, n, tb, w) in ranked
         ]
         summary.extra["cow_sites"] = rows
-        summary.sites = SitesSection(per_process, rows)
+    if rows or resolution:
+        summary.sites = SitesSection(per_process, rows, resolution)

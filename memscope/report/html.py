@@ -33,6 +33,7 @@ from memscope.report.html_features import (
     notes_section,
 )
 from memscope.report.html_sections import esc, header, process_table, short_command, tree_order
+from memscope.report.html_sites import sites_section
 
 __all__ = ["HtmlReporter", "json_for_script", "render_html", "uplot_assets"]
 
@@ -111,7 +112,8 @@ def render_html(summary: Summary, data: dict[str, Any], samples: Samples) -> str
         ],
     }
     has_cow_timeline = any("cow" in block for block in data["processes"].values())
-    features = [cow_section(summary), leak_section(summary, _sparklines(samples)),
+    features = [cow_section(summary), sites_section(summary),
+                leak_section(summary, _sparklines(samples)),
                 advice_section(summary), notes_section(summary)]
     n_cards = len(data["processes"])
     parts = {

@@ -86,13 +86,11 @@ def header(s: Summary) -> str:
         f'<div class="card"><div class="k">{esc(k)}</div><div class="v">{esc(v)}</div></div>'
         for k, v in facts
     )
-    sm = s.sampler
     status = "" if s.exit_code is None else f", exit status {s.exit_code}"
     return (
         f'<h1>memscope {esc(s.mode)}: <span class="cmd">{esc(" ".join(s.command) or "?")}</span>'
-        f"</h1><p class=\"sub\">started {esc(started)}{esc(status)} · sampler: {sm.ticks} ticks"
-        f" every {sm.mean_interval_s:.3f}s, {sm.rollups} full rollups, {sm.cpu_s:.2f} CPU-s"
-        f" ({sm.cpu_fraction:.1%} of one core) · recording {esc(s.path)}</p>"
+        f"</h1><p class=\"sub\">started {esc(started)}{esc(status)} · sampler:"
+        f" {esc(s.sampler.describe())} · recording {esc(s.path)}</p>"
         f'<div class="cards">{cards}</div>'
     )
 

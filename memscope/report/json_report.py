@@ -62,6 +62,8 @@ def to_document(s: Summary) -> dict[str, Any]:
             "rollups": s.sampler.rollups,
             "process_cpu_s": s.sampler.process_cpu_s,
             "process_cpu_fraction": s.sampler.process_cpu_fraction,
+            "budget": s.sampler.budget,
+            "stretched_to_s": s.sampler.stretched_to_s,
         },
         "processes": [_process(p) for p in s.processes],
         "totals": {

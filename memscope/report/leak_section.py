@@ -63,36 +63,22 @@ def leak_section(s: Summary) -> RenderableType | None:
 
 
 def cow_sites_section(s: Summary) -> RenderableType | None:
-    total = s.extra.get("cow_sites")
-    resolution = s.extra.get("cow_sites_resolution") or []
-    if not total and not resolution:
+    """Copied bytes by allocation site, and under the table how each worker's sites were
+    resolved: memscope's time, the share of copied pages parsed and of blocks looked up,
+    resolved / estimated / untraced bytes, or why it failed."""
+    if s.sites is None:
         return None
     parts: list[RenderableType] = []
-    if total:
+    if s.sites.total:
         table = Table(title="Copied memory by allocation site (all workers)", title_justify="left")
         for col in ("site", "copied", "objects", "workers"):
             table.add_column(col, justify="left" if col == "site" else "right")
-        for r in total[:10]:
+        for r in s.sites.total[:10]:
             table.add_row(safe_text(r["site"]), format_bytes(r["bytes"]), f"{r['objects']:,}",
                           str(r["workers"]))
         parts.append(table)
-    parts.extend(safe_text(_resolution_line(r)) for r in resolution)
+    parts.extend(safe_text("  " + r.describe()) for r in s.sites.resolution)
     return Group(*parts)
-
-
-def _resolution_line(r: dict[str, Any]) -> str:
-    """One worker's site resolution: time, coverage (resolved / sampled / untraced bytes)."""
-    if r.get("error"):
-        return f"  sites of {r['pid']}: not resolved: {r['error']}"
-    sampled = ""
-    if r.get("sampled_bytes"):
-        sampled = (f", {format_bytes(r['sampled_bytes'])} estimated from a"
-                   f" {r.get('sample_rate', 1.0):.0%} sample")
-    return (f"  sites of {r['pid']}: {r.get('seconds', 0.0):.2f} s, {r.get('blocks', 0):,} blocks"
-            f" ({r.get('looked_up', 0):,} looked up, {r.get('cached', 0):,} shared with other"
-            f" workers), {format_bytes(r.get('resolved_bytes', 0))} resolved{sampled},"
-            f" {format_bytes(r.get('untraced_bytes', 0))} untraced")
-
 
 
 def notes_section(s: Summary) -> RenderableType | None:

@@ -46,11 +46,7 @@ def _header(s: Summary) -> Text:
     if s.exit_code is not None:
         text.append(f", exit status {s.exit_code}")
     sm = s.sampler
-    text.append(
-        f"\nsampler: {sm.ticks} ticks every {sm.mean_interval_s:.3f}s, {sm.rollups} full rollups;"
-        f" memscope used {sm.process_cpu_s:.2f} CPU-s ({sm.process_cpu_fraction:.1%} of one"
-        " core, all threads)"
-    )
+    text.append(f"\nsampler: {sm.describe()}")
     return text
 
 

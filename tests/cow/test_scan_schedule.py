@@ -16,6 +16,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from memscope.budget import CpuBudget
@@ -371,3 +372,76 @@ def test_one_scan_at_a_time_goes_round_robin(tmp_path: Path) -> None:
             c.kill()
             c.wait()
         writer.close()
+
+
+def test_final_scans_skip_a_quick_scan_whose_copied_bytes_still_hold(tmp_path: Path) -> None:
+    # GIVEN a worker quick-scanned at first sight whose full scan the budget has not allowed
+    child = subprocess.Popen(["sleep", "60"])
+    writer = RecordingWriter(str(tmp_path / "q.memscope"), {})
+    procfs = ProcFS()
+    tree = ProcessTree(procfs, os.getpid())
+    try:
+        deadline = time.monotonic() + 30
+        while child.pid not in tree.members and time.monotonic() < deadline:
+            tree.refresh()
+        for m in list(tree.members.values()):  # other tests' children of this process: not ours
+            if m.pid not in (os.getpid(), child.pid):
+                tree.remove(m)
+        for m in tree.members.values():
+            m.record_id = writer.add_process(pid=m.pid, start_ticks=m.start_ticks, ppid=m.ppid,
+                                             parent_id=None, role=m.role, cmdline=[], exe=None,
+                                             python_version=None, started_at=0.0)
+        members = list(tree.members.values())
+        ctx = TickContext(0.0, members, tree.root, writer, procfs, {},
+                          budget=CpuBudget(0.05, allowance=-1.0))
+        clock = Clock()
+        quick, full = Scanner(clock), Scanner(clock)
+        sched = CowScheduler(clock=clock, scanner=full, quick=quick, threaded=False,
+                             faults=faults)
+        sched.start(Session(writer, procfs, tree, ctx.budget))
+        worker = tree.members[child.pid]
+        ctx.latest[worker.record_id] = Rollup(private_dirty=0)
+        sched(ctx)
+        assert quick.calls == [(child.pid, os.getpid())] and full.calls == []
+        # WHEN the recording ends with nothing moved since
+        sched.close(writer)
+        # THEN the final scans owe it only its full scan (types): no second quick scan
+        assert quick.calls == [(child.pid, os.getpid())]
+        assert full.calls == [(child.pid, os.getpid())]
+    finally:
+        child.kill()
+        child.wait()
+        writer.close()
+
+
+def test_a_sample_of_a_quick_scans_copied_pages_is_handed_on_when_asked(
+    tree: tuple[TickContext, int],
+) -> None:
+    # GIVEN a quick scan that found 10,000 copied pages, and a scheduler asked to keep ~500
+    ctx, _child = tree
+    clock = Clock()
+    addrs = (np.arange(10_000, dtype=np.uint64) + 0x7F0000000) * 4096
+
+    def quick(pid: int, ppid: int, procfs: ProcFS) -> CowScan:
+        scan = Scanner(clock)(pid, ppid, procfs)
+        scan.copied_pages = addrs
+        return scan
+
+    sched = CowScheduler(clock=clock, scanner=Scanner(clock), quick=quick, threaded=False,
+                         faults=faults, keep_pages=500)
+    dirty(ctx, 4 * MiB, 0.0)
+    sched(ctx)
+    # WHEN the next tick runs
+    ctx.copied_pages.clear()
+    sched(ctx)
+    # THEN the hooks after it see the worker's sample: about 500 of the pages, at their rate
+    sample, rate = ctx.copied_pages[ctx.members[1].record_id]
+    assert 300 <= len(sample) <= 700 and set(sample.tolist()) <= set(addrs.tolist())
+    assert rate == pytest.approx(len(sample) / len(addrs))
+    # AND without keep_pages nothing is kept
+    plain = CowScheduler(clock=clock, scanner=Scanner(clock), quick=quick, threaded=False,
+                         faults=faults)
+    ctx.copied_pages.clear()
+    plain(ctx)
+    plain(ctx)
+    assert ctx.copied_pages == {} and plain.pages == {}

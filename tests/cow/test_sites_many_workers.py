@@ -66,3 +66,15 @@ def test_every_worker_topped_by_the_preload_line(memscope_bin: str, tmp_path: Pa
     budget_blocks = 1.2 * sites_mod.PAGE_BUDGET * 4096 // 32  # 32-byte ints per parsed page
     assert all(0 < r["page_rate"] < 1 and r["blocks"] <= budget_blocks for r in res), res
     assert sum(r["cached"] for r in res) > 0, res
+    # The record times each step of the worker's sites (read while it lived, parse, lookups)
+    # and the report prints it beside the sites table, with the share of pages parsed.
+    assert all(r["read_seconds"] > 0 and r["parse_seconds"] > 0 and r["seconds"] > 0
+               for r in res), res
+    report = subprocess.run([memscope_bin, "report", str(out)], capture_output=True, text=True,
+                            check=True).stdout
+    text = " ".join(report.split())
+    assert "Copied memory by allocation site" in text and site in text
+    for r in res:
+        assert (f"sites of {r['pid']}: {r['read_seconds'] + r['parse_seconds'] + r['seconds']:.2f}"
+                f" s (read {r['read_seconds']:.2f}, parse {r['parse_seconds']:.2f}, lookups"
+                f" {r['seconds']:.2f}); {r['page_rate']:.1%} of the copied pages parsed") in text

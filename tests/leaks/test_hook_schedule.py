@@ -43,7 +43,8 @@ def tick(hook: RecordingHook, members: list[Member], dirty: dict[int, int]) -> N
     latest = {m.record_id: SimpleNamespace(private_dirty=dirty[m.pid]) for m in members
               if m.pid in dirty}
     ctx: Any = SimpleNamespace(t=0.0, members=members, root=members[0], writer=None,
-                               procfs=None, latest=latest, want_rollup=set(), copied={})
+                               procfs=None, latest=latest, want_rollup=set(), copied={},
+                               copied_pages={})
     hook.tick(ctx)
 
 

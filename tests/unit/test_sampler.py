@@ -125,3 +125,67 @@ def test_pid_reuse_between_ticks_is_a_death(proc_root: str, tmp_path: os.PathLik
     assert HOSTILE not in sampler.tree.members
     later = [s for s in rec.samples(hostile[0].id) if s.t > 1000.0]
     assert later == []
+
+
+def test_a_quiet_process_is_rolled_up_less_and_less_often(
+    proc_root: str, tmp_path: os.PathLike[str]
+) -> None:
+    # GIVEN a budget that could pay for a rollup of every process on every tick, and a
+    # captured /proc that stands still
+    path = os.path.join(str(tmp_path), "r.memscope")
+    clock = FakeClock(0.2)
+    sampler = make_sampler(proc_root, path, clock, 0.0, budget=1.0, quiet_gap=1.0)
+    for _ in range(21):  # 4 s
+        sampler.tick()
+        clock.advance()
+    child = sampler.tree.members[CHILD].record_id
+    # WHEN the child's resident set (statm) changes
+    statm = os.path.join(proc_root, str(CHILD), "statm")
+    with open(statm) as fh:
+        fields = fh.read().split()
+    fields[1] = str(int(fields[1]) + 256)
+    with open(statm, "w") as fh:
+        fh.write(" ".join(fields) + "\n")
+    sampler.tick()
+    sampler.writer.close()
+    rec = open_recording(path)
+    full = [r for r in rec.samples() if r["pss"] is not None]
+    # THEN while nothing moved, each process got its birth rollup, one after the quiet gap
+    # (1 s), and then one after twice that: each rollup that finds nothing changed doubles
+    # the gap (not one rollup per tick: 21)
+    for pid in (PARENT, CHILD, HOSTILE, GRANDCHILD):
+        rid = sampler.tree.members[pid].record_id
+        times = sorted(r.t for r in full if r.process_id == rid and r.t < clock.now)
+        gaps = [round(b - a, 1) for a, b in itertools.pairwise(times)]
+        assert gaps == [1.0, 2.0], (pid, times)
+    # AND the tick that saw the child's statm move rolled it up at once, less than a gap
+    # after its previous rollup
+    child_rollups = sorted(r.t for r in full if r.process_id == child)
+    assert child_rollups[-1] == pytest.approx(clock.now)
+    assert clock.now - child_rollups[-2] < 2.0
+
+
+def test_run_stretches_ticks_whose_fixed_cost_exceeds_half_the_budget(
+    proc_root: str, tmp_path: os.PathLike[str]
+) -> None:
+    # GIVEN every CPU-clock read advancing 1 ms and a budget of 0.1 % of a core: a tick's
+    # fixed cost (a few reads) alone is far more than half the budget at 0.2 s ticks
+    path = os.path.join(str(tmp_path), "r.memscope")
+    clock = FakeClock(0.2)
+    sampler = make_sampler(proc_root, path, clock, 0.001, budget=0.001)
+    slept: list[float] = []
+    ticks = iter(range(10))
+    sampler.run(0.2, lambda: next(ticks, None) is None, sleep=slept.append)
+    sampler.flush()
+    sampler.writer.close()
+    # THEN run() waits base_cost / (half the budget) between ticks, not 0.2 s
+    assert sampler.base_cost >= 0.001
+    step = sampler.base_cost / (0.001 * 0.5)
+    # (sleep is a recorder: the real clock stands still, so each delay adds one step)
+    steps = [slept[0], *(b - a for a, b in itertools.pairwise(slept))]
+    # (the first ticks, before the fixed cost can be judged, keep the interval)
+    assert len(steps) == 10 and steps[-1] == pytest.approx(step, rel=0.5)
+    assert min(steps[5:]) > 0.2 * 5
+    # AND the recording says so
+    rec = open_recording(path)
+    assert rec.meta["sampler_stretched_to_s"] >= step * 0.5
