@@ -83,6 +83,16 @@ def encode_chunk(t: Sequence[float], columns: Sequence[Sequence[int | None]]) ->
     return zlib.compress(b"".join(parts), 9)
 
 
+def _segment_prefix_sums(values: I64, lengths: I64) -> I64:
+    """Prefix sums of `values`, in place, restarting at every segment (`lengths`, one per
+    chunk and field) in one cumsum: the first delta of a segment is lowered by the sum of the
+    segment before it. Exact: int64 wraps around both ways."""
+    starts = (np.cumsum(lengths) - lengths)[lengths > 0]
+    if starts.size > 1:
+        values[starts[1:]] -= np.add.reduceat(values, starts)[:-1]
+    return np.cumsum(values, out=values)
+
+
 @dataclass(frozen=True, slots=True)
 class ChunkFields:
     """Decoded chunks, concatenated: `t` and each requested column (NaN where absent)."""
@@ -92,74 +102,149 @@ class ChunkFields:
     counts: list[int]  # samples per chunk, in input order
 
 
-def _segment_prefix_sums(deltas: I64, lengths: I64, order: int) -> I64:
-    """Prefix sums restarting at every segment (one per chunk), `order` times, one cumsum
-    each: the first delta of a segment is lowered by the sum of the segment before it."""
-    starts = (np.cumsum(lengths) - lengths)[lengths > 0]
-    out = deltas
-    for _ in range(order):
-        adjusted = out.copy()
-        if starts.size > 1:
-            adjusted[starts[1:]] -= np.add.reduceat(out, starts)[:-1]
-        out = np.cumsum(adjusted, dtype=np.int64)
-    return out
+@dataclass(frozen=True, slots=True)
+class _Field:
+    """Where one field lies in each chunk of a batch (arrays indexed by chunk)."""
+
+    stored: npt.NDArray[np.bool_]  # the chunk has this field (it may have fewer fields)
+    mask_at: I64  # offset of its presence bitmap in the joined buffer, -1 without one
+    data_at: I64  # offset of its values
+    count: I64  # values stored (0 where not stored)
+    code: I64  # dtype code of its values
+
+
+def _ranges(starts: I64, lengths: I64) -> I64:
+    """Concatenated ranges starts[i] .. starts[i] + lengths[i] - 1, in one pass."""
+    ends = np.cumsum(lengths)
+    return np.repeat(starts - (ends - lengths), lengths) + np.arange(int(ends[-1]) if
+                                                                     ends.size else 0)
+
+
+def _u32(buf: npt.NDArray[np.uint8], at: I64) -> I64:
+    """Little-endian u32 at each offset `at` (each in bounds)."""
+    b = buf[at[:, None] + np.arange(4)].astype(np.int64)
+    value: I64 = b[:, 0] | b[:, 1] << 8 | b[:, 2] << 16 | b[:, 3] << 24
+    return value
+
+
+def _walk(
+    buf: npt.NDArray[np.uint8], base: I64, end: I64, slots: Sequence[int]
+) -> tuple[I64, dict[int, _Field]]:
+    """Every chunk's row count and where its fields `slots` lie: the field headers of all
+    chunks are read field by field, one vector step per field (not per chunk). Damage raises
+    ValueError: a header or a wanted field's bitmap or values past the end of its chunk, an
+    unknown dtype code."""
+    if np.any(end - base < _HEADER.size):
+        raise ValueError("chunk header truncated")
+    n = _u32(buf, base)
+    fields = buf[base + 4].astype(np.int64)
+    mask_bytes = (n + 7) // 8
+    pos = base + _HEADER.size
+    found: dict[int, _Field] = {}
+    for field in range(int(fields.max(initial=0))):
+        stored = field < fields
+        if np.any(stored & (pos + _FIELD.size > end)):
+            raise ValueError("field header truncated")
+        at = np.where(stored, pos, base)  # a chunk without this field reads its own header
+        flags = buf[at].astype(np.int64)
+        count = np.where(stored, _u32(buf, at + 1), 0)
+        code = flags >> 4
+        if np.any(stored & (code >= len(_DTYPES))):
+            raise ValueError("unknown value type in a chunk")
+        itemsize = np.left_shift(1, np.minimum(code, len(_DTYPES) - 1))
+        masked = stored & (flags & 1 == 1)
+        pos = np.where(stored, pos + _FIELD.size, pos)
+        data_at = pos + np.where(masked, mask_bytes, 0)
+        if field in slots:
+            if np.any(stored & (data_at + count * itemsize > end)):
+                raise ValueError("chunk values truncated")  # the bitmap precedes them
+            found[field] = _Field(stored, np.where(masked, pos, -1), data_at, count, code)
+        pos = np.where(stored, data_at + count * itemsize, pos)
+    return n, found
+
+
+def _values(joined: bytes, fields: Sequence[_Field], lengths: I64) -> I64:
+    """The stored values of `fields`, concatenated field by field and chunk by chunk, as
+    int64: each (chunk, field) run of values is a view of `joined` in its stored width, and
+    one concatenate widens and joins them all (faster than an index gather: no index array
+    per value)."""
+    keep = lengths > 0
+    data_at = np.concatenate([f.data_at for f in fields])[keep].tolist()
+    code = np.concatenate([f.code for f in fields])[keep].tolist()
+    views = [np.frombuffer(joined, _DTYPES[c], k, at)
+             for at, k, c in zip(data_at, lengths[keep].tolist(), code, strict=True)]
+    return np.concatenate(views, dtype=np.int64) if views else np.zeros(0, dtype=np.int64)
+
+
+def _presence(
+    buf: npt.NDArray[np.uint8], f: _Field, n: I64
+) -> tuple[npt.NDArray[np.bool_] | None, I64]:
+    """(present, per chunk how many) of one field: None when every chunk stores every sample
+    (no bitmap); a chunk without the field has none present."""
+    has_mask = f.mask_at >= 0
+    if f.stored.all() and not has_mask.any():
+        return None, n
+    present = np.repeat(f.stored & ~has_mask, n)
+    if has_mask.any():
+        nm = n[has_mask]
+        nbytes = (nm + 7) // 8
+        bits = np.unpackbits(buf[_ranges(f.mask_at[has_mask], nbytes)])
+        # each chunk's bitmap is padded to whole bytes: keep its first n bits
+        bit_at = np.cumsum(8 * nbytes) - 8 * nbytes
+        bits = bits[_ranges(bit_at, nm)].astype(bool)
+        starts = np.cumsum(n) - n
+        present[_ranges(starts[has_mask], nm)] = bits
+    ends = np.cumsum(n)
+    summed = np.concatenate([[0], np.cumsum(present, dtype=np.int64)])
+    return present, summed[ends] - summed[ends - n]
 
 
 def decode_chunks(
     blobs: Sequence[bytes], names: Sequence[str], wanted: Sequence[str]
 ) -> ChunkFields:
-    """Decode `blobs` (each holding t then the columns `names`), keeping the columns `wanted`."""
+    """Decode `blobs` (each holding t then the columns `names`), keeping the columns `wanted`.
+
+    Vectorised over the chunks: they are decompressed and joined into one buffer, and each
+    step after that (reading the field headers, gathering the values, prefix-summing them,
+    spreading them over their presence bitmaps) is a numpy operation over every chunk at
+    once. Damage raises zlib.error or ValueError, including a field whose value count does
+    not match its chunk's row count (or the samples its bitmap marks present)."""
     index = {name: i + 1 for i, name in enumerate(names)}
     slots = [0] + [index[w] for w in wanted]
-    pieces: list[list[npt.NDArray[np.signedinteger[Any]]]] = [[] for _ in slots]
-    masks: list[list[npt.NDArray[np.bool_] | None]] = [[] for _ in slots]
-    counts: list[int] = []
-    for blob in blobs:
-        raw = zlib.decompress(blob)
-        n, fields = _HEADER.unpack_from(raw)
-        counts.append(n)
-        pos = _HEADER.size
-        found: dict[int, tuple[npt.NDArray[np.bool_] | None, npt.NDArray[Any]]] = {}
-        for field in range(fields):
-            flags, count = _FIELD.unpack_from(raw, pos)
-            pos += _FIELD.size
-            mask = None
-            if flags & 1:
-                nbytes = (n + 7) // 8
-                if field in slots:
-                    bits = np.frombuffer(raw, np.uint8, nbytes, pos)
-                    mask = np.unpackbits(bits, count=n).astype(bool)
-                pos += nbytes
-            dtype = _DTYPES[flags >> 4]
-            if field in slots:
-                data = np.frombuffer(raw, dtype, count, pos).copy()  # let `raw` go
-                found[field] = (mask, data)
-            pos += count * dtype.itemsize
-        for k, slot in enumerate(slots):
-            mask, data = found.get(slot, (np.zeros(n, dtype=bool), np.zeros(0, np.int64)))
-            pieces[k].append(data)
-            masks[k].append(mask)
-    total = sum(counts)
-    decoded: list[F64] = []
-    for k in range(len(slots)):
-        if not blobs:
-            decoded.append(np.zeros(0))
+    if not blobs:
+        return ChunkFields(np.zeros(0), {w: np.zeros(0) for w in wanted}, [])
+    raws = [zlib.decompress(blob) for blob in blobs]
+    joined = b"".join(raws)
+    buf = np.frombuffer(joined, np.uint8)
+    sizes = np.fromiter(map(len, raws), np.int64, len(raws))
+    del raws
+    end = np.cumsum(sizes)
+    n, found = _walk(buf, end - sizes, end, slots)
+    missing = _Field(np.zeros(n.size, dtype=bool), np.full(n.size, -1), np.zeros_like(n),
+                     np.zeros_like(n), np.zeros_like(n))
+    fields = [found.get(slot, missing) for slot in slots]
+    if np.any(fields[0].count != n):  # checked first: `n` sizes every array below
+        raise ValueError("a chunk's times do not match its row count")
+    presence = [_presence(buf, f, n) for f in fields[1:]]
+    for f, (_, count) in zip(fields[1:], presence, strict=True):
+        if np.any(f.count != count):
+            raise ValueError("a chunk's values do not match its row count or bitmap")
+    lengths = np.concatenate([f.count for f in fields])
+    deltas = _values(joined, fields, lengths)
+    ints = _segment_prefix_sums(deltas, lengths)  # first order, every field at once
+    split = np.cumsum([f.count.sum() for f in fields])
+    t_bits = ints[:split[0]]
+    for _ in range(_T_ORDER - 1):
+        _segment_prefix_sums(t_bits, n)
+    t = t_bits.view(np.float64)
+    decoded: dict[str, F64] = {}
+    for k, name in enumerate(wanted):
+        column = ints[split[k]:split[k + 1]]
+        present = presence[k][0]
+        if present is None:
+            decoded[name] = column.astype(np.float64)
             continue
-        lengths = np.array([p.size for p in pieces[k]], dtype=np.int64)
-        deltas = np.concatenate(pieces[k]).astype(np.int64)
-        pieces[k] = []
-        ints = _segment_prefix_sums(deltas, lengths, _T_ORDER if k == 0 else 1)
-        if k == 0:
-            decoded.append(ints.view(np.float64))
-            continue
-        if all(m is None for m in masks[k]):
-            decoded.append(ints.astype(np.float64))
-            continue
-        present = np.concatenate([
-            np.ones(c, dtype=bool) if m is None else m
-            for m, c in zip(masks[k], counts, strict=True)
-        ])
-        out = np.full(total, np.nan)
-        out[present] = ints
-        decoded.append(out)
-    return ChunkFields(decoded[0], dict(zip(wanted, decoded[1:], strict=True)), counts)
+        out = np.full(present.size, np.nan)
+        out[present] = column
+        decoded[name] = out
+    return ChunkFields(t, decoded, n.tolist())

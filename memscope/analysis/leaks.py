@@ -24,6 +24,7 @@ Method (per process, samples after warm-up):
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -46,6 +47,9 @@ __all__ = [
 
 F64 = npt.NDArray[np.float64]
 _MAX_POINTS = 400  # pairwise slopes are O(n²): thin longer series evenly
+_SELECT_MIN = 4096  # fewer pairwise slopes are partitioned whole (_select)
+_SELECT_SAMPLE = 2048  # about this many slopes sampled to bound the ranks wanted
+_SELECT_MARGIN = 64  # sample ranks added each side: ~5.7 standard errors of a quantile
 
 
 @dataclass(frozen=True)
@@ -140,46 +144,81 @@ def _thin(t: F64, y: F64) -> tuple[F64, F64]:
     return t[idx], y[idx]
 
 
+@functools.lru_cache(maxsize=8)
+def _pairs(n: int) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.intp]]:
+    """(i, j) of every pair i < j of n points, row by row; shared read-only (one per n: the
+    series of a report are mostly thinned to the same _MAX_POINTS)."""
+    i, j = np.triu_indices(n, k=1)
+    i.flags.writeable = j.flags.writeable = False
+    return i, j
+
+
+def _select(values: F64, ranks: Sequence[int]) -> F64:
+    """The order statistics of `values` at `ranks`: exactly np.partition(values, ranks)[ranks].
+
+    Partitioning all the pairwise slopes dominated the leak analysis of a large report; the
+    ranks needed (the median and Sen's interval) lie in a narrow band. So the band's bounds
+    are read from an evenly spaced sample (with a margin), and only the values between them
+    are partitioned: the values below the lower bound take exactly the ranks before the
+    band, so ranks inside it are found there. When the bounds miss (a rank outside the band,
+    NaN), everything is partitioned as before."""
+    m = values.size
+    if m < _SELECT_MIN:
+        return np.partition(values, ranks)[list(ranks)]
+    sample = np.sort(values[::m // _SELECT_SAMPLE])
+    s = sample.size
+    lo = sample[max(0, min(ranks) * s // m - _SELECT_MARGIN)]
+    hi = sample[min(s - 1, max(ranks) * s // m + _SELECT_MARGIN)]
+    below = int(np.count_nonzero(values < lo))
+    band = values[(values >= lo) & (values <= hi)]
+    if below <= min(ranks) and max(ranks) < below + band.size:
+        inside = [r - below for r in ranks]
+        return np.partition(band, inside)[inside]
+    return np.partition(values, ranks)[list(ranks)]
+
+
 def theil_sen(t: Sequence[float] | F64, y: Sequence[float] | F64, level: float = 0.95) -> Growth:
     """Theil–Sen slope of y(t) with Sen's interval and the Mann–Kendall confidence."""
     ta, ya = _thin(np.asarray(t, dtype=np.float64), np.asarray(y, dtype=np.float64))
     n = len(ta)
     if n < 2:
         raise ValueError("theil_sen needs at least two points")
-    i, j = np.triu_indices(n, k=1)
-    dt = ta[j] - ta[i]
-    dy = ya[j] - ya[i]
-    ok = dt > 0
-    slopes = dy[ok] / dt[ok]
+    i, j = _pairs(n)
+    dt = np.take(ta, j) - np.take(ta, i)
+    dy = np.take(ya, j) - np.take(ya, i)
+    if not np.all(np.diff(ta) > 0):  # else (times strictly increasing) every pair counts
+        ok = dt > 0
+        dt, dy = dt[ok], dy[ok]
+    slopes = dy / dt
     m = len(slopes)
     if not m:
         raise ValueError("theil_sen needs two distinct times")
-    s = float(np.sign(dy[ok]).sum())
+    if np.all(np.isfinite(ya)):  # the same sum of signs, without an array of them
+        s = float(np.count_nonzero(dy > 0) - np.count_nonzero(dy < 0))
+    else:
+        s = float(np.sign(dy).sum())
     _, ties = np.unique(ya, return_counts=True)
     var = (n * (n - 1) * (2 * n + 5) - float((ties * (ties - 1) * (2 * ties + 5)).sum())) / 18.0
     c = _z(level) * math.sqrt(var) if var > 0 else 0.0
     lo_i = int(max(0, math.floor((m - c) / 2.0)))
     hi_i = int(min(m - 1, math.ceil((m + c) / 2.0)))
-    # Only the median and the two interval ranks are needed: a partial sort (reports over
-    # hundreds of processes spent most of the leak analysis sorting every pairwise slope).
-    slopes = np.partition(slopes, sorted({(m - 1) // 2, m // 2, lo_i, hi_i}))
-    slope = float((slopes[(m - 1) // 2] + slopes[m // 2]) / 2.0)
+    # Only the median and the two interval ranks are needed, not every slope in order.
+    ranks = sorted({(m - 1) // 2, m // 2, lo_i, hi_i})
+    at = dict(zip(ranks, _select(slopes, ranks).tolist(), strict=True))
+    slope = (at[(m - 1) // 2] + at[m // 2]) / 2.0
     intercept = float(np.median(ya - slope * ta))
     if var <= 0:
         return Growth(slope, intercept, slope, slope, 0.5, n, float(ta[-1] - ta[0]))
     z = (s - math.copysign(1.0, s)) / math.sqrt(var) if s else 0.0
-    return Growth(
-        slope, intercept, float(slopes[lo_i]), float(slopes[hi_i]), _phi(z), n,
-        float(ta[-1] - ta[0]),
-    )
+    return Growth(slope, intercept, at[lo_i], at[hi_i], _phi(z), n, float(ta[-1] - ta[0]))
 
 
-def warmup_start(t: Sequence[float], options: LeakOptions | None = None) -> float:
+def warmup_start(t: Sequence[float] | F64, options: LeakOptions | None = None) -> float:
     """Time from which samples count (first sample + warm-up)."""
     opts = options or LeakOptions()
     if not len(t):
         return 0.0
-    t0, t1 = float(min(t)), float(max(t))
+    t0, t1 = float(np.min(t)), float(np.max(t))
     return t0 + max(opts.warmup_s, opts.warmup_fraction * (t1 - t0))
 
 

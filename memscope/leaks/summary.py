@@ -141,10 +141,13 @@ def summarize_leaks(
     results: dict[int, LeakResult] = {}
     groups: dict[int, int] = {}
     cols = rec.columns(("uss", "rss", "rss_shared"))
-    ids, starts = np.unique(cols.process_id, return_index=True)
-    ends = np.searchsorted(cols.process_id, ids, side="right")  # rows sorted by process
-    bounds = dict(zip(ids.tolist(), zip(starts.tolist(), ends.tolist(), strict=True),
-                      strict=True))
+    pid = cols.process_id  # sorted: each process's rows are one run (no sort needed)
+    bounds: dict[int, tuple[int, int]] = {}
+    if pid.size:
+        starts = np.flatnonzero(np.r_[True, pid[1:] != pid[:-1]])
+        ends = np.r_[starts[1:], pid.size]
+        bounds = dict(zip(pid[starts].tolist(), zip(starts.tolist(), ends.tolist(),
+                                                    strict=True), strict=True))
     for p in summary.processes:
         opts = process_options(base, p)
         since = _forked_at(summary, p, opts.warmup_s)
@@ -155,15 +158,13 @@ def summarize_leaks(
         uss_all = cols.values["uss"][lo:hi]
         anon_all = cols.values["rss"][lo:hi] - cols.values["rss_shared"][lo:hi]
         has_uss, has_anon = window & ~np.isnan(uss_all), window & ~np.isnan(anon_all)
-        t: list[float] = times[has_uss].tolist()
-        uss: list[float] = uss_all[has_uss].tolist()
-        t_anon: list[float] = times[has_anon].tolist()
-        anon: list[float] = anon_all[has_anon].tolist()
-        if not t and not t_anon:
+        t, uss = times[has_uss], uss_all[has_uss]  # arrays: no Python float per sample
+        t_anon, anon = times[has_anon], anon_all[has_anon]
+        if not t.size and not t_anon.size:
             continue
         snaps = read_leak_snapshots(rec, p.id)
         kind = "site" if "site" in snaps else "type"
-        warm = warmup_start(t_anon or t, opts)
+        warm = warmup_start(t_anon if t_anon.size else t, opts)
         series = [s for s in snaps.get(kind, []) if s[0] >= warm]  # snapshots are sparse
         growing = growing_from_series(series, kind, TOP_GROWING, MIN_GROWTH_BYTES)
         # The anonymous resident size (RssAnon: statm, every tick) grows by new memory only;
