@@ -184,10 +184,11 @@ class Sampler:
         self._state: dict[tuple[int, int], _State] = {}
         self._wanted: set[tuple[int, int]] = set()
         self.latest: dict[int, Rollup] = {}
-        #: CPU seconds of the last ticks without their rollups and event work (counters,
-        #: discovery, writes, the hooks' per-tick work), after the first: a tick's fixed cost
+        #: CPU seconds of the last ticks without their variable part (rollups and the hooks'
+        #: event work: _variable_cpu), after the first: counters, discovery, writes, the
+        #: hooks' per-tick work; their mean is a tick's fixed cost (base_cost)
         self._base: deque[float] = deque(maxlen=BASE_WINDOW)
-        self._optional_cpu = 0.0
+        self._variable_cpu = 0.0
         self.stretch = 1.0  # factor on the interval and max_staleness (see run())
         self.stretched_to: float | None = None  # the longest interval run() stretched to
 
@@ -313,7 +314,7 @@ class Sampler:
         except (ProcessGone, AccessDenied):
             return None
         cost = self.cpu_clock() - c0
-        self._optional_cpu += cost
+        self._variable_cpu += cost
         state.rollup_cost = 0.7 * state.rollup_cost + 0.3 * cost
         state.rollups += 1
         return rollup
@@ -324,7 +325,7 @@ class Sampler:
         w0 = time.perf_counter()
         t = self.clock()
         self._last_tick_t = t
-        self._optional_cpu = 0.0
+        self._variable_cpu = 0.0
         self.budget.settle()
 
         change = self.tree.refresh()
@@ -420,11 +421,11 @@ class Sampler:
         for hook in self.hooks:
             hook.tick(context)
         self._wanted = context.want_rollup
-        self._optional_cpu += context.event_cpu
+        self._variable_cpu += context.event_cpu
 
         cpu = self.cpu_clock() - c0
         if self.ticks:  # (the first tick also pays for the hooks' start and every birth)
-            self._base.append(max(cpu - self._optional_cpu, 0.0))
+            self._base.append(max(cpu - self._variable_cpu, 0.0))
         self.cpu_s += cpu
         self.ticks += 1
         self.writer.add_tick(t, time.perf_counter() - w0, cpu, len(members), rollups)
