@@ -4,11 +4,11 @@ Cost model. statm is an O(1) counter read, so every process gets one every tick 
 file/shmem part of it). smaps_rollup walks the page tables (about 0.7 ms per 100 MiB mapped),
 so full rollups (pss, uss, swap, ...) are rationed by a CPU budget: a token bucket fills at
 `budget` CPU-seconds per second and each rollup spends its measured cost. New processes get a
-rollup at once; otherwise the stalest process goes first. A process whose statm did not move
-is not rolled up again within its quiet gap (1 s, doubling each time a rollup finds nothing
-changed, up to max_staleness), so an idle tree does not spend the budget re-reading the same
-numbers; every process still gets a rollup at least every max_staleness (10 s) and counters
-every tick.
+rollup at once; otherwise the stalest process goes first. While the budget is short (under
+half its cap), a process whose statm did not move is not rolled up again within its quiet gap
+(1 s, doubling each time a rollup finds nothing changed, up to max_staleness), so a large idle
+tree does not spend the budget re-reading the same numbers; every process still gets a rollup
+at least every max_staleness (10 s) and counters every tick.
 
 When the work that is never deferred (the tick's fixed cost and those forced rollups) would
 take more than BASE_SHARE of the budget (a tree of hundreds of processes), run() stretches
@@ -54,6 +54,9 @@ Clock = Callable[[], float]
 #: the rollups max_staleness forces) may take before run() stretches the ticks
 BASE_SHARE = 0.75
 BASE_WINDOW = 25  # ticks the fixed cost is judged over (5 s at 0.2 s)
+#: a quiet process (statm still, within its quiet gap) is rolled up only while the budget
+#: holds more than this share of its cap after the rollup
+QUIET_RESERVE = 0.5
 BASE_MIN_TICKS = 5
 
 
@@ -375,8 +378,10 @@ class Sampler:
             if member.key in born or overdue or member.key in self._wanted:
                 self.budget.force(state.rollup_cost)
             elif (state.counters == counters[member.key]
-                  and t - state.last_rollup_t < max(state.quiet_for, self.quiet_gap)):
-                continue  # nothing statm can see moved since a recent rollup: not worth it yet
+                  and t - state.last_rollup_t < max(state.quiet_for, self.quiet_gap)
+                  and self.budget.tokens - state.rollup_cost < self.budget.cap * QUIET_RESERVE):
+                continue  # nothing statm can see moved since a recent rollup: not worth the
+                # budget while it is short (a small tree's full bucket keeps every sample fresh)
             elif not self.budget.reserve(state.rollup_cost):
                 continue
             rollup = self._rollup(member, state)

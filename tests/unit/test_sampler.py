@@ -45,7 +45,8 @@ def make_sampler(root: str, path: str, clock: FakeClock, cpu_step: float, **kw: 
     fake_cpu = lambda: next(cpu)  # noqa: E731
     # The budget is charged from the same fake CPU clock, without a startup allowance.
     share = float(kw.pop("budget", 0.05))  # type: ignore[arg-type]
-    budget = CpuBudget(share, allowance=0.0, clock=clock, cpu_clock=fake_cpu)
+    allowance = float(kw.pop("allowance", 0.0))  # type: ignore[arg-type]
+    budget = CpuBudget(share, allowance=allowance, clock=clock, cpu_clock=fake_cpu)
     return Sampler(procfs, ProcessTree(procfs, PARENT), writer, clock=clock,
                    cpu_clock=fake_cpu, budget=budget, **kw)  # type: ignore[arg-type]
 
@@ -130,11 +131,11 @@ def test_pid_reuse_between_ticks_is_a_death(proc_root: str, tmp_path: os.PathLik
 def test_a_quiet_process_is_rolled_up_less_and_less_often(
     proc_root: str, tmp_path: os.PathLike[str]
 ) -> None:
-    # GIVEN a budget that could pay for a rollup of every process on every tick, and a
-    # captured /proc that stands still
+    # GIVEN a short budget (its bucket far from full) that could still pay for a rollup of
+    # every process on every tick, and a captured /proc that stands still
     path = os.path.join(str(tmp_path), "r.memscope")
     clock = FakeClock(0.2)
-    sampler = make_sampler(proc_root, path, clock, 0.0, budget=1.0, quiet_gap=1.0)
+    sampler = make_sampler(proc_root, path, clock, 0.0, budget=0.01, quiet_gap=1.0)
     for _ in range(21):  # 4 s
         sampler.tick()
         clock.advance()
@@ -189,3 +190,19 @@ def test_run_stretches_ticks_whose_fixed_cost_exceeds_half_the_budget(
     # AND the recording says so
     rec = open_recording(path)
     assert rec.meta["sampler_stretched_to_s"] >= step * 0.5
+
+
+def test_a_full_budget_keeps_rolling_up_quiet_processes(
+    proc_root: str, tmp_path: os.PathLike[str]
+) -> None:
+    # GIVEN a budget whose bucket is full (a small tree), and a /proc that stands still
+    path = os.path.join(str(tmp_path), "r.memscope")
+    clock = FakeClock(0.2)
+    sampler = make_sampler(proc_root, path, clock, 0.0, budget=0.05, allowance=1.0)
+    for _ in range(10):
+        sampler.tick()
+        clock.advance()
+    sampler.writer.close()
+    # THEN every process got a full rollup on every tick: fresh figures cost nothing scarce
+    full = [r for r in open_recording(path).samples() if r["pss"] is not None]
+    assert len(full) == 4 * 10
