@@ -24,21 +24,28 @@ import ctypes
 
 __all__ = ["MMAP_THRESHOLD", "return_freed_buffers", "trim"]
 
-_M_MMAP_THRESHOLD = -3  # <malloc.h>
+_M_TRIM_THRESHOLD = -1  # <malloc.h>
+_M_MMAP_THRESHOLD = -3
 #: Allocations of at least this many bytes are mmapped and unmapped on free (glibc's default
 #: is 128 KiB, raised dynamically up to 32 MiB).
 MMAP_THRESHOLD = 2 << 20
 
 
 def return_freed_buffers(threshold: int = MMAP_THRESHOLD) -> bool:
-    """Fix glibc's mmap threshold at `threshold` bytes; True when the allocator took it."""
+    """Fix glibc's mmap threshold at `threshold` bytes, and its trim threshold at twice that
+    (the pair glibc's dynamic rule keeps, which fixing one turns off: the trim threshold
+    would stay at 128 KiB, and every slice of a COW scan would give its arrays' pages back
+    at the top of the arena and fault them in again for the next slice; `trim()` after the
+    scan still returns them). True when the allocator took both."""
     try:
         mallopt = ctypes.CDLL(None).mallopt
     except (OSError, AttributeError):
         return False
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
     mallopt.restype = ctypes.c_int
-    return bool(mallopt(_M_MMAP_THRESHOLD, threshold))
+    return bool(mallopt(_M_MMAP_THRESHOLD, threshold)) and bool(
+        mallopt(_M_TRIM_THRESHOLD, 2 * threshold)
+    )
 
 
 def trim() -> bool:

@@ -81,13 +81,27 @@ def _compact(keep: npt.NDArray[np.bool_], *arrays: I64) -> list[I64]:
     return [np.concatenate([a[lo:hi] for lo, hi in pieces]) for a in arrays]
 
 
+# The last maps list seen and its anonymous read-write ranges: a scan parses its slices
+# against one MemReader, whose maps() is one list (kept referenced, so `is` is safe).
+_anon_of: tuple[list[MapEntry], U64, U64] | None = None
+
+
+def _anon_ranges(maps: list[MapEntry]) -> tuple[U64, U64]:
+    global _anon_of
+    cached = _anon_of  # one read: another scanning thread may replace it
+    if cached is None or cached[0] is not maps:
+        anon = [(lo, hi) for path, lo, hi in writable_regions(maps) if not path]
+        cached = (maps, np.array([s for s, _ in anon], dtype=np.uint64),
+                  np.array([e for _, e in anon], dtype=np.uint64))
+        _anon_of = cached
+    return cached[1], cached[2]
+
+
 def anon_rw_mask(maps: list[MapEntry], addrs: U64, span: int) -> npt.NDArray[np.bool_]:
     """Which [addr, addr+span) ranges lie inside anonymous read-write memory."""
-    anon = [(lo, hi) for path, lo, hi in writable_regions(maps) if not path]
-    if not anon:
+    starts, ends = _anon_ranges(maps)
+    if not len(starts):
         return np.zeros(len(addrs), dtype=np.bool_)
-    starts = np.array([s for s, _ in anon], dtype=np.uint64)
-    ends = np.array([e for _, e in anon], dtype=np.uint64)
     i = np.searchsorted(starts, addrs, side="right").astype(np.int64) - 1
     ok = i >= 0
     i = np.maximum(i, 0)

@@ -48,7 +48,6 @@ from memscope.cow.pagemap import (
     U8,
     U64,
     decode_pagemap,
-    iter_pages,
     maps_of_live,
     page_addresses,
     private_writable,
@@ -137,17 +136,29 @@ def _scan(
         parts = slices(copied)
         # One page buffer for every slice (bounded memory, no fresh page faults per slice),
         # one reader of the worker and one index of the parent's heap for the whole scan.
-        buffer = np.empty((max((hi - lo for lo, hi in parts), default=0), PAGE_SIZE),
-                          dtype=np.uint8)
+        largest = max((hi - lo for lo, hi in parts), default=0)
+        buffer = np.empty((largest, PAGE_SIZE), dtype=np.uint8)
+        parent_buffer = np.empty((largest, PAGE_SIZE), dtype=np.uint8)
         index, no_index = _heap_index(parent_pid, procfs) if parse else (None, "")
         why = no_index
         parse = parse and not no_index
-        with MemReader(pid, procfs) if parse and parts else contextlib.nullcontext() as reader:
+        with contextlib.ExitStack() as files:
+            # Both mem files stay open for the whole scan (not reopened per slice).
+            reader = (files.enter_context(MemReader(pid, procfs)) if parse and parts
+                      else None)
+            child_mem = files.enter_context(procfs.open_file(pid, "mem")) if parts else None
+            parent_mem = (files.enter_context(procfs.open_file(parent_pid, "mem")) if parts
+                          else None)
             for lo, hi in parts:  # one slice of pages and heap rows at a time
                 addrs = copied[lo:hi]
-                pages, ok = read_pages(procfs, pid, addrs, out=buffer[: hi - lo])
+                pages, ok = read_pages(procfs, pid, addrs, out=buffer[: hi - lo],
+                                       file=child_mem)
                 timer.lap("read_child")
-                diff = _compare_parent(procfs, parent_pid, addrs, pages, ok)
+                parent, parent_ok = read_pages(procfs, parent_pid, addrs,
+                                               out=parent_buffer[: hi - lo], file=parent_mem)
+                ok &= parent_ok
+                diff = PageDiff.of(pages, parent, ok)
+                del parent
                 timer.lap("read_parent")
                 heap = None
                 if reader is not None:
@@ -275,19 +286,6 @@ def _classify_pages(
     if mode is None:
         reason = REASON_EMPTY
     return _Pages(mode or "exclusive-bit", counts, all_copied, reason)
-
-
-def _compare_parent(
-    procfs: ProcFS, parent_pid: int, addrs: U64, pages: U8, ok: BOOL
-) -> PageDiff:
-    """Read the parent's pages at `addrs` slice by slice and diff them with the child's
-    `pages`; `ok` loses the pages the parent could not give."""
-    parts: list[PageDiff] = []
-    for lo, parent, parent_ok in iter_pages(procfs, parent_pid, addrs):
-        hi = lo + len(parent_ok)
-        ok[lo:hi] &= parent_ok
-        parts.append(PageDiff.of(pages[lo:hi], parent, ok[lo:hi], first=lo))
-    return PageDiff.concat(parts)
 
 
 class _Timer:
