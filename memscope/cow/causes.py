@@ -298,13 +298,14 @@ def _summarise(page_cause: U8, cover: _Coverage, type_names: list[str]) -> Cause
     totals = table.sum(axis=1)
     by_type: list[TypeBytes] = []
     by_type_cause: dict[str, dict[str, int]] = {}
+    rows, sums, counts = table.tolist(), totals.tolist(), objects.tolist()  # Python floats
     for t in np.argsort(-totals, kind="stable").tolist():
-        nbytes = round(float(totals[t]))
+        nbytes = round(sums[t])
         if nbytes <= 0:
             continue
-        by_type.append(TypeBytes(names[t], nbytes, int(objects[t])))
+        by_type.append(TypeBytes(names[t], nbytes, counts[t]))
         by_type_cause[names[t]] = {
-            CAUSES[c]: round(float(table[t, c])) for c in range(nc) if table[t, c] >= 0.5
+            CAUSES[c]: round(b) for c, b in enumerate(rows[t]) if b >= 0.5
         }
     return CauseResult(
         by_cause={c: b for c, b in by_cause.items() if b},
