@@ -85,8 +85,11 @@ def parse_heap(
     # One table of blocks: malloc chunks (user data at chunk+16), then pymalloc blocks (each
     # in address order). Rows are put in address order at the end; `[heap]` usually lies
     # below the pymalloc arenas, and then they already are.
-    start = np.concatenate((chunks.addr + np.uint64(16), pools.addr))
-    size = np.concatenate((chunks.size - 16, pools.size))
+    if len(chunks.addr):
+        start = np.concatenate((chunks.addr + np.uint64(16), pools.addr))
+        size = np.concatenate((chunks.size - 16, pools.size))
+    else:  # slices of pymalloc arenas only (usual): the pool blocks' arrays, not copies
+        start, size = pools.addr, pools.size
     words = _word_getter(pools, chunks, snap)
     resolver = _resolver(layout, reader)
     row_slot, obj_off, infos = locate_objects(resolver, reader.maps(), size, words)
