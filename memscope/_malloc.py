@@ -13,8 +13,11 @@ MMAP_THRESHOLD always go back to the kernel when freed. It is fixed at 2 MiB, ab
 scan's per-slice arrays (1 MiB slices, memscope/cow/scan_slices.py): those come from the
 scan thread's arena and are reused slice after slice instead of being mapped, faulted in and
 unmapped for each slice (that cost a 16 MiB scan 1.3x its CPU), and `trim()` at the end of
-the scan gives their pages back. Small allocations (Python objects, SQLite pages) are
-unaffected. Not glibc (musl, or another allocator preloaded): mallopt is missing or a no-op,
+the scan gives their pages back. Fixing the mmap threshold also stops glibc from raising
+the trim threshold with it (to twice the mmap threshold): left at 128 KiB, every free of a
+slice's array at the top of the arena returned its pages, and the next slice faulted them in
+again. It is fixed at 2 x MMAP_THRESHOLD, glibc's own pair. Small allocations (Python
+objects, SQLite pages) are unaffected. Not glibc (musl, or another allocator preloaded): mallopt is missing or a no-op,
 and nothing changes.
 """
 
