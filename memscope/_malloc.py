@@ -17,8 +17,8 @@ the scan gives their pages back. Fixing the mmap threshold also stops glibc from
 the trim threshold with it (to twice the mmap threshold): left at 128 KiB, every free of a
 slice's array at the top of the arena returned its pages, and the next slice faulted them in
 again. It is fixed at 2 x MMAP_THRESHOLD, glibc's own pair. Small allocations (Python
-objects, SQLite pages) are unaffected. Not glibc (musl, or another allocator preloaded): mallopt is missing or a no-op,
-and nothing changes.
+objects, SQLite pages) are unaffected. Not glibc (musl, or another allocator preloaded):
+mallopt is missing or a no-op, and nothing changes.
 """
 
 from __future__ import annotations
