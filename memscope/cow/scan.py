@@ -136,6 +136,7 @@ def _scan(
         parts = slices(copied)
         # One page buffer for every slice (bounded memory, no fresh page faults per slice),
         # one reader of the worker and one index of the parent's heap for the whole scan.
+        region_arrays = _Regions(regions)
         largest = max((hi - lo for lo, hi in parts), default=0)
         buffer = np.empty((largest, PAGE_SIZE), dtype=np.uint8)
         parent_buffer = np.empty((largest, PAGE_SIZE), dtype=np.uint8)
@@ -168,7 +169,7 @@ def _scan(
                                           pages if all_ok else pages[ok], index)
                     why = why or failed
                     if heap is not None:
-                        pymalloc |= _pymalloc_regions(regions, heap)
+                        pymalloc |= _pymalloc_regions(region_arrays, heap)
                 del pages
                 timer.lap("heap")
                 result = attribute_diff(addrs, diff, ok, heap, pool_size if heap else 0)
@@ -340,15 +341,23 @@ def _parse(
         return None, f" (objects not attributed: {exc})"
 
 
-def _pymalloc_regions(regions: Sequence[MapEntry], heap: HeapMap) -> BOOL:
+class _Regions:
+    """The scan's regions as arrays, built once (every slice asks which hold pymalloc)."""
+
+    def __init__(self, regions: Sequence[MapEntry]) -> None:
+        self.count = len(regions)
+        self.starts = np.array([r.start for r in regions], dtype=np.uint64)
+        self.ends = np.array([r.end for r in regions], dtype=np.uint64)
+        self.anon = np.array([r.inode == 0 and not r.path for r in regions], dtype=np.bool_)
+
+
+def _pymalloc_regions(regions: _Regions, heap: HeapMap) -> BOOL:
     """Anonymous regions in which the heap parser validated allocator metadata."""
-    out = np.zeros(len(regions), dtype=np.bool_)
-    if len(heap.allocator_ranges) and len(regions):
+    out = np.zeros(regions.count, dtype=np.bool_)
+    if len(heap.allocator_ranges) and regions.count:
         heads = np.sort(heap.allocator_ranges[:, 0])
-        starts = np.array([r.start for r in regions], dtype=np.uint64)
-        ends = np.array([r.end for r in regions], dtype=np.uint64)
-        anon = np.array([r.inode == 0 and not r.path for r in regions], dtype=np.bool_)
-        out = (np.searchsorted(heads, ends) > np.searchsorted(heads, starts)) & anon
+        out = (np.searchsorted(heads, regions.ends) > np.searchsorted(heads, regions.starts)
+               ) & regions.anon
     return out
 
 
