@@ -14,8 +14,6 @@ recording, which has no chunks).
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import sqlite3
 import struct
 import zlib
@@ -26,6 +24,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from memscope._malloc import return_freed_buffers
 from memscope.errors import RecordingError
 from memscope.sample_codec import decode_chunks, encode_chunk
 
@@ -54,8 +53,6 @@ CHUNK_DDL = [
     "CREATE INDEX IF NOT EXISTS sample_chunks_by_process ON sample_chunks (process_id, t0)",
 ]
 
-_M_TRIM_THRESHOLD = -1
-_M_MMAP_THRESHOLD = -3
 #: Allocations from this size on are mmapped, and unmapped when freed: a report's columns
 #: (8 bytes x samples: 16 MB for 2 million samples) and larger temporaries.
 MMAP_THRESHOLD = 8 << 20
@@ -186,12 +183,7 @@ def _return_big_arrays_to_the_system() -> None:
     if _MALLOPT_DONE:
         return
     _MALLOPT_DONE = True
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        libc.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)
-        libc.mallopt(_M_TRIM_THRESHOLD, 2 * MMAP_THRESHOLD)
-    except (OSError, AttributeError):  # not glibc: nothing to tune
-        pass
+    return_freed_buffers(MMAP_THRESHOLD)  # (not glibc: nothing to tune)
 
 
 def read_columns(
