@@ -14,8 +14,6 @@ imports included; VmHWM). The floor is reading the worker's pagemap and every co
 (through a reused buffer), timed in this process, interleaved with the scans.
 
 - sweep: scan time / floor and the scanner's peak RSS per copied size (goal: <= 5x, < 256 MiB).
-  `--memscope-malloc`: the scanner first sets memscope's glibc thresholds, as a recording
-  does (memscope._malloc.return_freed_buffers); without it, glibc's dynamic defaults.
 - peaks: what one scan adds to memscope's RSS, per copied size and slice size
   (scan_slices.SLICE_PAGES): in a fresh interpreter with memscope's allocator settings
   (memscope._malloc.return_freed_buffers), after a first scan, VmHWM is reset
@@ -61,13 +59,8 @@ os.waitpid(pid, 0)
 """
 
 
-def one(pid: int, ppid: int, no_index: bool, scans: int = 2, memscope_malloc: bool = False
-        ) -> None:
+def one(pid: int, ppid: int, no_index: bool, scans: int = 2) -> None:
     """Child mode: `scans` scans, the first and the last printed as JSON."""
-    if memscope_malloc:
-        from memscope._malloc import return_freed_buffers
-
-        return_freed_buffers()  # as memscope.session.record does
     import memscope.cow.scan as scan_mod
 
     if no_index:
@@ -172,10 +165,9 @@ def floor_once(pid: int, ppid: int) -> float:
     return time.perf_counter() - t0
 
 
-def scan_in_child(pid: int, ppid: int, no_index: bool = False, scans: int = 2,
-                  memscope_malloc: bool = False) -> dict[str, Any]:
+def scan_in_child(pid: int, ppid: int, no_index: bool = False, scans: int = 2) -> dict[str, Any]:
     cmd = ([sys.executable, __file__, "one", str(pid), str(ppid), "--scans", str(scans)]
-           + (["--no-index"] * no_index) + (["--memscope-malloc"] * memscope_malloc))
+           + (["--no-index"] * no_index))
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
     return dict(json.loads(out.splitlines()[-1]))
 
@@ -193,7 +185,7 @@ def stop(proc: subprocess.Popen[str], pid: int) -> None:
     proc.wait()
 
 
-def sweep(python: str, sizes: list[int], repeat: int, memscope_malloc: bool = False) -> None:
+def sweep(python: str, sizes: list[int], repeat: int) -> None:
     print("copied | floor | scan | scan/floor | peak RSS of the scanner | int share | phases")
     for mib in sizes:
         proc, ppid, pid = start(python, mib * 32768, False)
@@ -201,7 +193,7 @@ def sweep(python: str, sizes: list[int], repeat: int, memscope_malloc: bool = Fa
             floors, scans = [], []
             for _ in range(repeat):  # interleaved: floor, scan, floor, scan ...
                 floors.append(floor_once(pid, ppid))
-                scans.append(scan_in_child(pid, ppid, memscope_malloc=memscope_malloc))
+                scans.append(scan_in_child(pid, ppid))
         finally:
             stop(proc, pid)
         floor = statistics.median(floors)
@@ -254,22 +246,18 @@ def main() -> None:
     parser.add_argument("--no-index", action="store_true")
     parser.add_argument("--slices", default="8192,256", help="peaks: SLICE_PAGES values")
     parser.add_argument("--slice-pages", type=int, default=256)
-    parser.add_argument("--memscope-malloc", action="store_true",
-                        help="sweep: scan with memscope's glibc settings (memscope._malloc, as"
-                        " a recording does); default: the interpreter's")
     parser.add_argument("--scans", type=int, default=2,
                         help="traced: scans per scanner with the index; the last is reported")
     args = parser.parse_args()
     if args.mode == "one":
-        one(args.pids[0], args.pids[1], args.no_index, args.scans, args.memscope_malloc)
+        one(args.pids[0], args.pids[1], args.no_index, args.scans)
     elif args.mode == "one-peak":
         one_peak(args.pids[0], args.pids[1], args.slice_pages)
     elif args.mode == "peaks":
         peaks(args.python, [int(s) for s in args.sizes.split(",")],
               [int(s) for s in args.slices.split(",")], args.repeat)
     elif args.mode == "sweep":
-        sweep(args.python, [int(s) for s in args.sizes.split(",")], args.repeat,
-              args.memscope_malloc)
+        sweep(args.python, [int(s) for s in args.sizes.split(",")], args.repeat)
     else:
         traced(args.python, args.ints, args.repeat, args.scans)
 

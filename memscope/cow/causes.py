@@ -44,8 +44,6 @@ _GC, _REFCOUNT, _ALLOCATOR, _DATA = 0, 1, 2, 3
 _T_GC, _T_REF, _WRITE, _TRANSIENT, _UNREAD = 4, 5, 6, 7, 8
 UNATTRIBUTED = "(unattributed)"
 _PAGE = np.uint64(PAGE_SIZE)
-_WORDS = PAGE_SIZE // 8  # u64 words per page
-_WORD_SHIFT = _WORDS.bit_length() - 1
 
 
 @dataclass
@@ -82,15 +80,11 @@ class PageDiff:
         n = len(ok)
         cw = child.reshape(n, PAGE_SIZE).view(np.uint64)
         pw = parent.reshape(n, PAGE_SIZE).view(np.uint64)
-        # One word comparison; the differing words of the pages read, in page order, from
-        # flat indexes (2-D np.nonzero walks a multi-index: ~15x slower when many words
-        # differ, and indexing the differing rows first copied both slices).
-        ne = cw != pw
-        if not ok.all():
-            ne &= ok[:, None]
-        differ = ne.any(axis=1)
-        flat = np.flatnonzero(ne)
-        return PageDiff(differ, (flat >> _WORD_SHIFT) + first, flat & (_WORDS - 1))
+        # Whole pages first; words only on the (few) pages that differ.
+        differ = (cw != pw).any(axis=1) & ok
+        rows = np.flatnonzero(differ)
+        pi, wi = np.nonzero(cw[rows] != pw[rows])
+        return PageDiff(differ, rows[pi] + first, wi.astype(np.int64))
 
     @staticmethod
     def concat(parts: list[PageDiff]) -> PageDiff:
@@ -298,14 +292,13 @@ def _summarise(page_cause: U8, cover: _Coverage, type_names: list[str]) -> Cause
     totals = table.sum(axis=1)
     by_type: list[TypeBytes] = []
     by_type_cause: dict[str, dict[str, int]] = {}
-    rows, sums, counts = table.tolist(), totals.tolist(), objects.tolist()  # Python floats
     for t in np.argsort(-totals, kind="stable").tolist():
-        nbytes = round(sums[t])
+        nbytes = round(float(totals[t]))
         if nbytes <= 0:
             continue
-        by_type.append(TypeBytes(names[t], nbytes, counts[t]))
+        by_type.append(TypeBytes(names[t], nbytes, int(objects[t])))
         by_type_cause[names[t]] = {
-            CAUSES[c]: round(b) for c, b in enumerate(rows[t]) if b >= 0.5
+            CAUSES[c]: round(float(table[t, c])) for c in range(nc) if table[t, c] >= 0.5
         }
     return CauseResult(
         by_cause={c: b for c, b in by_cause.items() if b},

@@ -85,13 +85,10 @@ def parse_heap(
     # One table of blocks: malloc chunks (user data at chunk+16), then pymalloc blocks (each
     # in address order). Rows are put in address order at the end; `[heap]` usually lies
     # below the pymalloc arenas, and then they already are.
-    if len(chunks.addr):
-        start = np.concatenate((chunks.addr + np.uint64(16), pools.addr))
-        size = np.concatenate((chunks.size - 16, pools.size))
-    else:  # slices of pymalloc arenas only (usual): the pool blocks' arrays, not copies
-        start, size = pools.addr, pools.size
+    start = np.concatenate((chunks.addr + np.uint64(16), pools.addr))
+    size = np.concatenate((chunks.size - 16, pools.size))
     words = _word_getter(pools, chunks, snap)
-    resolver = _resolver(layout, reader)
+    resolver = TypeResolver(layout, reader)
     row_slot, obj_off, infos = locate_objects(resolver, reader.maps(), size, words)
     types = _TypeTable(infos, row_slot)
     gc_tracked = _gc_tracked(types, obj_off, words)
@@ -129,20 +126,6 @@ def parse_heap(
         owner_ptrs=owner_ptrs,
         owner_types=owner_types,
     )
-
-
-# The last reader's type resolver: a scan parses its slices with one reader, and each
-# slice finds mostly the same types (validated once per scan, not once per slice).
-_resolver_of: tuple[MemReader, Layout, TypeResolver] | None = None
-
-
-def _resolver(layout: Layout, reader: MemReader) -> TypeResolver:
-    global _resolver_of
-    cached = _resolver_of  # one read: another scanning thread may replace it
-    if cached is None or cached[0] is not reader or cached[1] is not layout:
-        cached = (reader, layout, TypeResolver(layout, reader))
-        _resolver_of = cached
-    return cached[2]
 
 
 def _merge_pieces(a: U64, b: U64) -> list[tuple[int, int]]:

@@ -33,26 +33,13 @@ WordGetter = Callable[[int, "I64 | None"], U64]
 _MAX_REFCNT = np.uint64(1 << 40)
 
 
-# The last maps list seen and its readable ranges (a scan's slices share one list).
-_readable_of: tuple[list[MapEntry], U64, U64] | None = None
-
-
-def _readable(maps: list[MapEntry]) -> tuple[U64, U64]:
-    global _readable_of
-    cached = _readable_of  # one read: another scanning thread may replace it
-    if cached is None or cached[0] is not maps:
-        readable = sorted((m.start, m.end) for m in maps if m.perms.startswith("r"))
-        cached = (maps, np.array([s for s, _ in readable], dtype=np.uint64),
-                  np.array([e for _, e in readable], dtype=np.uint64))
-        _readable_of = cached
-    return cached[1], cached[2]
-
-
 def mapped_mask(maps: list[MapEntry], ptrs: U64) -> BOOL:
     """Which pointers fall inside a readable mapping."""
-    starts, ends = _readable(maps)
-    if not len(starts):
+    readable = sorted((m.start, m.end) for m in maps if m.perms.startswith("r"))
+    if not readable:
         return np.zeros(len(ptrs), dtype=np.bool_)
+    starts = np.array([s for s, _ in readable], dtype=np.uint64)
+    ends = np.array([e for _, e in readable], dtype=np.uint64)
     i = np.searchsorted(starts, ptrs, side="right").astype(np.int64) - 1
     ok = i >= 0
     i = np.maximum(i, 0)

@@ -81,27 +81,13 @@ def _compact(keep: npt.NDArray[np.bool_], *arrays: I64) -> list[I64]:
     return [np.concatenate([a[lo:hi] for lo, hi in pieces]) for a in arrays]
 
 
-# The last maps list seen and its anonymous read-write ranges: a scan parses its slices
-# against one MemReader, whose maps() is one list (kept referenced, so `is` is safe).
-_anon_of: tuple[list[MapEntry], U64, U64] | None = None
-
-
-def _anon_ranges(maps: list[MapEntry]) -> tuple[U64, U64]:
-    global _anon_of
-    cached = _anon_of  # one read: another scanning thread may replace it
-    if cached is None or cached[0] is not maps:
-        anon = [(lo, hi) for path, lo, hi in writable_regions(maps) if not path]
-        cached = (maps, np.array([s for s, _ in anon], dtype=np.uint64),
-                  np.array([e for _, e in anon], dtype=np.uint64))
-        _anon_of = cached
-    return cached[1], cached[2]
-
-
 def anon_rw_mask(maps: list[MapEntry], addrs: U64, span: int) -> npt.NDArray[np.bool_]:
     """Which [addr, addr+span) ranges lie inside anonymous read-write memory."""
-    starts, ends = _anon_ranges(maps)
-    if not len(starts):
+    anon = [(lo, hi) for path, lo, hi in writable_regions(maps) if not path]
+    if not anon:
         return np.zeros(len(addrs), dtype=np.bool_)
+    starts = np.array([s for s, _ in anon], dtype=np.uint64)
+    ends = np.array([e for _, e in anon], dtype=np.uint64)
     i = np.searchsorted(starts, addrs, side="right").astype(np.int64) - 1
     ok = i >= 0
     i = np.maximum(i, 0)
@@ -155,7 +141,6 @@ def find_pool_blocks(layout: Layout, snap: Snapshot) -> PoolBlocks:
     addr += np.repeat(base_i + hdr - first[:-1] * size, used)
     free = np.zeros(len(addr), dtype=np.bool_)
     live = np.flatnonzero(freeblock != 0)
-    chained = bool(len(live))  # False: no pool has a free list, so no block is marked free
     off = fb_off[valid][live]
     for _ in range(pool // layout.alignment):
         inside = (
@@ -177,8 +162,7 @@ def find_pool_blocks(layout: Layout, snap: Snapshot) -> PoolBlocks:
     )
     keep = ~free
     whole = np.asarray((in_snap & page_ok.reshape(npools, ppp)).all(axis=1), dtype=np.bool_)
-    all_whole = bool(whole.all())
-    if not all_whole:
+    if not whole.all():
         # Blocks of partly held pools: keep those overlapping a held, readable page.
         part = np.flatnonzero(np.repeat(~whole, used))
         p_pool = np.searchsorted(first, part, side="right") - 1
@@ -194,14 +178,13 @@ def find_pool_blocks(layout: Layout, snap: Snapshot) -> PoolBlocks:
     shift = np.where(flat, page_code[:, 0] * WORDS_PER_PAGE - (base_i >> 3), -(1 << 60))
     widx = addr >> 3
     widx += np.repeat(shift, used)
-    free_addr = addr[free].view(np.uint64) if chained else np.zeros(0, dtype=np.uint64)
+    free_addr = addr[free].view(np.uint64)
     # Split pools are rare: keep pool and offset for their blocks only.
     split_src = np.flatnonzero(widx < 0) if not flat.all() else np.zeros(0, dtype=np.int64)
     split_src = split_src[keep[split_src]]
     split_pool = np.searchsorted(first, split_src, side="right") - 1
     split_offset = addr[split_src] - base_i[split_pool]
-    if chained or not all_whole:  # else every block is kept: no pass over `keep`
-        addr, block_size, widx = _compact(keep, addr, block_size, widx)
+    addr, block_size, widx = _compact(keep, addr, block_size, widx)
     split = np.flatnonzero(widx < 0) if len(split_src) else split_src
     widx[split] = -1
     return PoolBlocks(

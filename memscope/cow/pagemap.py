@@ -8,7 +8,6 @@ for /proc/PID/mem) straight into numpy buffers; decoding is vectorised, never a 
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
@@ -131,14 +130,14 @@ def runs(addrs: U64) -> tuple[I64, I64]:
 
 
 def read_pages(
-    procfs: ProcFS, pid: int, addrs: U64, out: U8 | None = None, file: ProcFile | None = None
+    procfs: ProcFS, pid: int, addrs: U64, out: U8 | None = None
 ) -> tuple[U8, BOOL]:
     """Contents of the pages at sorted `addrs` from /proc/PID/mem, as an (n, 4096) array
     (`out`, an (n, 4096) buffer reused from call to call, or a new one).
 
     Returns the pages and a mask of the pages actually read (False where the address was
     unmapped by the time we read it: those pages are zeros). Needs ptrace read access
-    (AccessDenied otherwise). `file`: PID's mem, already open (a scan reads many slices).
+    (AccessDenied otherwise).
     """
     n = len(addrs)
     if out is not None and out.shape != (n, PAGE_SIZE):
@@ -147,7 +146,7 @@ def read_pages(
     ok = np.zeros(n, dtype=np.bool_)
     if n == 0:
         return pages, ok
-    with _mem(procfs, pid, file) as f:
+    with procfs.open_file(pid, "mem") as f:
         _read_into(f, addrs, pages, ok)
     if out is not None and not ok.all():
         pages[~ok] = 0
@@ -157,7 +156,7 @@ def read_pages(
 
 
 def iter_pages(
-    procfs: ProcFS, pid: int, addrs: U64, chunk: int = 256, file: ProcFile | None = None
+    procfs: ProcFS, pid: int, addrs: U64, chunk: int = 256
 ) -> Iterator[tuple[int, U8, BOOL]]:
     """`read_pages` in slices of `chunk` pages: (first index, pages, ok) per slice.
 
@@ -166,7 +165,7 @@ def iter_pages(
     """
     buf = np.empty((min(chunk, len(addrs)), PAGE_SIZE), dtype=np.uint8)
     any_ok = False
-    with _mem(procfs, pid, file) as f:
+    with procfs.open_file(pid, "mem") as f:
         for lo in range(0, len(addrs), chunk):
             part = addrs[lo : lo + chunk]
             pages, ok = buf[: len(part)], np.zeros(len(part), dtype=np.bool_)
@@ -176,13 +175,6 @@ def iter_pages(
             yield lo, pages, ok
     if len(addrs) and not any_ok and not _alive(procfs, pid):
         raise ProcessGone(pid, f"process {pid} exited while reading its memory")
-
-
-def _mem(
-    procfs: ProcFS, pid: int, file: ProcFile | None
-) -> contextlib.AbstractContextManager[ProcFile]:
-    """PID's mem: the caller's open `file` (left open), or opened here for one call."""
-    return contextlib.nullcontext(file) if file is not None else procfs.open_file(pid, "mem")
 
 
 def _read_into(f: ProcFile, addrs: U64, pages: U8, ok: BOOL) -> None:

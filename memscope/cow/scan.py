@@ -48,6 +48,7 @@ from memscope.cow.pagemap import (
     U8,
     U64,
     decode_pagemap,
+    iter_pages,
     maps_of_live,
     page_addresses,
     private_writable,
@@ -136,30 +137,17 @@ def _scan(
         parts = slices(copied)
         # One page buffer for every slice (bounded memory, no fresh page faults per slice),
         # one reader of the worker and one index of the parent's heap for the whole scan.
-        region_arrays = _Regions(regions)
-        largest = max((hi - lo for lo, hi in parts), default=0)
-        buffer = np.empty((largest, PAGE_SIZE), dtype=np.uint8)
-        parent_buffer = np.empty((largest, PAGE_SIZE), dtype=np.uint8)
+        buffer = np.empty((max((hi - lo for lo, hi in parts), default=0), PAGE_SIZE),
+                          dtype=np.uint8)
         index, no_index = _heap_index(parent_pid, procfs) if parse else (None, "")
         why = no_index
         parse = parse and not no_index
-        with contextlib.ExitStack() as files:
-            # Both mem files stay open for the whole scan (not reopened per slice).
-            reader = (files.enter_context(MemReader(pid, procfs)) if parse and parts
-                      else None)
-            child_mem = files.enter_context(procfs.open_file(pid, "mem")) if parts else None
-            parent_mem = (files.enter_context(procfs.open_file(parent_pid, "mem")) if parts
-                          else None)
+        with MemReader(pid, procfs) if parse and parts else contextlib.nullcontext() as reader:
             for lo, hi in parts:  # one slice of pages and heap rows at a time
                 addrs = copied[lo:hi]
-                pages, ok = read_pages(procfs, pid, addrs, out=buffer[: hi - lo],
-                                       file=child_mem)
+                pages, ok = read_pages(procfs, pid, addrs, out=buffer[: hi - lo])
                 timer.lap("read_child")
-                parent, parent_ok = read_pages(procfs, parent_pid, addrs,
-                                               out=parent_buffer[: hi - lo], file=parent_mem)
-                ok &= parent_ok
-                diff = PageDiff.of(pages, parent, ok)
-                del parent
+                diff = _compare_parent(procfs, parent_pid, addrs, pages, ok)
                 timer.lap("read_parent")
                 heap = None
                 if reader is not None:
@@ -169,7 +157,7 @@ def _scan(
                                           pages if all_ok else pages[ok], index)
                     why = why or failed
                     if heap is not None:
-                        pymalloc |= _pymalloc_regions(region_arrays, heap)
+                        pymalloc |= _pymalloc_regions(regions, heap)
                 del pages
                 timer.lap("heap")
                 result = attribute_diff(addrs, diff, ok, heap, pool_size if heap else 0)
@@ -289,6 +277,19 @@ def _classify_pages(
     return _Pages(mode or "exclusive-bit", counts, all_copied, reason)
 
 
+def _compare_parent(
+    procfs: ProcFS, parent_pid: int, addrs: U64, pages: U8, ok: BOOL
+) -> PageDiff:
+    """Read the parent's pages at `addrs` slice by slice and diff them with the child's
+    `pages`; `ok` loses the pages the parent could not give."""
+    parts: list[PageDiff] = []
+    for lo, parent, parent_ok in iter_pages(procfs, parent_pid, addrs):
+        hi = lo + len(parent_ok)
+        ok[lo:hi] &= parent_ok
+        parts.append(PageDiff.of(pages[lo:hi], parent, ok[lo:hi], first=lo))
+    return PageDiff.concat(parts)
+
+
 class _Timer:
     def __init__(self) -> None:
         self.start = self.last = time.perf_counter()
@@ -341,23 +342,15 @@ def _parse(
         return None, f" (objects not attributed: {exc})"
 
 
-class _Regions:
-    """The scan's regions as arrays, built once (every slice asks which hold pymalloc)."""
-
-    def __init__(self, regions: Sequence[MapEntry]) -> None:
-        self.count = len(regions)
-        self.starts = np.array([r.start for r in regions], dtype=np.uint64)
-        self.ends = np.array([r.end for r in regions], dtype=np.uint64)
-        self.anon = np.array([r.inode == 0 and not r.path for r in regions], dtype=np.bool_)
-
-
-def _pymalloc_regions(regions: _Regions, heap: HeapMap) -> BOOL:
+def _pymalloc_regions(regions: Sequence[MapEntry], heap: HeapMap) -> BOOL:
     """Anonymous regions in which the heap parser validated allocator metadata."""
-    out = np.zeros(regions.count, dtype=np.bool_)
-    if len(heap.allocator_ranges) and regions.count:
+    out = np.zeros(len(regions), dtype=np.bool_)
+    if len(heap.allocator_ranges) and len(regions):
         heads = np.sort(heap.allocator_ranges[:, 0])
-        out = (np.searchsorted(heads, regions.ends) > np.searchsorted(heads, regions.starts)
-               ) & regions.anon
+        starts = np.array([r.start for r in regions], dtype=np.uint64)
+        ends = np.array([r.end for r in regions], dtype=np.uint64)
+        anon = np.array([r.inode == 0 and not r.path for r in regions], dtype=np.bool_)
+        out = (np.searchsorted(heads, ends) > np.searchsorted(heads, starts)) & anon
     return out
 
 

@@ -6,9 +6,8 @@ that copied 1 GiB, 55 MiB for one that copied 16 MiB. The scanner instead takes 
 copied pages `SLICE_PAGES` at a time (cut at pymalloc pool boundaries, so a pool lies in one
 slice), and `Totals` adds up what each slice attributed. A long-running recording scans
 workers over and over, and each scan's peak is memscope's peak: 1 MiB slices keep it
-at ~4-6.5 MiB above what memscope holds between scans (6.5 MiB since memscope's glibc
-settings keep up to 4 MiB of freed arrays in the arena until the scan's trim), for ~1.5x
-the CPU of one whole slice (docs/performance.md, "Scan peaks").
+at ~4 MiB above what memscope holds between scans, for ~1.5x the CPU of one whole slice
+(docs/performance.md, "Scan peaks").
 
 One thing a slice cannot see is an owner in another slice: a list whose items array, or an
 ndarray whose data, was copied too but lies in a different slice. Each slice therefore

@@ -113,9 +113,7 @@ def test_a_scan_holds_about_one_slice_at_a_time() -> None:
     """A long recording scans workers again and again; each scan's peak is memscope's.
 
     Measured: ~4.5 MiB above the RSS before the scan, for 16 or 64 MiB copied (3.4x the
-    copied bytes, 55 and 108+ MiB, with the former 32 MiB slices); nothing kept after it.
-    5.6 MiB at 9c895bc, 6.5 MiB once the trim threshold is fixed at 4 MiB (memscope._malloc:
-    freed slice arrays stay in the arena until the scan's trim)."""
+    copied bytes, 55 and 108+ MiB, with the former 32 MiB slices); nothing kept after it."""
     # GIVEN a worker that copied 62 MiB (2M ints iterated), scanned in a fresh interpreter
     proc, parent, children = _fork(require_python("3.11"), "ints")
     try:

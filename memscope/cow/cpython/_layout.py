@@ -8,7 +8,6 @@ tests/cow/test_type_sweep.py). docs/cow-heap.md has the table per version.
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 
 __all__ = ["TPFLAGS", "Layout", "layout_for"]
@@ -81,7 +80,6 @@ class Layout:
         return (0, 16, 32) if self.preheader_flags else (0, 16)
 
 
-@functools.cache  # a frozen value per version: built once, not once per heap parse
 def layout_for(minor: tuple[int, int]) -> Layout:
     """Layout of CPython `minor` (e.g. (3, 12)); raises ValueError outside 3.8 to 3.15."""
     if not (3, 8) <= minor <= (3, 15):
