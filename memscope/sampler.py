@@ -393,8 +393,8 @@ class Sampler:
             state.quiet_for = (min(max(state.quiet_for, self.quiet_gap) * 2, self.max_staleness)
                                if unchanged else self.quiet_gap)
             self.latest[member.record_id] = rollup
-            state.counters = counters[member.key]
-            resident, shared = counters.pop(member.key)
+            state.counters = counters.pop(member.key)
+            shared = state.counters[1]  # statm's file + shmem pages (rss comes from the rollup)
             rows.append(
                 (
                     member.record_id,

@@ -51,6 +51,13 @@ def make_sampler(root: str, path: str, clock: FakeClock, cpu_step: float, **kw: 
                    cpu_clock=fake_cpu, budget=budget, **kw)  # type: ignore[arg-type]
 
 
+def run_ticks(sampler: Sampler, clock: FakeClock, n: int) -> None:
+    """`n` ticks, the clock advancing one step after each."""
+    for _ in range(n):
+        sampler.tick()
+        clock.advance()
+
+
 def test_first_tick_records_tree_with_full_samples(proc_root: str, tmp_path: os.PathLike[str]) -> None:
     path = os.path.join(str(tmp_path), "r.memscope")
     seen: list[TickContext] = []
@@ -81,9 +88,7 @@ def test_budget_rations_rollups_but_counters_every_tick(
     path = os.path.join(str(tmp_path), "r.memscope")
     clock = FakeClock(0.2)
     sampler = make_sampler(proc_root, path, clock, 0.001, budget=0.01)
-    for _ in range(20):
-        sampler.tick()
-        clock.advance()
+    run_ticks(sampler, clock, 20)
     sampler.writer.close()
     rec = open_recording(path)
     rows = list(rec.samples())
@@ -136,9 +141,7 @@ def test_a_quiet_process_is_rolled_up_less_and_less_often(
     path = os.path.join(str(tmp_path), "r.memscope")
     clock = FakeClock(0.2)
     sampler = make_sampler(proc_root, path, clock, 0.0, budget=0.01, quiet_gap=1.0)
-    for _ in range(21):  # 4 s
-        sampler.tick()
-        clock.advance()
+    run_ticks(sampler, clock, 21)  # 4 s
     child = sampler.tree.members[CHILD].record_id
     # WHEN the child's resident set (statm) changes
     statm = os.path.join(proc_root, str(CHILD), "statm")
@@ -199,9 +202,7 @@ def test_a_full_budget_keeps_rolling_up_quiet_processes(
     path = os.path.join(str(tmp_path), "r.memscope")
     clock = FakeClock(0.2)
     sampler = make_sampler(proc_root, path, clock, 0.0, budget=0.05, allowance=1.0)
-    for _ in range(10):
-        sampler.tick()
-        clock.advance()
+    run_ticks(sampler, clock, 10)
     sampler.writer.close()
     # THEN every process got a full rollup on every tick: fresh figures cost nothing scarce
     full = [r for r in open_recording(path).samples() if r["pss"] is not None]
