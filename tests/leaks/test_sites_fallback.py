@@ -48,8 +48,13 @@ def test_a_worker_gone_before_its_pages_are_read_gets_them_from_its_parent(
         member = Member(pid=pid, start_ticks=procfs.stat(pid).start_ticks, ppid=ppid,
                         role="worker", parent_key=None)
         os.kill(ppid, signal.SIGSTOP)
-        os.kill(pid, signal.SIGKILL)
         deadline = time.monotonic() + 30
+        # (stopped for sure before the worker dies: a parent still in waitpid when the SIGSTOP
+        # lands reaps a child already dead before it stops)
+        while procfs.stat(ppid).state != "T" and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert procfs.stat(ppid).state == "T"
+        os.kill(pid, signal.SIGKILL)
         while procfs.maps(pid) and time.monotonic() < deadline:
             time.sleep(0.01)
         assert procfs.maps(pid) == []
