@@ -11,8 +11,8 @@ from collections.abc import Sequence
 from memscope.check.baseline import Baseline, load_baseline, save_baseline
 from memscope.check.evaluate import CheckReport, Result, evaluate, plan_rules
 from memscope.check.metrics import METRICS, SELECTORS, MetricSource, MissingMetric
-from memscope.check.quantity import Dimension, parse_value
 from memscope.check.rules import Rule, load_config, parse_rule
+from memscope.quantity import Dimension, parse_value
 from memscope.recording import open_recording
 
 __all__ = [

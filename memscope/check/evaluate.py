@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 
 from memscope.check.baseline import IMPLICIT_KEYS, Baseline
 from memscope.check.metrics import MetricSource, MissingMetric, process_label
-from memscope.check.quantity import Dimension, format_value
 from memscope.check.rules import BaselineLimit, Rule, parse_rule
 from memscope.errors import EXIT_INPUT, EXIT_LIMIT, UsageError
+from memscope.quantity import Dimension, format_value
 
 __all__ = ["CheckReport", "Result", "evaluate", "plan_rules"]
 

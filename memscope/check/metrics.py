@@ -15,8 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from memscope.analysis.summary import ProcessSummary, Summary, build_summary
-from memscope.check.quantity import Dimension
 from memscope.errors import InputError
+from memscope.quantity import Dimension
 from memscope.recording import Recording
 from memscope.roles import MAIN_ROLES
 

@@ -10,8 +10,8 @@ from rich.table import Table
 from rich.text import Text
 
 from memscope.check.evaluate import CheckReport, Result
-from memscope.check.quantity import format_value
 from memscope.outputs import json_text
+from memscope.quantity import format_value
 from memscope.termsafe import safe_text
 
 __all__ = ["FORMATS", "render", "render_json", "render_markdown", "render_text", "to_json"]

@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from memscope.check.metrics import METRICS, SELECTORS, Metric
-from memscope.check.quantity import Dimension, parse_value
 from memscope.errors import InputError, UsageError
+from memscope.quantity import Dimension, parse_value
 
 if sys.version_info >= (3, 11):
     import tomllib

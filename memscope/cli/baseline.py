@@ -9,7 +9,7 @@ from __future__ import annotations
 import click
 
 from memscope.check import load_sources, save_baseline
-from memscope.check.quantity import Dimension, format_value
+from memscope.quantity import Dimension, format_value
 from memscope.recording_check import damaged_recording
 from memscope.termsafe import clean
 

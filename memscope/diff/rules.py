@@ -15,10 +15,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from memscope.check.quantity import Dimension, format_value, parse_value
 from memscope.check.rules import OPERATORS, _split
 from memscope.diff.compare import Diff, DiffRow
 from memscope.errors import UsageError
+from memscope.quantity import Dimension, format_value, parse_value
 
 __all__ = ["FailRule", "Verdict", "evaluate", "parse_fail_rule"]
 

@@ -47,10 +47,10 @@ from memscope.analysis.leaks import (
 )
 from memscope.analysis.steady import shutdown_start
 from memscope.analysis.summary import ProcessSummary, Summary
-from memscope.check.quantity import Dimension, parse_value
 from memscope.errors import InputError
 from memscope.leaks.resolution import WorkerResolution, resolutions_from_meta
 from memscope.leaks.store import latest_cow_sites, read_leak_snapshots
+from memscope.quantity import Dimension, parse_value
 from memscope.recording import Recording
 
 __all__ = [

@@ -15,7 +15,7 @@ from typing import ClassVar, TextIO
 import numpy as np
 
 from memscope.recording import SAMPLE_COLUMNS
-from memscope.report._base import ReportData, register
+from memscope.report._base import ReportData
 
 __all__ = ["CSV_COLUMNS", "CsvReporter", "spreadsheet_safe"]
 
@@ -29,7 +29,6 @@ def spreadsheet_safe(text: str) -> str:
     return "'" + text if text.startswith(_FORMULA_START) else text
 
 
-@register
 class CsvReporter:
     name: ClassVar[str] = "csv"
     suffix: ClassVar[str] = ".csv"

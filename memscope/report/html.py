@@ -24,7 +24,7 @@ from memscope import __version__
 from memscope.analysis.summary import Summary
 from memscope.errors import UsageError
 from memscope.frameworks import display_name
-from memscope.report._base import ReportData, register
+from memscope.report._base import ReportData
 from memscope.report.html_data import Samples, chart_payload, load_samples
 from memscope.report.html_features import (
     advice_section,
@@ -137,7 +137,6 @@ def render_html(summary: Summary, data: dict[str, Any], samples: Samples) -> str
     return _PLACEHOLDER.sub(lambda m: parts[m.group(1)], _asset("template.html"))
 
 
-@register
 class HtmlReporter:
     name: ClassVar[str] = "html"
     suffix: ClassVar[str] = ".html"

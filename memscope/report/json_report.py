@@ -9,7 +9,7 @@ from typing import Any, ClassVar, TextIO
 from memscope import __version__
 from memscope.analysis.summary import Memory, ProcessSummary, Summary
 from memscope.outputs import json_text
-from memscope.report._base import ReportData, register
+from memscope.report._base import ReportData
 
 __all__ = ["JSON_SCHEMA_VERSION", "JsonReporter", "load_schema", "to_document"]
 
@@ -78,7 +78,6 @@ def to_document(s: Summary) -> dict[str, Any]:
     return doc
 
 
-@register
 class JsonReporter:
     name: ClassVar[str] = "json"
     suffix: ClassVar[str] = ".json"

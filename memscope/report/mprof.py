@@ -17,7 +17,7 @@ from typing import ClassVar, TextIO
 
 import numpy as np
 
-from memscope.report._base import ReportData, register
+from memscope.report._base import ReportData
 from memscope.roles import MAIN_ROLES
 
 __all__ = ["MIB", "MprofReporter"]
@@ -25,7 +25,6 @@ __all__ = ["MIB", "MprofReporter"]
 MIB = 1024 * 1024
 
 
-@register
 class MprofReporter:
     name: ClassVar[str] = "mprof"
     suffix: ClassVar[str] = ".dat"

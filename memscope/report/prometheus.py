@@ -11,12 +11,11 @@ from __future__ import annotations
 from typing import ClassVar, TextIO
 
 from memscope.metrics.recorded import snapshot_from_recording
-from memscope.report._base import ReportData, register
+from memscope.report._base import ReportData
 
 __all__ = ["PrometheusReporter"]
 
 
-@register
 class PrometheusReporter:
     name: ClassVar[str] = "prometheus"
     suffix: ClassVar[str] = ".prom"

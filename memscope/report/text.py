@@ -12,7 +12,7 @@ from rich.text import Text
 
 from memscope.analysis.summary import ProcessSummary, Summary
 from memscope.frameworks import display_name
-from memscope.report._base import ReportData, register
+from memscope.report._base import ReportData
 from memscope.report.cow_section import cow_section
 from memscope.report.leak_section import cow_sites_section, leak_section, notes_section
 from memscope.report.startmethod_section import start_method_section
@@ -147,7 +147,6 @@ def render_text(s: Summary) -> Group:
     return Group(*parts)
 
 
-@register
 class TextReporter:
     name: ClassVar[str] = "text"
     suffix: ClassVar[str] = ".txt"
@@ -157,5 +156,7 @@ class TextReporter:
 
     def render(self, data: ReportData, out: TextIO) -> None:
         width = None if out.isatty() else 160  # files and pipes: wide enough for every column
-        console = self.console or Console(file=out, width=width, highlight=False)
+        # emoji=False: no ":name:" in a cell is ever an emoji (and rich's emoji table, ~7 ms of
+        # import, is not loaded).
+        console = self.console or Console(file=out, width=width, highlight=False, emoji=False)
         console.print(render_text(data.summary))

@@ -291,7 +291,7 @@ def test_cow_metrics_read_from_cow_scans_table(recordings: dict[str, Recorded],
 
 
 def test_every_selector_metric_and_unit_is_documented() -> None:
-    from memscope.check.quantity import BYTE_UNITS, TIME_UNITS
+    from memscope.quantity import BYTE_UNITS, TIME_UNITS
 
     doc = (Path(__file__).resolve().parents[2] / "docs" / "ci.md").read_text()
     for name in METRICS:

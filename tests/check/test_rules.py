@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from memscope.check import METRICS, SELECTORS, parse_rule
-from memscope.check.quantity import Dimension, format_value, parse_value
 from memscope.check.rules import BaselineLimit, load_config
 from memscope.errors import EXIT_INPUT, InputError, UsageError
+from memscope.quantity import Dimension, format_value, parse_value
 
 KiB, MiB, GiB, TiB = 1 << 10, 1 << 20, 1 << 30, 1 << 40
 

@@ -1,4 +1,5 @@
-"""Quantities in rules: bytes, byte rates, ratios and counts (parsing and formatting).
+"""Quantities in rules and options (check, diff, leak thresholds): bytes, byte rates, ratios
+and counts (parsing and formatting).
 
 Byte units: B; binary KiB/MiB/GiB/TiB (1024^n); SI kB/KB/MB/GB/TB (1000^n), as storage
 vendors and pytest-memray's "24 MB" mean them. Rates are bytes per s, min or h ("1MiB/min").
