@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from memscope.analysis import leaks
-from memscope.analysis.leaks import Growth, _select, _z, theil_sen
+from memscope.analysis.leaks import Growth, _select, _z, median, theil_sen
 from memscope.recording import open_recording
 from tests.conftest import DATA
 
@@ -141,3 +141,27 @@ def test_select_partitions_only_a_band_of_the_slopes(monkeypatch: pytest.MonkeyP
     # THEN one partition, of a band under a quarter of the 79,800 slopes, and the same result
     assert len(slopes) == 1 and slopes[0] < 79_800 / 4
     assert repr(g) == repr(reference_theil_sen(t, y))
+
+
+def test_median_is_numpys_bit_for_bit() -> None:
+    # GIVEN arrays of odd and even sizes, ties, signed zeros, infinities and NaN
+    rng = np.random.default_rng(17)
+    cases: list[Any] = [[0.0], [-0.0, -0.0], [0.0, -0.0], [1.0, 2.0], [np.inf, -np.inf],
+                        [np.nan], [1.0, np.nan, 2.0], [3.0, -0.0, 0.0], [2.0**53, 1.0, 2.0**53 + 2]]
+    for k in range(300):
+        n = int(rng.integers(1, 900))
+        a = rng.normal(0, 10.0 ** int(rng.integers(-3, 12)), n)
+        if k % 3 == 0:
+            a = np.round(a, 0)  # ties
+        if k % 13 == 0:
+            a[int(rng.integers(0, n))] = np.nan
+        cases.append(a)
+    with np.errstate(invalid="ignore"):  # -inf + inf, in both
+        for a in cases:
+            # THEN memscope's median is np.median to the last bit (repr: sign of zero, NaN)
+            assert repr(median(a)) == repr(float(np.median(np.asarray(a, dtype=np.float64)))), a
+            assert repr(median(list(a))) == repr(median(np.asarray(a)))
+
+
+def test_median_of_nothing_is_nan() -> None:
+    assert math.isnan(median([]))

@@ -19,7 +19,8 @@ from click.testing import CliRunner
 import memscope.cli as cli_module
 from memscope.cli import cli
 from memscope.cli.report import FORMATS
-from memscope.report import REPORTERS
+from memscope.errors import UsageError
+from memscope.report import REPORTERS, get_reporter
 
 HEAVY = ("numpy", "rich", "prometheus_client", "memscope.cow.scan", "memscope.cow.schedule",
          "memscope.report", "memscope.analysis.summary")
@@ -61,10 +62,13 @@ def test_text_report_loads_no_scanner_and_no_prometheus(tmp_path: os.PathLike[st
                     "-c", "pass"], check=True, capture_output=True, timeout=120)
     # WHEN it is reported as text
     loaded = modules_after(["report", path])
-    # THEN the summary's own needs are loaded, the COW scanner and the exporter are not
-    assert {"numpy", "rich", "memscope.analysis.summary"} <= loaded
+    # THEN the summary's own needs are loaded; the COW scanner, the exporter, the other
+    # reporters, numpy.ma (np.median's NaN check) and rich's emoji table are not
+    assert {"numpy", "rich", "memscope.analysis.summary", "memscope.report.text"} <= loaded
     assert sorted(loaded & {"prometheus_client", "http.server", "memscope.cow.scan",
-                            "memscope.cow.schedule"}) == []
+                            "memscope.cow.schedule", "memscope.report.html",
+                            "memscope.report.prometheus", "memscope.report.json_report",
+                            "memscope.check", "numpy.ma", "rich._emoji_codes"}) == []
 
 
 def test_commands_that_use_numpy_still_load_it() -> None:
@@ -114,3 +118,17 @@ def test_unknown_command_is_a_usage_error() -> None:
 
 def test_report_formats_listed_without_import_are_the_registered_ones() -> None:
     assert tuple(sorted(REPORTERS)) == FORMATS
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_each_format_names_a_reporter_of_that_name(fmt: str) -> None:
+    # WHEN a format's reporter is looked up (its module imported then)
+    reporter = get_reporter(fmt)
+    # THEN it is the class the table names, and it calls itself by that format's name
+    assert type(reporter).__name__ == REPORTERS[fmt].split(":")[1]
+    assert reporter.name == fmt and reporter.suffix.startswith(".")
+
+
+def test_an_unknown_format_lists_the_known_ones() -> None:
+    with pytest.raises(UsageError, match=r"unknown report format 'yaml' \(known: csv, html"):
+        get_reporter("yaml")
