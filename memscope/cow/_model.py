@@ -20,7 +20,7 @@ REASON_EMPTY = "no resident pages to compare"
 #: `CowScan.target` of a quick scan: page classes only, no objects or causes.
 QUICK_TARGET = "page classes only (quick scan)"
 
-__all__ = ["CowScan", "HeapMap", "PageClass", "TypeBytes"]
+__all__ = ["CowScan", "HeapMap", "PageClass", "SiteBytes", "TypeBytes"]
 
 U64 = npt.NDArray[np.uint64]
 I64 = npt.NDArray[np.int64]
@@ -73,6 +73,17 @@ class TypeBytes:
     type: str
     bytes: int
     objects: int
+
+
+@dataclass(frozen=True)
+class SiteBytes:
+    """Copied bytes held by objects allocated at one site (memscope.cow.sites)."""
+
+    site: str  # "file:line" of the most recent frame, or "<untraced>"
+    bytes: int
+    objects: int
+    traceback: tuple[tuple[str, int], ...] = field(default=())  # most recent first
+    ci_bytes: int = 0  # 95% interval half-width of `bytes` when estimated from a sample
 
 
 @dataclass

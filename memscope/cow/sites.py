@@ -19,14 +19,14 @@ from __future__ import annotations
 
 import base64
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from memscope.cow._model import HeapMap
-from memscope.cow.site_estimate import OriginCache, ResolutionStats, estimate_sites
+from memscope.cow._model import HeapMap, SiteBytes
+from memscope.cow.site_estimate import UNTRACED, OriginCache, ResolutionStats, estimate_sites
 from memscope.inject.channel import AgentClient
 from memscope.inject.errors import AgentError
 
@@ -46,7 +46,6 @@ __all__ = [
     "sum_sites",
 ]
 
-UNTRACED = "<untraced>"
 _CHUNK = 50000
 _PAGE = 4096
 
@@ -59,15 +58,6 @@ _AGENT_DIR = os.path.dirname(os.path.abspath(__file__)).rsplit(os.sep, 1)[0] + "
 def is_agent_frame(filename: str) -> bool:
     """A frame of memscope's own agent (or its sitecustomize bootstrap) in a target."""
     return filename.startswith(_AGENT_DIR) or "/memscope/agent/" in filename
-
-
-@dataclass(frozen=True)
-class SiteBytes:
-    site: str  # "file:line" of the most recent frame, or UNTRACED
-    bytes: int
-    objects: int
-    traceback: tuple[tuple[str, int], ...] = field(default=())  # most recent first
-    ci_bytes: int = 0  # 95% interval half-width of `bytes` when estimated from a sample
 
 
 @dataclass

@@ -17,7 +17,7 @@ import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from memscope.cow.sites import SiteBytes
+from memscope.cow._model import SiteBytes
 from memscope.recording import Recording, RecordingWriter
 
 __all__ = [
